@@ -1,0 +1,1 @@
+//! The mbuf-chain model (placeholder: being written; see issue #2).

@@ -1,0 +1,3 @@
+//! Software driver (being written).
+#![no_std]
+#![forbid(unsafe_code)]

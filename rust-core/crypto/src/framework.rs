@@ -1,0 +1,361 @@
+//! The framework: registered drivers, session binding, dispatch with
+//! fallback, completion polling and stall detection.
+//!
+//! The paper's lesson from OpenBSD and the BCM5822 (traffic stalled and the
+//! tests never completed): a driver that errors or stops answering must never
+//! stall traffic. Here a failed request is retried on the next driver that
+//! supports its session; a driver that errors repeatedly, or has requests
+//! outstanding with no completion for `stall_timeout`, is declared down and
+//! its sessions move to the next driver. Every such event is counted.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use fipsec_buf::PacketBuf;
+
+use crate::driver::{AsyncDriver, DriverId, Engine, Priority};
+use crate::params::SessionParams;
+use crate::request::{Done, Request};
+use crate::session::{Candidate, Session, SessionInner};
+use crate::stats::{CryptoStats, DriverStats, DriverStatsSnapshot};
+use crate::time::{Duration, Instant};
+use crate::CryptoError;
+
+/// Most drivers one framework holds (bits of `Request::tried`).
+pub const MAX_DRIVERS: usize = 32;
+
+/// Consecutive driver errors after which a driver is declared down.
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 8;
+
+enum Kind<P, C> {
+    Sync(Box<dyn Engine>),
+    Async(Box<dyn AsyncDriver<P, C>>),
+}
+
+struct Slot<P, C> {
+    kind: Kind<P, C>,
+    down: AtomicBool,
+    inflight: AtomicU64,
+    last_progress: AtomicU64,
+    consecutive_errors: AtomicU32,
+    stats: DriverStats,
+}
+
+impl<P, C> Slot<P, C> {
+    fn name(&self) -> &'static str {
+        match &self.kind {
+            Kind::Sync(e) => e.name(),
+            Kind::Async(d) => d.name(),
+        }
+    }
+}
+
+/// Driver state as reported by [`Framework::drivers`].
+#[derive(Debug, Clone, Copy)]
+pub struct DriverInfo {
+    /// Index.
+    pub id: DriverId,
+    /// Name.
+    pub name: &'static str,
+    /// Asynchronous (queues requests) or synchronous.
+    pub asynchronous: bool,
+    /// Declared down (stalled or failing).
+    pub down: bool,
+    /// Requests outstanding.
+    pub inflight: u64,
+    /// Counters.
+    pub stats: DriverStatsSnapshot,
+}
+
+/// The crypto framework for packets of type `P` carrying continuations `C`.
+pub struct Framework<P, C> {
+    slots: Vec<Slot<P, C>>,
+    /// Framework-wide counters.
+    pub stats: Arc<CryptoStats>,
+    stall_timeout: Duration,
+    sessions_created: AtomicUsize,
+}
+
+impl<P, C> core::fmt::Debug for Framework<P, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let names: Vec<&str> = self.slots.iter().map(|s| s.name()).collect();
+        f.debug_struct("Framework").field("drivers", &names).finish()
+    }
+}
+
+impl<P: PacketBuf, C> Default for Framework<P, C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: PacketBuf, C> Framework<P, C> {
+    /// An empty framework with a one-second stall timeout.
+    pub fn new() -> Self {
+        Framework {
+            slots: Vec::new(),
+            stats: Arc::new(CryptoStats::new()),
+            stall_timeout: Duration::from_secs(1),
+            sessions_created: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sets how long an asynchronous driver may hold requests without
+    /// completing any before it is declared stalled.
+    pub fn set_stall_timeout(&mut self, t: Duration) {
+        self.stall_timeout = t;
+    }
+
+    fn push(&mut self, kind: Kind<P, C>) -> Result<DriverId, CryptoError> {
+        if self.slots.len() >= MAX_DRIVERS {
+            return Err(CryptoError::Unsupported);
+        }
+        self.slots.try_reserve(1).map_err(|_| CryptoError::NoMemory)?;
+        self.slots.push(Slot {
+            kind,
+            down: AtomicBool::new(false),
+            inflight: AtomicU64::new(0),
+            last_progress: AtomicU64::new(0),
+            consecutive_errors: AtomicU32::new(0),
+            stats: DriverStats::new(),
+        });
+        Ok(DriverId(self.slots.len() - 1))
+    }
+
+    /// Registers a synchronous engine.
+    pub fn register_engine(&mut self, engine: Box<dyn Engine>) -> Result<DriverId, CryptoError> {
+        self.push(Kind::Sync(engine))
+    }
+
+    /// Registers an asynchronous driver.
+    pub fn register_async(
+        &mut self,
+        driver: Box<dyn AsyncDriver<P, C>>,
+    ) -> Result<DriverId, CryptoError> {
+        self.push(Kind::Async(driver))
+    }
+
+    /// Creates a session bound to the best driver that supports it; every
+    /// other supporting driver gets a keyed state too, ready for fallback.
+    pub fn new_session(&self, params: SessionParams) -> Result<Session, CryptoError> {
+        params.validate()?;
+        let mut cands: Vec<Candidate> = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let (prio, state) = match &slot.kind {
+                Kind::Sync(e) => match e.probe(&params) {
+                    Some(p) => (p, e.new_session(&params)),
+                    None => continue,
+                },
+                Kind::Async(d) => match d.probe(&params) {
+                    Some(p) => (p, d.new_session(&params)),
+                    None => continue,
+                },
+            };
+            if let Ok(state) = state {
+                cands.try_reserve(1).map_err(|_| CryptoError::NoMemory)?;
+                cands.push(Candidate { driver: DriverId(i), priority: prio, state });
+            }
+        }
+        if cands.is_empty() {
+            return Err(CryptoError::Unsupported);
+        }
+        // Best first; on equal priority the earlier-registered driver wins.
+        cands.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.driver.cmp(&b.driver)));
+        self.sessions_created.fetch_add(1, Ordering::Relaxed);
+        Ok(Session(Arc::new(SessionInner { params, candidates: cands, bound: AtomicUsize::new(0) })))
+    }
+
+    /// Chooses the best healthy driver for the session that the request has
+    /// not tried yet; rebinds the session if its driver went down.
+    fn pick(&self, session: &Session, tried: u32) -> Option<(usize, usize)> {
+        let inner = &session.0;
+        let bound = inner.bound.load(Ordering::Relaxed);
+        for (ci, c) in inner.candidates.iter().enumerate() {
+            let di = c.driver.0;
+            if tried & (1u32 << di) != 0 {
+                continue;
+            }
+            let Some(slot) = self.slots.get(di) else { continue };
+            if slot.down.load(Ordering::Relaxed) {
+                continue;
+            }
+            if ci != bound && tried == 0 {
+                inner.bound.store(ci, Ordering::Relaxed);
+                CryptoStats::inc(&self.stats.rebinds);
+            }
+            return Some((di, ci));
+        }
+        None
+    }
+
+    fn note_error(&self, slot: &Slot<P, C>) {
+        DriverStats::inc(&slot.stats.errors);
+        CryptoStats::inc(&self.stats.err_driver);
+        let n = slot.consecutive_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= MAX_CONSECUTIVE_ERRORS && !slot.down.swap(true, Ordering::Relaxed) {
+            CryptoStats::inc(&self.stats.driver_failures);
+        }
+    }
+
+    fn count_result(&self, slot: &Slot<P, C>, r: &Result<(), CryptoError>) {
+        DriverStats::inc(&slot.stats.completions);
+        slot.consecutive_errors.store(0, Ordering::Relaxed);
+        let s = &self.stats;
+        match r {
+            Ok(()) => CryptoStats::inc(&s.completions),
+            Err(CryptoError::BadIcv) => CryptoStats::inc(&s.err_bad_icv),
+            Err(CryptoError::NoMemory) => CryptoStats::inc(&s.err_no_memory),
+            Err(_) => CryptoStats::inc(&s.err_invalid_request),
+        }
+    }
+
+    /// Dispatches a request (`crypto_dispatch`). A synchronous driver
+    /// completes it before this returns: the completion comes back as
+    /// `Some(done)`. An asynchronous driver queues it and `None` is returned;
+    /// the completion arrives from [`Framework::poll`].
+    ///
+    /// Driver failures are retried on the next supporting driver; only when
+    /// none is left does the request complete with the error.
+    pub fn dispatch(&self, mut req: Request<P, C>, now: Instant) -> Option<Done<P, C>> {
+        loop {
+            let Some((di, ci)) = self.pick(&req.session, req.tried) else {
+                CryptoStats::inc(&self.stats.err_no_driver);
+                return Some(Done { req, result: Err(CryptoError::NoDriver) });
+            };
+            if req.tried != 0 {
+                CryptoStats::inc(&self.stats.fallbacks);
+            }
+            req.tried |= 1u32 << di;
+            let slot = self.slots.get(di)?;
+            CryptoStats::inc(&self.stats.requests);
+            DriverStats::inc(&slot.stats.requests);
+            match &slot.kind {
+                Kind::Sync(engine) => {
+                    let session = req.session.clone();
+                    let Some(state) = session.0.candidates.get(ci).map(|c| &*c.state) else {
+                        continue;
+                    };
+                    let r = engine.process(state, req.op, &req.layout, &mut req.pkt, &self.stats);
+                    match r {
+                        Err(CryptoError::DriverFailure) => {
+                            self.note_error(slot);
+                            continue;
+                        }
+                        r => {
+                            self.count_result(slot, &r);
+                            return Some(Done { req, result: r });
+                        }
+                    }
+                }
+                Kind::Async(driver) => {
+                    if slot.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
+                        slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
+                    }
+                    match driver.submit(req, DriverId(di)) {
+                        Ok(()) => return None,
+                        Err((back, e)) => {
+                            slot.inflight.fetch_sub(1, Ordering::AcqRel);
+                            req = back;
+                            if e == CryptoError::QueueFull {
+                                DriverStats::inc(&slot.stats.refused);
+                                CryptoStats::inc(&self.stats.err_queue_full);
+                            } else {
+                                self.note_error(slot);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects completions from asynchronous drivers and hands them to
+    /// `out` (the protocols' "after" halves); retries failed requests on
+    /// another driver; declares drivers that stopped answering down.
+    /// Returns the number of completions delivered.
+    pub fn poll(&self, now: Instant, out: &mut dyn FnMut(Done<P, C>)) -> usize {
+        let mut delivered = 0;
+        for slot in &self.slots {
+            let Kind::Async(driver) = &slot.kind else { continue };
+            let mut retry: Vec<Request<P, C>> = Vec::new();
+            driver.poll(&mut |done: Done<P, C>| {
+                slot.inflight.fetch_sub(1, Ordering::AcqRel);
+                slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
+                if done.result == Err(CryptoError::DriverFailure) {
+                    self.note_error(slot);
+                    retry.push(done.req);
+                } else {
+                    self.count_result(slot, &done.result);
+                    delivered += 1;
+                    out(done);
+                }
+            });
+            for req in retry {
+                if let Some(done) = self.dispatch(req, now) {
+                    delivered += 1;
+                    out(done);
+                }
+            }
+            let inflight = slot.inflight.load(Ordering::Acquire);
+            let since = now.as_micros().saturating_sub(slot.last_progress.load(Ordering::Relaxed));
+            if inflight > 0
+                && since > self.stall_timeout.as_micros()
+                && !slot.down.swap(true, Ordering::Relaxed)
+            {
+                CryptoStats::inc(&self.stats.driver_stalls);
+                CryptoStats::add(&self.stats.stalled_requests, inflight);
+            }
+        }
+        delivered
+    }
+
+    /// Declares a driver healthy again (after an administrator or the glue
+    /// has reset it).
+    pub fn set_driver_up(&self, id: DriverId) {
+        if let Some(s) = self.slots.get(id.0) {
+            s.consecutive_errors.store(0, Ordering::Relaxed);
+            s.down.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Declares a driver down (e.g. the glue saw it detach).
+    pub fn set_driver_down(&self, id: DriverId) {
+        if let Some(s) = self.slots.get(id.0) {
+            s.down.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// State and counters of every driver.
+    pub fn drivers(&self) -> Vec<DriverInfo> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| DriverInfo {
+                id: DriverId(i),
+                name: s.name(),
+                asynchronous: matches!(s.kind, Kind::Async(_)),
+                down: s.down.load(Ordering::Relaxed),
+                inflight: s.inflight.load(Ordering::Relaxed),
+                stats: s.stats.snapshot(),
+            })
+            .collect()
+    }
+
+    /// The name of a driver.
+    pub fn driver_name(&self, id: DriverId) -> Option<&'static str> {
+        self.slots.get(id.0).map(|s| s.name())
+    }
+
+    /// Best priority any registered driver offers for `params`.
+    pub fn best_priority(&self, params: &SessionParams) -> Option<Priority> {
+        self.slots
+            .iter()
+            .filter_map(|s| match &s.kind {
+                Kind::Sync(e) => e.probe(params),
+                Kind::Async(d) => d.probe(params),
+            })
+            .max()
+    }
+}

@@ -1,0 +1,161 @@
+//! Requests: the packet, the regions to transform, and the protocol's
+//! continuation, all plain data (FreeBSD's `struct cryptop` + `xform_data`).
+//!
+//! ```text
+//!  packet: | ... | aad (in packet) | payload (encrypted) | ... | ICV | ...
+//!                  ^aad.start        ^payload.start              ^icv_offset
+//!
+//!  AEAD:   AAD  = aad_prefix || pkt[aad]          plaintext = pkt[payload]
+//!  ETA:    MAC( aad_prefix || pkt[aad] || pkt[payload] (ciphertext) || auth_suffix )
+//!  Auth:   MAC( aad_prefix || pkt[aad] || auth_suffix )
+//! ```
+//!
+//! `aad_prefix` holds AAD that is not in the packet (the ESP header with the
+//! ESN high bits inserted, RFC 4106 § 5); `auth_suffix` holds the ESN high
+//! bits that RFC 4303 § 2.2.1 appends to the ICV input.
+
+use crate::session::Session;
+use crate::CryptoError;
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Encrypt the payload and write the ICV (Auth sessions: compute the ICV).
+    Encrypt,
+    /// Verify the ICV, then decrypt the payload (Auth sessions: verify only).
+    /// A mismatch completes with [`CryptoError::BadIcv`] and leaves the
+    /// payload undecrypted.
+    Decrypt,
+}
+
+/// A byte range of the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Region {
+    /// First byte.
+    pub start: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl Region {
+    /// A region.
+    pub const fn new(start: usize, len: usize) -> Region {
+        Region { start, len }
+    }
+
+    /// One past the last byte, or `None` on overflow.
+    pub fn end(&self) -> Option<usize> {
+        self.start.checked_add(self.len)
+    }
+}
+
+/// Up to `N` bytes stored inline (no allocation per request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct InlineBytes<const N: usize> {
+    bytes: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> InlineBytes<N> {
+    /// Empty.
+    pub const EMPTY: Self = InlineBytes { bytes: [0; N], len: 0 };
+
+    /// Copies `data`; fails if longer than `N`.
+    pub fn new(data: &[u8]) -> Result<Self, CryptoError> {
+        let mut bytes = [0u8; N];
+        bytes.get_mut(..data.len()).ok_or(CryptoError::InvalidRequest)?.copy_from_slice(data);
+        Ok(InlineBytes { bytes, len: data.len() as u8 })
+    }
+
+    /// The stored bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Number of bytes stored.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<const N: usize> Default for InlineBytes<N> {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for InlineBytes<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "[")?;
+        for b in self.as_slice() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+/// Where everything is for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Authenticated data that is not in the packet, placed before `aad`.
+    pub aad_prefix: InlineBytes<16>,
+    /// Authenticated-only bytes in the packet.
+    pub aad: Region,
+    /// Bytes to encrypt/decrypt (ETA: authenticated after `aad`).
+    pub payload: Region,
+    /// ETA/Auth only: bytes appended to the MAC input (ESN high bits).
+    pub auth_suffix: InlineBytes<4>,
+    /// The IV (CBC), counter block (CTR) or nonce (AEAD) as the engine uses it.
+    pub iv: InlineBytes<16>,
+    /// Where the ICV is written (Encrypt) or read (Decrypt).
+    pub icv_offset: usize,
+}
+
+/// A request: a packet travelling through the framework together with the
+/// continuation that resumes the protocol when it completes.
+#[derive(Debug)]
+pub struct Request<P, C> {
+    /// The session (keys, bound driver).
+    pub session: Session,
+    /// Direction.
+    pub op: Op,
+    /// Regions.
+    pub layout: Layout,
+    /// The packet, owned by the request until completion.
+    pub pkt: P,
+    /// The protocol's "after" half as plain data (e.g. an SA handle, offsets,
+    /// the sequence number to commit).
+    pub cont: C,
+    /// Requests with the same key complete in submission order (one SA's
+    /// packets); different keys may complete in any order.
+    pub order_key: u32,
+    /// Drivers already tried for this request (bit per driver index).
+    pub(crate) tried: u32,
+}
+
+impl<P, C> Request<P, C> {
+    /// A new request.
+    pub fn new(session: Session, op: Op, layout: Layout, pkt: P, cont: C) -> Self {
+        Request { session, op, layout, pkt, cont, order_key: 0, tried: 0 }
+    }
+
+    /// Sets the ordering key (usually the SA's index).
+    pub fn with_order_key(mut self, key: u32) -> Self {
+        self.order_key = key;
+        self
+    }
+}
+
+/// A completed request: the protocol's "after" half consumes it.
+#[derive(Debug)]
+pub struct Done<P, C> {
+    /// The request, with its packet transformed in place on success.
+    pub req: Request<P, C>,
+    /// The outcome (`crp_etype`).
+    pub result: Result<(), CryptoError>,
+}
