@@ -133,7 +133,7 @@ pub fn with_span<R>(
     f: impl FnOnce(&mut [u8]) -> Result<R, CryptoError>,
 ) -> Result<R, CryptoError> {
     if let Some(s) = pkt.peek_mut(span.start, span.len) {
-        if (s.as_ptr() as usize) % 4 != 0 {
+        if !(s.as_ptr() as usize).is_multiple_of(4) {
             CryptoStats::inc(&stats.misaligned);
         }
         return f(s);

@@ -22,8 +22,15 @@
 #[macro_use]
 mod macros;
 
-pub mod sockaddr;
+pub mod ah;
+pub mod esp;
 pub mod ip;
+pub mod ipcomp;
+pub mod ipv4;
+pub mod ipv6;
+pub mod pfkey;
+pub mod sockaddr;
+pub mod udp;
 
 pub use sockaddr::{AddressFamily, SockaddrUnion};
 
