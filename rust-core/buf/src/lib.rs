@@ -98,8 +98,12 @@ pub trait PacketBuf {
     /// Opens a gap of `len` bytes at `off` (`m_makespace`) and returns it as
     /// one contiguous writable slice; its contents are unspecified. Packet
     /// length grows by `len`. `off == 0` prepends (`M_PREPEND`).
-    fn make_space(&mut self, off: usize, len: usize, stats: &BufStats)
-    -> Result<&mut [u8], BufError>;
+    fn make_space(
+        &mut self,
+        off: usize,
+        len: usize,
+        stats: &BufStats,
+    ) -> Result<&mut [u8], BufError>;
 
     /// Removes `len` bytes at `off` (`m_striphdr`); length shrinks by `len`.
     fn strip(&mut self, off: usize, len: usize) -> Result<(), BufError>;

@@ -41,11 +41,18 @@ impl SliceBuf {
             .and_then(|n| n.checked_add(tailroom))
             .ok_or(BufError::TooLarge)?;
         let mut storage = Vec::new();
-        storage.try_reserve_exact(total).map_err(|_| BufError::NoMemory)?;
+        storage
+            .try_reserve_exact(total)
+            .map_err(|_| BufError::NoMemory)?;
         storage.resize(headroom, 0);
         storage.extend_from_slice(data);
         storage.resize(total, 0);
-        Ok(SliceBuf { storage, head: headroom, len: data.len(), tags: TagList::new() })
+        Ok(SliceBuf {
+            storage,
+            head: headroom,
+            len: data.len(),
+            tags: TagList::new(),
+        })
     }
 
     /// Reuses this buffer's storage for a new packet (no allocation when the
@@ -57,7 +64,9 @@ impl SliceBuf {
         let need = headroom.checked_add(data.len()).ok_or(BufError::TooLarge)?;
         if self.storage.len() < need {
             let extra = need - self.storage.len() + DEFAULT_TAILROOM;
-            self.storage.try_reserve(extra).map_err(|_| BufError::NoMemory)?;
+            self.storage
+                .try_reserve(extra)
+                .map_err(|_| BufError::NoMemory)?;
             self.storage.resize(need + DEFAULT_TAILROOM, 0);
         }
         self.head = headroom;
@@ -69,7 +78,9 @@ impl SliceBuf {
 
     /// The packet bytes.
     pub fn bytes(&self) -> &[u8] {
-        self.storage.get(self.head..self.head + self.len).unwrap_or(&[])
+        self.storage
+            .get(self.head..self.head + self.len)
+            .unwrap_or(&[])
     }
 
     /// The packet bytes, writable.
@@ -105,14 +116,18 @@ impl SliceBuf {
         if self.head >= front && self.tailroom() >= back {
             return Ok(());
         }
-        let new_len = self.len.checked_add(front + back).ok_or(BufError::TooLarge)?;
+        let new_len = self
+            .len
+            .checked_add(front + back)
+            .ok_or(BufError::TooLarge)?;
         if new_len > MAX_PACKET + 2 * DEFAULT_HEADROOM + 512 {
             return Err(BufError::TooLarge);
         }
         let head = front.max(self.head);
         let tail = back.max(self.tailroom());
         let mut s = Vec::new();
-        s.try_reserve_exact(head + self.len + tail).map_err(|_| BufError::NoMemory)?;
+        s.try_reserve_exact(head + self.len + tail)
+            .map_err(|_| BufError::NoMemory)?;
         s.resize(head, 0);
         s.extend_from_slice(self.bytes());
         s.resize(head + self.len + tail, 0);
@@ -129,14 +144,20 @@ impl PacketBuf for SliceBuf {
 
     fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
         check_range(off, dst.len(), self.len)?;
-        let src = self.bytes().get(off..off + dst.len()).ok_or(BufError::OutOfBounds)?;
+        let src = self
+            .bytes()
+            .get(off..off + dst.len())
+            .ok_or(BufError::OutOfBounds)?;
         dst.copy_from_slice(src);
         Ok(())
     }
 
     fn copy_in(&mut self, off: usize, src: &[u8]) -> Result<(), BufError> {
         check_range(off, src.len(), self.len)?;
-        let dst = self.bytes_mut().get_mut(off..off + src.len()).ok_or(BufError::OutOfBounds)?;
+        let dst = self
+            .bytes_mut()
+            .get_mut(off..off + src.len())
+            .ok_or(BufError::OutOfBounds)?;
         dst.copy_from_slice(src);
         Ok(())
     }
@@ -169,7 +190,11 @@ impl PacketBuf for SliceBuf {
             self.head -= len;
             self.storage.copy_within(old..old + off, self.head);
             BufStats::add(
-                if off == 0 { &stats.makespace_front } else { &stats.makespace_middle },
+                if off == 0 {
+                    &stats.makespace_front
+                } else {
+                    &stats.makespace_middle
+                },
                 1,
             );
         } else {
@@ -178,13 +203,19 @@ impl PacketBuf for SliceBuf {
             let end = self.head + self.len;
             self.storage.copy_within(start..end, start + len);
             BufStats::add(
-                if off == self.len { &stats.makespace_end } else { &stats.makespace_middle },
+                if off == self.len {
+                    &stats.makespace_end
+                } else {
+                    &stats.makespace_middle
+                },
                 1,
             );
         }
         self.len += len;
         let g = self.head + off;
-        self.storage.get_mut(g..g + len).ok_or(BufError::OutOfBounds)
+        self.storage
+            .get_mut(g..g + len)
+            .ok_or(BufError::OutOfBounds)
     }
 
     fn strip(&mut self, off: usize, len: usize) -> Result<(), BufError> {
@@ -210,7 +241,9 @@ impl PacketBuf for SliceBuf {
         self.reserve(0, len)?;
         let start = self.head + self.len;
         self.len += len;
-        self.storage.get_mut(start..start + len).ok_or(BufError::OutOfBounds)
+        self.storage
+            .get_mut(start..start + len)
+            .ok_or(BufError::OutOfBounds)
     }
 
     fn trim_front(&mut self, len: usize) -> Result<(), BufError> {
@@ -228,7 +261,9 @@ impl PacketBuf for SliceBuf {
 
     fn contiguous_mut(&mut self, off: usize, len: usize) -> Result<&mut [u8], BufError> {
         check_range(off, len, self.len)?;
-        self.bytes_mut().get_mut(off..off + len).ok_or(BufError::OutOfBounds)
+        self.bytes_mut()
+            .get_mut(off..off + len)
+            .ok_or(BufError::OutOfBounds)
     }
 
     fn peek(&self, off: usize, len: usize) -> Option<&[u8]> {
@@ -279,7 +314,10 @@ mod test {
             }
         }
         let mut b = SliceBuf::from_slice(&data).unwrap();
-        assert_eq!(b.make_space(101, 1, &stats).unwrap_err(), BufError::OutOfBounds);
+        assert_eq!(
+            b.make_space(101, 1, &stats).unwrap_err(),
+            BufError::OutOfBounds
+        );
     }
 
     #[test]

@@ -70,15 +70,27 @@ impl TagList {
         }
         self.tags.try_reserve(1).map_err(|_| BufError::NoMemory)?;
         let mut v = Vec::new();
-        v.try_reserve_exact(data.len()).map_err(|_| BufError::NoMemory)?;
+        v.try_reserve_exact(data.len())
+            .map_err(|_| BufError::NoMemory)?;
         v.extend_from_slice(data);
-        self.tags.insert(0, Tag { cookie, ty, data: v });
+        self.tags.insert(
+            0,
+            Tag {
+                cookie,
+                ty,
+                data: v,
+            },
+        );
         Ok(())
     }
 
     /// Deletes the newest tag with this cookie and type.
     pub fn delete(&mut self, cookie: TagCookie, ty: TagType) -> bool {
-        match self.tags.iter().position(|t| t.cookie == cookie && t.ty == ty) {
+        match self
+            .tags
+            .iter()
+            .position(|t| t.cookie == cookie && t.ty == ty)
+        {
             Some(i) => {
                 self.tags.remove(i);
                 true

@@ -7,10 +7,10 @@ use core::any::Any;
 
 use fipsec_buf::PacketBuf;
 
+use crate::CryptoError;
 use crate::params::SessionParams;
 use crate::request::{Done, Layout, Op, Region, Request};
 use crate::stats::CryptoStats;
-use crate::CryptoError;
 
 /// Index of a registered driver in its framework.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,7 +45,10 @@ pub struct Job<'a> {
 
 impl core::fmt::Debug for Job<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Job").field("op", &self.op).field("result", &self.result).finish()
+        f.debug_struct("Job")
+            .field("op", &self.op)
+            .field("result", &self.result)
+            .finish()
     }
 }
 
@@ -102,7 +105,11 @@ pub trait AsyncDriver<P, C>: Send + Sync {
 
 /// The smallest region covering every byte a request touches, after
 /// checking that each region lies inside a packet of `pkt_len` bytes.
-pub fn request_span(layout: &Layout, icv_len: usize, pkt_len: usize) -> Result<Region, CryptoError> {
+pub fn request_span(
+    layout: &Layout,
+    icv_len: usize,
+    pkt_len: usize,
+) -> Result<Region, CryptoError> {
     let icv = Region::new(layout.icv_offset, icv_len);
     let mut lo = usize::MAX;
     let mut hi = 0usize;
@@ -140,11 +147,14 @@ pub fn with_span<R>(
     }
     CryptoStats::inc(&stats.linearized);
     let mut tmp = Vec::new();
-    tmp.try_reserve_exact(span.len).map_err(|_| CryptoError::NoMemory)?;
+    tmp.try_reserve_exact(span.len)
+        .map_err(|_| CryptoError::NoMemory)?;
     tmp.resize(span.len, 0);
-    pkt.copy_out(span.start, &mut tmp).map_err(|_| CryptoError::InvalidRequest)?;
+    pkt.copy_out(span.start, &mut tmp)
+        .map_err(|_| CryptoError::InvalidRequest)?;
     let r = f(&mut tmp)?;
-    pkt.copy_in(span.start, &tmp).map_err(|_| CryptoError::InvalidRequest)?;
+    pkt.copy_in(span.start, &tmp)
+        .map_err(|_| CryptoError::InvalidRequest)?;
     Ok(r)
 }
 
@@ -168,7 +178,10 @@ impl SpanMap {
             if r.len == 0 {
                 return Ok(0..0);
             }
-            let s = r.start.checked_sub(span.start).ok_or(CryptoError::InvalidRequest)?;
+            let s = r
+                .start
+                .checked_sub(span.start)
+                .ok_or(CryptoError::InvalidRequest)?;
             Ok(s..s + r.len)
         };
         let m = SpanMap {

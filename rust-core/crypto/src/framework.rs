@@ -15,13 +15,13 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 
 use fipsec_buf::PacketBuf;
 
+use crate::CryptoError;
 use crate::driver::{AsyncDriver, DriverId, Engine, Priority};
 use crate::params::SessionParams;
 use crate::request::{Done, Request};
 use crate::session::{Candidate, Session, SessionInner};
 use crate::stats::{CryptoStats, DriverStats, DriverStatsSnapshot};
 use crate::time::{Duration, Instant};
-use crate::CryptoError;
 
 /// Most drivers one framework holds (bits of `Request::tried`).
 pub const MAX_DRIVERS: usize = 32;
@@ -81,7 +81,9 @@ pub struct Framework<P, C> {
 impl<P, C> core::fmt::Debug for Framework<P, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let names: Vec<&str> = self.slots.iter().map(|s| s.name()).collect();
-        f.debug_struct("Framework").field("drivers", &names).finish()
+        f.debug_struct("Framework")
+            .field("drivers", &names)
+            .finish()
     }
 }
 
@@ -112,7 +114,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
         if self.slots.len() >= MAX_DRIVERS {
             return Err(CryptoError::Unsupported);
         }
-        self.slots.try_reserve(1).map_err(|_| CryptoError::NoMemory)?;
+        self.slots
+            .try_reserve(1)
+            .map_err(|_| CryptoError::NoMemory)?;
         self.slots.push(Slot {
             kind,
             down: AtomicBool::new(false),
@@ -155,7 +159,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
             };
             if let Ok(state) = state {
                 cands.try_reserve(1).map_err(|_| CryptoError::NoMemory)?;
-                cands.push(Candidate { driver: DriverId(i), priority: prio, state });
+                cands.push(Candidate {
+                    driver: DriverId(i),
+                    priority: prio,
+                    state,
+                });
             }
         }
         if cands.is_empty() {
@@ -164,7 +172,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
         // Best first; on equal priority the earlier-registered driver wins.
         cands.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.driver.cmp(&b.driver)));
         self.sessions_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Session(Arc::new(SessionInner { params, candidates: cands, bound: AtomicUsize::new(0) })))
+        Ok(Session(Arc::new(SessionInner {
+            params,
+            candidates: cands,
+            bound: AtomicUsize::new(0),
+        })))
     }
 
     /// Chooses the best healthy driver for the session that the request has
@@ -177,7 +189,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
             if tried & (1u32 << di) != 0 {
                 continue;
             }
-            let Some(slot) = self.slots.get(di) else { continue };
+            let Some(slot) = self.slots.get(di) else {
+                continue;
+            };
             if slot.down.load(Ordering::Relaxed) {
                 continue;
             }
@@ -222,7 +236,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
         loop {
             let Some((di, ci)) = self.pick(&req.session, req.tried) else {
                 CryptoStats::inc(&self.stats.err_no_driver);
-                return Some(Done { req, result: Err(CryptoError::NoDriver) });
+                req.tried = 0;
+                return Some(Done {
+                    req,
+                    result: Err(CryptoError::NoDriver),
+                });
             };
             if req.tried != 0 {
                 CryptoStats::inc(&self.stats.fallbacks);
@@ -245,6 +263,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         }
                         r => {
                             self.count_result(slot, &r);
+                            req.tried = 0;
                             return Some(Done { req, result: r });
                         }
                     }
@@ -278,9 +297,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
     pub fn poll(&self, now: Instant, out: &mut dyn FnMut(Done<P, C>)) -> usize {
         let mut delivered = 0;
         for slot in &self.slots {
-            let Kind::Async(driver) = &slot.kind else { continue };
+            let Kind::Async(driver) = &slot.kind else {
+                continue;
+            };
             let mut retry: Vec<Request<P, C>> = Vec::new();
-            driver.poll(&mut |done: Done<P, C>| {
+            driver.poll(&mut |mut done: Done<P, C>| {
                 slot.inflight.fetch_sub(1, Ordering::AcqRel);
                 slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
                 if done.result == Err(CryptoError::DriverFailure) {
@@ -288,6 +309,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     retry.push(done.req);
                 } else {
                     self.count_result(slot, &done.result);
+                    done.req.tried = 0;
                     delivered += 1;
                     out(done);
                 }
@@ -299,7 +321,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 }
             }
             let inflight = slot.inflight.load(Ordering::Acquire);
-            let since = now.as_micros().saturating_sub(slot.last_progress.load(Ordering::Relaxed));
+            let since = now
+                .as_micros()
+                .saturating_sub(slot.last_progress.load(Ordering::Relaxed));
             if inflight > 0
                 && since > self.stall_timeout.as_micros()
                 && !slot.down.swap(true, Ordering::Relaxed)

@@ -22,12 +22,18 @@ impl SecretKey {
         }
         let mut bytes = [0u8; MAX_KEY_LEN];
         bytes.get_mut(..key.len())?.copy_from_slice(key);
-        Some(SecretKey { bytes, len: key.len() as u8 })
+        Some(SecretKey {
+            bytes,
+            len: key.len() as u8,
+        })
     }
 
     /// The empty key (NULL transforms).
     pub const fn empty() -> SecretKey {
-        SecretKey { bytes: [0; MAX_KEY_LEN], len: 0 }
+        SecretKey {
+            bytes: [0; MAX_KEY_LEN],
+            len: 0,
+        }
     }
 
     /// The key bytes.
@@ -48,7 +54,10 @@ impl SecretKey {
 
 impl Clone for SecretKey {
     fn clone(&self) -> SecretKey {
-        SecretKey { bytes: self.bytes, len: self.len }
+        SecretKey {
+            bytes: self.bytes,
+            len: self.len,
+        }
     }
 }
 

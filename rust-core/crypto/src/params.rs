@@ -1,9 +1,9 @@
 //! Session parameters: what a session computes, declared by mode like
 //! FreeBSD's `csp_mode` (`CSP_MODE_AEAD`, `_ETA`, `_CIPHER`, `_DIGEST`).
 
+use crate::CryptoError;
 use crate::alg::{AeadAlg, CipherAlg, MacAlg};
 use crate::key::SecretKey;
-use crate::CryptoError;
 
 /// The transform a session performs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,13 @@ impl SessionParams {
             Transform::Aead { alg, key, icv_len } => {
                 alg.key_len_ok(key.len()) && alg.icv_len_ok(*icv_len)
             }
-            Transform::EncThenAuth { cipher, cipher_key, mac, mac_key, icv_len } => {
+            Transform::EncThenAuth {
+                cipher,
+                cipher_key,
+                mac,
+                mac_key,
+                icv_len,
+            } => {
                 cipher.key_len_ok(cipher_key.len())
                     && mac.key_len_ok(mac_key.len())
                     && *icv_len > 0
@@ -77,7 +83,11 @@ impl SessionParams {
                 mac.key_len_ok(key.len()) && *icv_len > 0 && *icv_len <= mac.output_len()
             }
         };
-        if ok { Ok(()) } else { Err(CryptoError::InvalidParams) }
+        if ok {
+            Ok(())
+        } else {
+            Err(CryptoError::InvalidParams)
+        }
     }
 
     /// ICV length of the session (0 for cipher-only).
@@ -127,8 +137,19 @@ impl core::fmt::Display for DescribeTransform<'_> {
             Transform::Aead { alg, key, icv_len } => {
                 write!(f, "{}-{}/icv{}", alg.name(), key.len() * 8, icv_len)
             }
-            Transform::EncThenAuth { cipher, cipher_key, mac, .. } => {
-                write!(f, "{}-{}+{}", cipher.name(), cipher_key.len() * 8, mac.name())
+            Transform::EncThenAuth {
+                cipher,
+                cipher_key,
+                mac,
+                ..
+            } => {
+                write!(
+                    f,
+                    "{}-{}+{}",
+                    cipher.name(),
+                    cipher_key.len() * 8,
+                    mac.name()
+                )
             }
             Transform::Cipher { cipher, key } => write!(f, "{}-{}", cipher.name(), key.len() * 8),
             Transform::Auth { mac, .. } => f.write_str(mac.name()),

@@ -14,8 +14,8 @@
 //! ESN high bits inserted, RFC 4106 § 5); `auth_suffix` holds the ESN high
 //! bits that RFC 4303 § 2.2.1 appends to the ICV input.
 
-use crate::session::Session;
 use crate::CryptoError;
+use crate::session::Session;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +58,22 @@ pub struct InlineBytes<const N: usize> {
 
 impl<const N: usize> InlineBytes<N> {
     /// Empty.
-    pub const EMPTY: Self = InlineBytes { bytes: [0; N], len: 0 };
+    pub const EMPTY: Self = InlineBytes {
+        bytes: [0; N],
+        len: 0,
+    };
 
     /// Copies `data`; fails if longer than `N`.
     pub fn new(data: &[u8]) -> Result<Self, CryptoError> {
         let mut bytes = [0u8; N];
-        bytes.get_mut(..data.len()).ok_or(CryptoError::InvalidRequest)?.copy_from_slice(data);
-        Ok(InlineBytes { bytes, len: data.len() as u8 })
+        bytes
+            .get_mut(..data.len())
+            .ok_or(CryptoError::InvalidRequest)?
+            .copy_from_slice(data);
+        Ok(InlineBytes {
+            bytes,
+            len: data.len() as u8,
+        })
     }
 
     /// The stored bytes.
@@ -141,7 +150,15 @@ pub struct Request<P, C> {
 impl<P, C> Request<P, C> {
     /// A new request.
     pub fn new(session: Session, op: Op, layout: Layout, pkt: P, cont: C) -> Self {
-        Request { session, op, layout, pkt, cont, order_key: 0, tried: 0 }
+        Request {
+            session,
+            op,
+            layout,
+            pkt,
+            cont,
+            order_key: 0,
+            tried: 0,
+        }
     }
 
     /// Sets the ordering key (usually the SA's index).

@@ -39,7 +39,11 @@ impl Session {
     /// The driver requests currently go to.
     pub fn bound_driver(&self) -> DriverId {
         let i = self.0.bound.load(Ordering::Relaxed);
-        self.0.candidates.get(i).map(|c| c.driver).unwrap_or(DriverId(usize::MAX))
+        self.0
+            .candidates
+            .get(i)
+            .map(|c| c.driver)
+            .unwrap_or(DriverId(usize::MAX))
     }
 
     /// Drivers that accepted the session, best first, with their priorities.
@@ -49,7 +53,11 @@ impl Session {
 
     /// The keyed state a driver keeps for this session.
     pub fn state_for(&self, driver: DriverId) -> Option<&dyn EngineSession> {
-        self.0.candidates.iter().find(|c| c.driver == driver).map(|c| &*c.state)
+        self.0
+            .candidates
+            .iter()
+            .find(|c| c.driver == driver)
+            .map(|c| &*c.state)
     }
 }
 

@@ -25,12 +25,16 @@ impl Instant {
 
     /// From milliseconds.
     pub const fn from_millis(ms: u64) -> Instant {
-        Instant { micros: ms.saturating_mul(1000) }
+        Instant {
+            micros: ms.saturating_mul(1000),
+        }
     }
 
     /// From seconds.
     pub const fn from_secs(s: u64) -> Instant {
-        Instant { micros: s.saturating_mul(1_000_000) }
+        Instant {
+            micros: s.saturating_mul(1_000_000),
+        }
     }
 
     /// Microseconds since the epoch.
@@ -45,12 +49,16 @@ impl Instant {
 
     /// Time elapsed since `earlier` (zero if `earlier` is later).
     pub const fn since(self, earlier: Instant) -> Duration {
-        Duration { micros: self.micros.saturating_sub(earlier.micros) }
+        Duration {
+            micros: self.micros.saturating_sub(earlier.micros),
+        }
     }
 
     /// This instant plus `d` (saturating).
     pub const fn after(self, d: Duration) -> Instant {
-        Instant { micros: self.micros.saturating_add(d.micros) }
+        Instant {
+            micros: self.micros.saturating_add(d.micros),
+        }
     }
 }
 
@@ -65,12 +73,16 @@ impl Duration {
 
     /// From milliseconds.
     pub const fn from_millis(ms: u64) -> Duration {
-        Duration { micros: ms.saturating_mul(1000) }
+        Duration {
+            micros: ms.saturating_mul(1000),
+        }
     }
 
     /// From seconds.
     pub const fn from_secs(s: u64) -> Duration {
-        Duration { micros: s.saturating_mul(1_000_000) }
+        Duration {
+            micros: s.saturating_mul(1_000_000),
+        }
     }
 
     /// In microseconds.

@@ -17,11 +17,11 @@ use std::thread::JoinHandle;
 
 use fipsec_buf::PacketBuf;
 
+use crate::CryptoError;
 use crate::driver::{AsyncDriver, DriverId, Engine, EngineSession, Job, Priority};
 use crate::params::SessionParams;
 use crate::request::{Done, Request};
 use crate::stats::CryptoStats;
-use crate::CryptoError;
 
 /// Largest batch a worker hands to the engine at once.
 pub const MAX_BATCH: usize = 32;
@@ -75,7 +75,13 @@ where
             queues.push(tx);
             threads.push(t);
         }
-        Ok(ThreadedDriver { engine, queues, done: Mutex::new(done_rx), threads, priority_bonus })
+        Ok(ThreadedDriver {
+            engine,
+            queues,
+            done: Mutex::new(done_rx),
+            threads,
+            priority_bonus,
+        })
     }
 }
 
@@ -101,7 +107,13 @@ fn worker_loop<P: PacketBuf, C>(
             let mut jobs: Vec<Job<'_>> = Vec::with_capacity(batch.len());
             let mut missing = Vec::new();
             for (idx, (req, me)) in batch.iter_mut().enumerate() {
-                let Request { session, op, layout, pkt, .. } = req;
+                let Request {
+                    session,
+                    op,
+                    layout,
+                    pkt,
+                    ..
+                } = req;
                 match session.state_for(*me) {
                     Some(state) => jobs.push(Job {
                         session: state,
@@ -122,7 +134,11 @@ fn worker_loop<P: PacketBuf, C>(
                 if missing.contains(&idx) {
                     results.push(Err(CryptoError::InvalidRequest));
                 } else {
-                    results.push(it.next().map(|j| j.result).unwrap_or(Err(CryptoError::DriverFailure)));
+                    results.push(
+                        it.next()
+                            .map(|j| j.result)
+                            .unwrap_or(Err(CryptoError::DriverFailure)),
+                    );
                 }
             }
         }
@@ -144,7 +160,9 @@ where
     }
 
     fn probe(&self, params: &SessionParams) -> Option<Priority> {
-        self.engine.probe(params).map(|p| p.saturating_add(self.priority_bonus))
+        self.engine
+            .probe(params)
+            .map(|p| p.saturating_add(self.priority_bonus))
     }
 
     fn new_session(&self, params: &SessionParams) -> Result<Box<dyn EngineSession>, CryptoError> {
