@@ -29,6 +29,7 @@ pub mod slice;
 pub mod stats;
 pub mod tag;
 
+pub use chain::{Chain, Mbuf, PktHdr, SegKind, SegSpec, StorageId};
 pub use slice::SliceBuf;
 pub use stats::BufStats;
 pub use tag::{TagCookie, TagList, TagType};
