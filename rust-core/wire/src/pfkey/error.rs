@@ -284,6 +284,8 @@ pub enum EmitError {
     BufferTooSmall,
     /// The message or an extension exceeds 65535 eight-byte units.
     TooLong,
+    /// The message type does not exist in the target dialect.
+    MsgTypeNotInDialect(u8),
     /// The extension type does not exist in the target dialect.
     ExtNotInDialect(ExtType),
     /// The repr variant does not belong to the extension type.

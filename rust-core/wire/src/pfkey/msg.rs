@@ -407,12 +407,17 @@ pub struct MsgWriter<'b> {
 }
 
 impl<'b> MsgWriter<'b> {
-    /// Starts a message with `header` (its `len` is ignored).
+    /// Starts a message with `header` (its `len` is ignored). The message
+    /// type must exist in `dialect`.
     pub fn new(
         buf: &'b mut [u8],
         dialect: Dialect,
         header: &SadbMsgHeader,
     ) -> Result<MsgWriter<'b>, EmitError> {
+        let t = u8::from(header.msg_type);
+        if t == 0 || t > dialect.max_msg_type() {
+            return Err(EmitError::MsgTypeNotInDialect(t));
+        }
         let mut w = Writer::new(buf);
         w.u8(header.version)?;
         w.u8(header.msg_type.into())?;
