@@ -324,6 +324,18 @@ fn address_faults() {
     assert_eq!(e, PfKeyError::UnsupportedAddressFamily(1));
     assert_eq!(e.errno(Dialect::FreeBsd), 47);
     assert_eq!(e.errno(Dialect::Linux), 97);
+    // key_parse checks the SA type before the address family.
+    b[3] = 5; // SADB_SATYPE_RSVP
+    assert_eq!(linux(&b).unwrap_err(), PfKeyError::SatypeNotSupported(5));
+    // ... but extension faults (key_align) come before both.
+    set16(&mut b, 16, 0);
+    assert_eq!(
+        linux(&b).unwrap_err(),
+        PfKeyError::ExtLength {
+            ext_type: 9,
+            len: 0
+        }
+    );
     // Prefix longer than the address.
     let mut b = add.clone();
     b[src + 5] = 33;
@@ -452,6 +464,27 @@ fn freebsd_request_size_limit() {
     assert_eq!(e, PfKeyError::MessageTooLarge { len: bsd.len() });
     assert_eq!(e.errno(Dialect::FreeBsd), 55);
     assert!(SadbMsg::parse_request(&acq, Dialect::Linux).is_ok());
+}
+
+#[test]
+fn nat_t_values() {
+    // esp-udp-natt/002: X_NAT_T_TYPE 2, SPORT 4500, DPORT 4500.
+    let natt = find("setkey/esp-udp-natt/002.bin");
+    assert_eq!(check::check_request(&linux(&natt).unwrap()), Ok(()));
+    let mut b = natt.clone();
+    let sport = ext_at(&b, 21);
+    set16(&mut b, sport + 4, 0);
+    assert_eq!(
+        check::check_request(&linux(&b).unwrap()),
+        Err(PfKeyError::BadNatT)
+    );
+    let mut b = natt.clone();
+    let ty = ext_at(&b, 20);
+    b[ty + 4] = 1; // UDP_ENCAP_ESPINUDP_NON_IKE
+    assert_eq!(
+        check::check_request(&linux(&b).unwrap()),
+        Err(PfKeyError::BadNatT)
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 use super::PfKeyError;
 use super::consts::{
     Direction, FREEBSD_IPSEC_MAXREQ, IpsecLevel, IpsecMode, LINUX_XFRM_MAX_DEPTH, MsgType,
-    PolicyType, SaType, sa_flags,
+    NatTType, PolicyType, SaType, sa_flags,
 };
 use super::dialect::{Dialect, ExtType};
 use super::ext::KeyRepr;
@@ -116,10 +116,17 @@ pub fn requirements(msg_type: MsgType, dialect: Dialect) -> Option<Requirements>
     Some(r)
 }
 
+/// The extensions `msg_type` must carry when a process sends it in
+/// `dialect` (empty for kernel-only types); see [`requirements`].
+pub fn required_exts(msg_type: MsgType, dialect: Dialect) -> &'static [ExtType] {
+    requirements(msg_type, dialect).map_or(&[], |r| r.required)
+}
+
 /// Checks a message a process sent against [`requirements`], plus the
 /// stateless rules of the handler it goes to (`EINVAL` for every fault,
-/// as key.c): `SADB_REGISTER`'s satype range, the policy rules of the SPD
-/// messages ([`check_spd_policy`]).
+/// as key.c): `SADB_REGISTER`'s satype range, the NAT-T values of
+/// `key_setnatt`, the policy rules of the SPD messages
+/// ([`check_spd_policy`]).
 pub fn check_request(msg: &SadbMsg<'_>) -> Result<(), PfKeyError> {
     let t = msg.msg_type();
     let req = requirements(t, msg.dialect()).ok_or(PfKeyError::NotAcceptedFromUser(t.into()))?;
@@ -163,6 +170,19 @@ pub fn check_request(msg: &SadbMsg<'_>) -> Result<(), PfKeyError> {
             (Some(_), None) | (None, Some(_)) => return Err(PfKeyError::IdentityMismatch),
             _ => {}
         }
+    }
+    // key_setnatt: a complete NAT-T set on an ESP SA must be ESP-in-UDP
+    // with non-zero ports (an incomplete set is ignored).
+    let sa_msg = matches!(t, MsgType::Add | MsgType::Update) && msg.satype() == SaType::Esp;
+    let nat_t = (msg.nat_t_type(), msg.nat_t_sport(), msg.nat_t_dport());
+    let bad_nat_t = match (sa_msg, nat_t) {
+        (true, (Some(ty), Some(sport), Some(dport))) => {
+            ty.nat_t_type != NatTType::EspInUdp || sport.port == 0 || dport.port == 0
+        }
+        _ => false,
+    };
+    if bad_nat_t {
+        return Err(PfKeyError::BadNatT);
     }
     // key_register: the satype indexes the registration table.
     if t == MsgType::Register && u8::from(msg.satype()) > max_satype(msg.dialect()) {

@@ -204,6 +204,9 @@ pub enum PfKeyError {
     /// `IDENTITY_SRC` without `IDENTITY_DST` or vice versa, or different
     /// identity types (`key_setident`).
     IdentityMismatch,
+    /// A NAT-T type other than ESP-in-UDP, or a zero NAT-T port
+    /// (`key_setnatt`).
+    BadNatT,
     /// Policy direction not accepted for an SPD entry.
     BadPolicyDirection(u8),
     /// Policy type not accepted for an SPD entry.

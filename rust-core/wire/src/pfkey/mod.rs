@@ -33,7 +33,7 @@ mod ext;
 mod msg;
 mod policy;
 
-pub use check::{check_request, check_sa_keys, check_spd_policy, requirements};
+pub use check::{check_request, check_sa_keys, check_spd_policy, required_exts, requirements};
 pub use consts::{MsgType, SaState, SaType};
 pub use dialect::{Dialect, EXT_TYPE_COUNT, ExtType, LINUX_AF_INET6};
 pub use error::{EmitError, Errno, PfKeyError};
