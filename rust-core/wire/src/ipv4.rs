@@ -366,7 +366,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_frag_offset(&mut self, bytes: u16) {
         let d = self.buffer.as_mut();
         let v = read_u16(d, field::FLG_OFF);
-        write_u16(d, field::FLG_OFF, (v & !OFFSET_MASK) | ((bytes >> 3) & OFFSET_MASK));
+        write_u16(
+            d,
+            field::FLG_OFF,
+            (v & !OFFSET_MASK) | ((bytes >> 3) & OFFSET_MASK),
+        );
     }
 
     /// Sets Time to Live.
@@ -510,7 +514,11 @@ pub struct Ipv4OptionIter<'a> {
 impl<'a> Ipv4OptionIter<'a> {
     /// Iterates over an options area (the bytes after the fixed header).
     pub fn new(options: &'a [u8]) -> Ipv4OptionIter<'a> {
-        Ipv4OptionIter { data: options, pos: 0, done: false }
+        Ipv4OptionIter {
+            data: options,
+            pos: 0,
+            done: false,
+        }
     }
 }
 
@@ -529,7 +537,11 @@ impl<'a> Iterator for Ipv4OptionIter<'a> {
         if kind == option::EOL || kind == option::NOP {
             self.pos += 1;
             self.done = kind == option::EOL;
-            return Some(Ok(Ipv4Option { kind, offset, data: &[] }));
+            return Some(Ok(Ipv4Option {
+                kind,
+                offset,
+                data: &[],
+            }));
         }
         let len = self.data.get(offset + 1).map_or(0, |&l| usize::from(l));
         match self.data.get(offset + 1..offset + len) {
@@ -561,7 +573,10 @@ impl Default for Ipv4Options {
 
 impl Ipv4Options {
     /// No options.
-    pub const EMPTY: Ipv4Options = Ipv4Options { bytes: [0; MAX_OPTIONS_LEN], len: 0 };
+    pub const EMPTY: Ipv4Options = Ipv4Options {
+        bytes: [0; MAX_OPTIONS_LEN],
+        len: 0,
+    };
 
     /// Copies an options area: at most 40 bytes, a multiple of 4.
     pub fn new(options: &[u8]) -> Result<Ipv4Options> {
@@ -661,7 +676,10 @@ impl Repr {
         if packet.buffer.as_ref().len() < hl {
             return Err(Error);
         }
-        let total = hl.checked_add(self.payload_len).filter(|&t| t <= MAX_PACKET_LEN).ok_or(Error)?;
+        let total = hl
+            .checked_add(self.payload_len)
+            .filter(|&t| t <= MAX_PACKET_LEN)
+            .ok_or(Error)?;
         packet.set_version(4);
         packet.set_header_len(hl);
         packet.set_tos(tos_from(self.dscp, self.ecn));
@@ -675,7 +693,9 @@ impl Repr {
         packet.set_next_header(self.next_header);
         packet.set_src_addr(self.src_addr);
         packet.set_dst_addr(self.dst_addr);
-        packet.options_mut().copy_from_slice(self.options.as_bytes());
+        packet
+            .options_mut()
+            .copy_from_slice(self.options.as_bytes());
         packet.fill_checksum();
         Ok(())
     }
@@ -755,7 +775,16 @@ mod test {
             assert_eq!(n, 5);
             k
         };
-        assert_eq!(kinds, [option::ROUTER_ALERT, option::NOP, option::LSRR, option::RR, 0]);
+        assert_eq!(
+            kinds,
+            [
+                option::ROUTER_ALERT,
+                option::NOP,
+                option::LSRR,
+                option::RR,
+                0
+            ]
+        );
         let lsrr = p.options_iter().nth(2).unwrap().unwrap();
         assert_eq!((lsrr.offset, lsrr.len()), (5, 11));
         assert_eq!(p.next_header(), IpProtocol::Ah);
@@ -793,7 +822,10 @@ mod test {
         }
         for n in 44..=b.len() {
             assert!(Packet::new_checked(&b[..n]).is_ok());
-            assert_eq!(Packet::new_unchecked(&b[..n]).check_total_len().is_ok(), n == b.len());
+            assert_eq!(
+                Packet::new_unchecked(&b[..n]).check_total_len().is_ok(),
+                n == b.len()
+            );
         }
         // IHL below 5, and total length below the header length.
         let mut h = bytes(KEEPALIVE);
@@ -828,7 +860,10 @@ mod test {
         // Parse from a copied-out header only (m_copydata style).
         let mut hdr = [0u8; 20];
         hdr.copy_from_slice(&b[..20]);
-        assert_eq!(Repr::parse(&Packet::new_unchecked(&hdr)).unwrap(), keepalive_repr());
+        assert_eq!(
+            Repr::parse(&Packet::new_unchecked(&hdr)).unwrap(),
+            keepalive_repr()
+        );
         let mut bad = bytes(KEEPALIVE);
         bad[0] = 0x65;
         assert!(Repr::parse(&Packet::new_unchecked(&bad[..])).is_err());
@@ -837,10 +872,16 @@ mod test {
     #[test]
     fn test_emit() {
         let mut out = [0x17u8; 20];
-        keepalive_repr().emit(&mut Packet::new_unchecked(&mut out[..])).unwrap();
+        keepalive_repr()
+            .emit(&mut Packet::new_unchecked(&mut out[..]))
+            .unwrap();
         assert_eq!(&out[..], &bytes(KEEPALIVE)[..][..20]);
         let mut short = [0u8; 19];
-        assert!(keepalive_repr().emit(&mut Packet::new_unchecked(&mut short[..])).is_err());
+        assert!(
+            keepalive_repr()
+                .emit(&mut Packet::new_unchecked(&mut short[..]))
+                .is_err()
+        );
         let mut big = keepalive_repr();
         big.payload_len = 65516;
         assert!(big.emit(&mut Packet::new_unchecked(&mut out[..])).is_err());
@@ -894,7 +935,11 @@ mod test {
         assert!(Repr::parse(&Packet::new_unchecked(&before[..44])).is_err());
         assert_eq!(b, before);
         b[20 + 6] = 1; // length below 2
-        assert!(Packet::new_unchecked(&b[..44]).options_iter().any(|o| o.is_err()));
+        assert!(
+            Packet::new_unchecked(&b[..44])
+                .options_iter()
+                .any(|o| o.is_err())
+        );
         // A non-NOP/EOL type in the last byte has no length octet.
         let last = [option::NOP, option::NOP, option::NOP, option::RR];
         assert!(Ipv4OptionIter::new(&last).any(|o| o.is_err()));
