@@ -25,7 +25,10 @@ pub struct Checksum {
 impl Checksum {
     /// An empty sum.
     pub const fn new() -> Checksum {
-        Checksum { sum: 0, pending: None }
+        Checksum {
+            sum: 0,
+            pending: None,
+        }
     }
 
     /// Adds bytes, continuing any odd byte left by the previous call.
