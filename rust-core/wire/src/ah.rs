@@ -104,7 +104,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// [RFC 4302 § 2.2]: https://www.rfc-editor.org/rfc/rfc4302#section-2.2
     pub fn check_alignment(&self, version: IpVersion) -> Result<()> {
         match version {
-            IpVersion::V6 if self.header_len() % 8 != 0 => Err(Error),
+            IpVersion::V6 if !self.header_len().is_multiple_of(8) => Err(Error),
             _ => Ok(()),
         }
     }
@@ -236,7 +236,10 @@ impl Repr {
     /// [RFC 4302 § 3.3.3.1]: https://www.rfc-editor.org/rfc/rfc4302#section-3.3.3.1
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) -> Result<()> {
         let hl = self.buffer_len();
-        if self.icv_len % 4 != 0 || hl > MAX_HEADER_LEN || packet.buffer.as_ref().len() < hl {
+        if !self.icv_len.is_multiple_of(4)
+            || hl > MAX_HEADER_LEN
+            || packet.buffer.as_ref().len() < hl
+        {
             return Err(Error);
         }
         let words = u8::try_from(hl / 4 - 2).map_err(|_| Error)?;

@@ -439,7 +439,10 @@ mod test {
         max[255] = 255;
         max[256] = 6;
         assert_eq!(parse_and_check_trailer(&max, 257).unwrap().pad_len, 255);
-        assert_eq!(parse_and_check_trailer(&max, 256), Err(PadError::LengthInvalid));
+        assert_eq!(
+            parse_and_check_trailer(&max, 256),
+            Err(PadError::LengthInvalid)
+        );
         // Zero padding is fine.
         assert_eq!(
             parse_and_check_trailer(&[0, 41], 2).unwrap().next_header,

@@ -582,7 +582,7 @@ impl Ipv4Options {
     pub fn new(options: &[u8]) -> Result<Ipv4Options> {
         let mut o = Ipv4Options::EMPTY;
         let dst = o.bytes.get_mut(..options.len()).ok_or(Error)?;
-        if options.len() % 4 != 0 {
+        if !options.len().is_multiple_of(4) {
             return Err(Error);
         }
         dst.copy_from_slice(options);
