@@ -63,7 +63,7 @@ use miniz_oxide::inflate::core::inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUT
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress};
 
 /// Default compression threshold: FreeBSD's `comp_algo_deflate.minlen`
-/// (`sys/opencrypto/xform_comp.c`, 90). FreeBSD has no sysctl for it and
+/// (`sys/opencrypto/xform_deflate.c`, 90). FreeBSD has no sysctl for it and
 /// compares it with the whole packet, `m_pkthdr.len <= minlen` meaning "send
 /// uncompressed" (counted as `ipcomps_threshold`).
 pub const DEFAULT_THRESHOLD: usize = 90;
