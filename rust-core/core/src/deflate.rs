@@ -90,7 +90,7 @@ pub const fn below_threshold(len: usize, threshold: usize) -> bool {
 /// RFC 3173 § 2.2: the compressed payload plus the IPComp header must be
 /// smaller than the original payload, or the datagram is sent uncompressed.
 pub const fn worth_sending(original_len: usize, compressed_len: usize) -> bool {
-    compressed_len + IPCOMP_HEADER_LEN < original_len
+    compressed_len.saturating_add(IPCOMP_HEADER_LEN) < original_len
 }
 
 /// The largest compressed size still [`worth_sending`] for a payload of
@@ -540,6 +540,7 @@ mod test {
         assert!(worth_sending(text.len(), n));
         assert_eq!(zlib_inflate(&out[..n], 11, 1000).unwrap(), text);
         assert!(!worth_sending(100, 96));
+        assert!(!worth_sending(usize::MAX, usize::MAX));
         assert!(worth_sending(100, 95));
         assert_eq!(useful_output_limit(5), Some(0));
         assert_eq!(useful_output_limit(4), None);

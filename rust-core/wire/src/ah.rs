@@ -61,8 +61,8 @@ pub const fn icv_field_len(icv_len: usize, version: IpVersion) -> usize {
         IpVersion::V4 => 4,
         IpVersion::V6 => 8,
     };
-    let total = HEADER_LEN + icv_len;
-    total.div_ceil(align) * align - HEADER_LEN
+    let total = HEADER_LEN.saturating_add(icv_len);
+    total.div_ceil(align).saturating_mul(align) - HEADER_LEN
 }
 
 /// A read/write view of an AH header (and what follows it).
@@ -226,7 +226,7 @@ impl Repr {
 
     /// Header length, ICV field included.
     pub const fn buffer_len(&self) -> usize {
-        HEADER_LEN + self.icv_len
+        HEADER_LEN.saturating_add(self.icv_len)
     }
 
     /// Writes the header with RESERVED zero and the ICV field zeroed (as the
@@ -400,6 +400,19 @@ mod test {
         assert_eq!(icv_field_len(24, IpVersion::V6), 28);
         assert_eq!(icv_field_len(32, IpVersion::V6), 36);
         assert_eq!(icv_field_len(0, IpVersion::V6), 4);
+        // Absurd inputs saturate instead of overflowing.
+        assert!(icv_field_len(usize::MAX, IpVersion::V6) > MAX_HEADER_LEN);
+        let r = Repr {
+            next_header: IpProtocol::Tcp,
+            spi: 1,
+            sequence_number: 1,
+            icv_len: usize::MAX,
+        };
+        assert_eq!(r.buffer_len(), usize::MAX);
+        assert!(
+            r.emit(&mut Packet::new_unchecked(&mut [0u8; 64][..]))
+                .is_err()
+        );
     }
 
     proptest! {

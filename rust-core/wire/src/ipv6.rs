@@ -716,14 +716,18 @@ pub const ROUTING_TYPE2: u8 = 2;
 pub fn predict_routing_header(packet: &mut [u8], rh_offset: usize) -> Result<()> {
     let (fixed, rest) = packet.split_at_mut_checked(HEADER_LEN).ok_or(Error)?;
     let rh_start = rh_offset.checked_sub(HEADER_LEN).ok_or(Error)?;
-    let rh_head = rest.get(rh_start..rh_start + 4).ok_or(Error)?;
+    let rh_head = rest
+        .get(rh_start..rh_start.checked_add(4).ok_or(Error)?)
+        .ok_or(Error)?;
     let (hdr_ext_len, routing_type, segments_left) = (
         usize::from(read_u8(rh_head, 1)),
         read_u8(rh_head, 2),
         read_u8(rh_head, 3),
     );
     let rh_len = (hdr_ext_len + 1) * 8;
-    let rh = rest.get_mut(rh_start..rh_start + rh_len).ok_or(Error)?;
+    let rh = rest
+        .get_mut(rh_start..rh_start.checked_add(rh_len).ok_or(Error)?)
+        .ok_or(Error)?;
     if segments_left == 0 {
         return Ok(());
     }
@@ -1146,6 +1150,8 @@ mod test {
         predict_routing_header(&mut b, 56).unwrap();
         assert_eq!(b, before);
         assert!(predict_routing_header(&mut b, 20).is_err());
+        assert!(predict_routing_header(&mut b, usize::MAX).is_err());
+        assert!(predict_routing_header(&mut b, usize::MAX - 3).is_err());
         assert!(predict_routing_header(&mut b[..60], 56).is_err());
     }
 

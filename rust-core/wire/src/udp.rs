@@ -285,7 +285,8 @@ impl Repr {
         if packet.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error);
         }
-        let len = u16::try_from(HEADER_LEN + self.payload_len).map_err(|_| Error)?;
+        let len = HEADER_LEN.checked_add(self.payload_len).ok_or(Error)?;
+        let len = u16::try_from(len).map_err(|_| Error)?;
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_len(len);
@@ -482,6 +483,11 @@ mod test {
             ..r
         };
         assert!(big.emit(&mut Packet::new_unchecked(&mut out[..])).is_err());
+        let huge = Repr {
+            payload_len: usize::MAX,
+            ..r
+        };
+        assert!(huge.emit(&mut Packet::new_unchecked(&mut out[..])).is_err());
         // NAT-T ESP over IPv4 carries checksum 0, which verifies.
         let (s, d) = v4();
         assert!(Packet::new_unchecked(&b[20..]).verify_checksum_v4(s, d));
