@@ -306,11 +306,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         write_u8(d, field::VER_IHL, (b & 0x0f) | (value << 4));
     }
 
-    /// Sets the header length in bytes (must be a multiple of 4, ≤ 60).
+    /// Sets the header length in bytes (a multiple of 4; values above 60
+    /// are clamped to 60).
     pub fn set_header_len(&mut self, bytes: usize) {
         let d = self.buffer.as_mut();
         let b = read_u8(d, field::VER_IHL);
-        let ihl = u8::try_from(bytes / 4).unwrap_or(0x0f) & 0x0f;
+        let ihl = u8::try_from((bytes / 4).min(15)).unwrap_or(15);
         write_u8(d, field::VER_IHL, (b & 0xf0) | ihl);
     }
 
