@@ -14,6 +14,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod deflate;
+pub mod ipip;
 pub mod stats;
 
 pub use fipsec_crypto::time;
