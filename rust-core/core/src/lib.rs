@@ -17,6 +17,7 @@ extern crate std;
 pub mod deflate;
 pub mod ipip;
 pub mod stats;
+pub mod xform;
 
 pub use fipsec_crypto::time;
 pub use stats::{DropCounters, DropReason, Dropped};
