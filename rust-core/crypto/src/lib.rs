@@ -29,6 +29,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod alg;
+#[cfg(feature = "dev")]
+pub mod dev;
 pub mod driver;
 pub mod framework;
 pub mod key;
@@ -42,8 +44,8 @@ pub mod worker;
 
 pub use alg::{AeadAlg, CipherAlg, MacAlg};
 pub use driver::{
-    AsyncDriver, DriverId, Engine, EngineSession, Job, PRIORITY_ACCEL_SOFTWARE,
-    PRIORITY_HARDWARE, PRIORITY_SOFTWARE, Priority, SpanMap, request_span, with_span,
+    AsyncDriver, DriverId, Engine, EngineSession, Job, PRIORITY_ACCEL_SOFTWARE, PRIORITY_HARDWARE,
+    PRIORITY_SOFTWARE, Priority, SpanMap, request_span, with_span,
 };
 pub use framework::{DriverInfo, Framework};
 pub use key::SecretKey;
