@@ -1,10 +1,10 @@
 //! The ESP ciphers used with a separate authenticator (or none): NULL
 //! [RFC 2410], 3DES-CBC [RFC 2451], AES-CBC [RFC 3602], AES-CTR [RFC 3686].
 
-use cipher::array::Array;
+use cipher::array::{Array, ArraySize};
 use cipher::{
-    BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, BlockSizeUser,
-    InnerIvInit, KeyInit, StreamCipherCore,
+    BlockCipherDecrypt, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt,
+    BlockModeDecrypt, BlockSizeUser, InnerIvInit, KeyInit, StreamCipherCore,
 };
 use ctr::CtrCore;
 use ctr::flavors::Ctr32BE;
@@ -98,8 +98,34 @@ fn cbc_encrypt<C: BlockCipherEncrypt>(
     if !rest.is_empty() {
         return Err(CryptoError::InvalidRequest);
     }
-    cbc::Encryptor::<&C>::inner_iv_init(c, &iv).encrypt_blocks(blocks);
+    c.encrypt_with_backend(CbcEncrypt { iv, blocks });
     Ok(())
+}
+
+/// CBC encryption, `C[i] = E_K(P[i] xor C[i-1])` with `C[0] = IV`
+/// (RFC 3602 § 2.3), run inside the cipher's back end so that the serial
+/// chain stays in registers (measurably faster than `cbc::Encryptor`,
+/// whose chaining value goes through memory).
+struct CbcEncrypt<'a, BS: ArraySize> {
+    iv: Array<u8, BS>,
+    blocks: &'a mut [Array<u8, BS>],
+}
+
+impl<BS: ArraySize> BlockSizeUser for CbcEncrypt<'_, BS> {
+    type BlockSize = BS;
+}
+
+impl<BS: ArraySize> BlockCipherEncClosure for CbcEncrypt<'_, BS> {
+    fn call<B: BlockCipherEncBackend<BlockSize = BS>>(self, backend: &B) {
+        let mut chain = self.iv;
+        for block in self.blocks.iter_mut() {
+            for (b, c) in block.iter_mut().zip(chain.iter()) {
+                *b ^= c;
+            }
+            backend.encrypt_block(block.into());
+            chain.clone_from(block);
+        }
+    }
 }
 
 fn cbc_decrypt<C: BlockCipherDecrypt>(

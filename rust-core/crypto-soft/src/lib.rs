@@ -238,12 +238,15 @@ impl SoftSession {
             }
             (Xform::EncThenAuth { cipher, mac }, Op::Encrypt) => {
                 // RFC 4303 § 3.3.2: encrypt, then the ICV over the ciphertext.
-                cipher.encrypt(iv, range_mut(buf, &m.payload)?)?;
+                let mut st = mac.start();
+                st.update(prefix);
+                st.update(range(buf, &m.aad)?);
+                let payload = range_mut(buf, &m.payload)?;
+                cipher.encrypt(iv, payload)?;
+                st.update(payload);
+                st.update(suffix);
                 let mut tag = [0u8; MAX_MAC_LEN];
-                let n = mac.compute(
-                    &[prefix, range(buf, &m.aad)?, range(buf, &m.payload)?, suffix],
-                    &mut tag,
-                );
+                let n = st.finish(&mut tag);
                 write_icv(buf, m, tag.get(..n).unwrap_or(&[]))
             }
             (Xform::EncThenAuth { cipher, mac }, Op::Decrypt) => {

@@ -11,7 +11,7 @@
 use fipsec_crypto::{CryptoError, MacAlg};
 use hmac::{Hmac, KeyInit, Mac};
 
-use crate::xcbc::Xcbc;
+use crate::xcbc::{Xcbc, XcbcMac};
 
 /// The longest MAC output (HMAC-SHA-512).
 pub(crate) const MAX_MAC_LEN: usize = 64;
@@ -24,6 +24,16 @@ pub(crate) enum MacKey {
     HmacSha384(Hmac<sha2::Sha384>),
     HmacSha512(Hmac<sha2::Sha512>),
     AesXcbc(Xcbc),
+}
+
+/// One MAC computation in progress.
+pub(crate) enum MacState<'k> {
+    HmacMd5(Hmac<md5::Md5>),
+    HmacSha1(Hmac<sha1::Sha1>),
+    HmacSha256(Hmac<sha2::Sha256>),
+    HmacSha384(Hmac<sha2::Sha384>),
+    HmacSha512(Hmac<sha2::Sha512>),
+    AesXcbc(XcbcMac<'k>),
 }
 
 impl MacKey {
@@ -40,15 +50,45 @@ impl MacKey {
         })
     }
 
+    /// Starts a computation from the precomputed keyed state.
+    pub(crate) fn start(&self) -> MacState<'_> {
+        match self {
+            MacKey::HmacMd5(m) => MacState::HmacMd5(m.clone()),
+            MacKey::HmacSha1(m) => MacState::HmacSha1(m.clone()),
+            MacKey::HmacSha256(m) => MacState::HmacSha256(m.clone()),
+            MacKey::HmacSha384(m) => MacState::HmacSha384(m.clone()),
+            MacKey::HmacSha512(m) => MacState::HmacSha512(m.clone()),
+            MacKey::AesXcbc(x) => MacState::AesXcbc(x.start()),
+        }
+    }
+
     /// The untruncated MAC of the concatenation of `parts`, in `out`;
     /// returns its length.
     pub(crate) fn compute(&self, parts: &[&[u8]], out: &mut [u8; MAX_MAC_LEN]) -> usize {
-        fn hmac<M: Mac + Clone>(m: &M, parts: &[&[u8]], out: &mut [u8]) -> usize {
-            let mut m = m.clone();
-            for p in parts {
-                m.update(p);
-            }
-            let tag = m.finalize().into_bytes();
+        let mut st = self.start();
+        for p in parts {
+            st.update(p);
+        }
+        st.finish(out)
+    }
+}
+
+impl MacState<'_> {
+    /// Absorbs `data`.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        match self {
+            MacState::HmacMd5(m) => m.update(data),
+            MacState::HmacSha1(m) => m.update(data),
+            MacState::HmacSha256(m) => m.update(data),
+            MacState::HmacSha384(m) => m.update(data),
+            MacState::HmacSha512(m) => m.update(data),
+            MacState::AesXcbc(x) => x.update(data),
+        }
+    }
+
+    /// The untruncated MAC in `out`; returns its length.
+    pub(crate) fn finish(self, out: &mut [u8; MAX_MAC_LEN]) -> usize {
+        fn put(tag: &[u8], out: &mut [u8]) -> usize {
             let n = tag.len().min(out.len());
             if let (Some(dst), Some(src)) = (out.get_mut(..n), tag.get(..n)) {
                 dst.copy_from_slice(src);
@@ -56,18 +96,12 @@ impl MacKey {
             n
         }
         match self {
-            MacKey::HmacMd5(m) => hmac(m, parts, out),
-            MacKey::HmacSha1(m) => hmac(m, parts, out),
-            MacKey::HmacSha256(m) => hmac(m, parts, out),
-            MacKey::HmacSha384(m) => hmac(m, parts, out),
-            MacKey::HmacSha512(m) => hmac(m, parts, out),
-            MacKey::AesXcbc(x) => {
-                let t = x.compute(parts);
-                if let Some(dst) = out.get_mut(..t.len()) {
-                    dst.copy_from_slice(&t);
-                }
-                t.len()
-            }
+            MacState::HmacMd5(m) => put(&m.finalize().into_bytes(), out),
+            MacState::HmacSha1(m) => put(&m.finalize().into_bytes(), out),
+            MacState::HmacSha256(m) => put(&m.finalize().into_bytes(), out),
+            MacState::HmacSha384(m) => put(&m.finalize().into_bytes(), out),
+            MacState::HmacSha512(m) => put(&m.finalize().into_bytes(), out),
+            MacState::AesXcbc(x) => put(&x.finish(), out),
         }
     }
 }

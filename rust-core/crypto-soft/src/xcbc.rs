@@ -16,12 +16,16 @@
 use aes::Aes128Enc;
 use cipher::array::Array;
 use cipher::consts::U16;
-use cipher::{BlockCipherEncrypt, KeyInit};
+use cipher::{
+    BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, KeyInit,
+};
 use fipsec_crypto::CryptoError;
 use zeroize::Zeroize;
 
 /// Block size of AES.
 const BLOCK: usize = 16;
+
+type Block = Array<u8, U16>;
 
 /// An AES-XCBC-MAC key: the schedule of K1 and the blocks K2, K3; wiped on
 /// drop (the schedule by the `aes` crate, K2/K3 here).
@@ -43,7 +47,7 @@ impl Xcbc {
     pub(crate) fn new(key: &[u8]) -> Result<Xcbc, CryptoError> {
         let k = Aes128Enc::new_from_slice(key).map_err(|_| CryptoError::InvalidParams)?;
         let derive = |c: u8| {
-            let mut b = Array::<u8, U16>::from([c; BLOCK]);
+            let mut b = Block::from([c; BLOCK]);
             k.encrypt_block(&mut b);
             b
         };
@@ -59,74 +63,47 @@ impl Xcbc {
         })
     }
 
-    /// The full 128-bit MAC of the concatenation of `parts`.
-    pub(crate) fn compute(&self, parts: &[&[u8]]) -> [u8; BLOCK] {
-        let mut st = State {
-            e: Array::default(),
-            buf: [0; BLOCK],
+    /// Starts a MAC computation.
+    pub(crate) fn start(&self) -> XcbcMac<'_> {
+        XcbcMac {
+            key: self,
+            e: Block::default(),
+            held: [0; BLOCK],
             filled: 0,
-        };
-        for p in parts {
-            st.update(&self.k1, p);
         }
-        // The last block stays in `buf` (possibly empty): steps 4a/4b.
-        let (key, len) = if st.filled == BLOCK {
-            (&self.k2, BLOCK)
-        } else {
-            (&self.k3, st.filled)
-        };
-        if len < BLOCK {
-            if let Some(pad) = st.buf.get_mut(len..) {
-                pad.fill(0);
-            }
-            if let Some(b) = st.buf.get_mut(len) {
-                *b = 0x80;
-            }
-        }
-        for ((e, m), k) in st.e.iter_mut().zip(st.buf.iter()).zip(key.iter()) {
-            *e ^= m ^ k;
-        }
-        self.k1.encrypt_block(&mut st.e);
-        st.buf.zeroize();
-        st.e.into()
     }
 }
 
-/// CBC chaining value and the block held back until it is known whether it
-/// is the last one.
-struct State {
-    e: Array<u8, U16>,
-    buf: [u8; BLOCK],
+/// A MAC computation in progress: the CBC chaining value and the block held
+/// back until it is known whether it is the last one.
+pub(crate) struct XcbcMac<'k> {
+    key: &'k Xcbc,
+    e: Block,
+    held: [u8; BLOCK],
     filled: usize,
 }
 
-impl State {
-    fn update(&mut self, k1: &Aes128Enc, mut data: &[u8]) {
+impl XcbcMac<'_> {
+    /// Absorbs `data`.
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.filled == BLOCK {
                 // More data follows, so the held block is not the last one.
-                self.chain(k1);
+                let held = [Block::from(self.held)];
+                self.chain(&held);
+                self.filled = 0;
             }
             if self.filled == 0 && data.len() > BLOCK {
-                // Fast path: every complete block but the last one of `data`.
-                let (blocks, _) = Array::<u8, U16>::slice_as_chunks(data);
-                let n = if data.len().is_multiple_of(BLOCK) {
-                    blocks.len() - 1
-                } else {
-                    blocks.len()
-                };
-                for b in blocks.iter().take(n) {
-                    for (e, m) in self.e.iter_mut().zip(b.iter()) {
-                        *e ^= m;
-                    }
-                    k1.encrypt_block(&mut self.e);
-                }
+                // Every complete block that is certainly not the last one.
+                let n = (data.len() - 1) / BLOCK;
+                let (blocks, _) = Block::slice_as_chunks(data);
+                self.chain(blocks.get(..n).unwrap_or(&[]));
                 data = data.get(n * BLOCK..).unwrap_or(&[]);
                 continue;
             }
             let take = (BLOCK - self.filled).min(data.len());
             let (head, rest) = data.split_at(take);
-            if let Some(dst) = self.buf.get_mut(self.filled..self.filled + take) {
+            if let Some(dst) = self.held.get_mut(self.filled..self.filled + take) {
                 dst.copy_from_slice(head);
             }
             self.filled += take;
@@ -134,12 +111,96 @@ impl State {
         }
     }
 
-    /// `E[i] = E_K1(M[i] xor E[i-1])` for the held block.
-    fn chain(&mut self, k1: &Aes128Enc) {
-        for (e, m) in self.e.iter_mut().zip(self.buf.iter()) {
-            *e ^= m;
+    /// The full 128-bit MAC (RFC 3566 § 4 step 4).
+    pub(crate) fn finish(mut self) -> [u8; BLOCK] {
+        let (k, len) = if self.filled == BLOCK {
+            (&self.key.k2, BLOCK)
+        } else {
+            (&self.key.k3, self.filled)
+        };
+        if len < BLOCK {
+            if let Some(pad) = self.held.get_mut(len..) {
+                pad.fill(0);
+            }
+            if let Some(b) = self.held.get_mut(len) {
+                *b = 0x80;
+            }
         }
-        k1.encrypt_block(&mut self.e);
-        self.filled = 0;
+        for ((e, m), k) in self.e.iter_mut().zip(self.held.iter()).zip(k.iter()) {
+            *e ^= m ^ k;
+        }
+        self.key.k1.encrypt_block(&mut self.e);
+        self.held.zeroize();
+        self.e.into()
+    }
+
+    /// `E[i] = E_K1(M[i] xor E[i-1])` over `blocks`, inside the cipher's
+    /// back end so that the AES-NI path runs as one loop.
+    fn chain(&mut self, blocks: &[Block]) {
+        self.key.k1.encrypt_with_backend(Chain {
+            e: &mut self.e,
+            blocks,
+        });
+    }
+}
+
+struct Chain<'a> {
+    e: &'a mut Block,
+    blocks: &'a [Block],
+}
+
+impl BlockSizeUser for Chain<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockCipherEncClosure for Chain<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
+        // The chaining value lives in a local so that it stays in a register.
+        let mut e = *self.e;
+        for m in self.blocks {
+            let x = u128::from_ne_bytes(e.into()) ^ u128::from_ne_bytes((*m).into());
+            e = Block::from(x.to_ne_bytes());
+            backend.encrypt_block((&mut e).into());
+        }
+        *self.e = e;
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// RFC 3566 § 4.6 Test Cases #6 and #7, fed in every chunking: the held
+    /// last block must come out the same however the message is split.
+    #[test]
+    fn rfc3566_any_split() {
+        let key = hex("000102030405060708090a0b0c0d0e0f");
+        let x = Xcbc::new(&key).unwrap();
+        let tc6: Vec<u8> = (0..34u8).collect();
+        let tc7 = vec![0u8; 1000];
+        for (msg, want) in [
+            (&tc6[..], hex("becbb3bccdb518a30677d5481fb6b4d8")),
+            (&tc7[..], hex("f0dafee895db30253761103b5d84528f")),
+            (&tc6[..16], hex("d2a246fa349b68a79998a4394ff7a263")),
+            (&[][..], hex("75f0251d528ac01c4573dfd584d79f29")),
+        ] {
+            for chunk in 1..=40 {
+                let mut m = x.start();
+                for c in msg.chunks(chunk) {
+                    m.update(c);
+                    m.update(&[]);
+                }
+                assert_eq!(m.finish().to_vec(), want, "chunk {chunk}");
+            }
+        }
     }
 }
