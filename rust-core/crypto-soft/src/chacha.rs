@@ -104,9 +104,12 @@ impl ChaChaPoly {
         h.update(range(buf, &m.payload)?);
         let ct_len = h.pad();
         h.block(len_block(aad_len, ct_len));
-        let t = h.finalize();
+        let mut t = h.finalize();
         let icv = range(buf, &m.icv)?;
-        if !ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv) {
+        let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
+        // The expected tag is a valid forgery for this packet: do not leave it.
+        t.zeroize();
+        if !ok {
             return Err(CryptoError::BadIcv);
         }
         let payload = range_mut(buf, &m.payload)?;

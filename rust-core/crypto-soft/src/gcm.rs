@@ -149,11 +149,13 @@ fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
     b
 }
 
-fn tag(h: PaddedHash<GHash>, mask: &Array<u8, U16>) -> [u8; 16] {
+/// `T = E_K(J0) xor S`; wipes the mask.
+fn tag(h: PaddedHash<GHash>, mask: &mut Array<u8, U16>) -> [u8; 16] {
     let mut t = h.finalize();
     for (t, m) in t.iter_mut().zip(mask.iter()) {
         *t ^= m;
     }
+    mask.zeroize();
     t
 }
 
@@ -165,7 +167,7 @@ fn seal<C: BlockCipherEncrypt<BlockSize = U16>>(
     m: &SpanMap,
     aad_prefix: &[u8],
 ) -> Result<(), CryptoError> {
-    let (ctr, mask) = ctr_and_mask(c, nonce)?;
+    let (ctr, mut mask) = ctr_and_mask(c, nonce)?;
     let mut h = PaddedHash::new(ghash.clone());
     h.update(aad_prefix);
     h.update(range(buf, &m.aad)?);
@@ -176,7 +178,7 @@ fn seal<C: BlockCipherEncrypt<BlockSize = U16>>(
     h.update(payload);
     let ct_len = h.pad();
     h.block(len_block(aad_len, ct_len));
-    let t = tag(h, &mask);
+    let t = tag(h, &mut mask);
     let icv = range_mut(buf, &m.icv)?;
     icv.copy_from_slice(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?);
     Ok(())
@@ -190,7 +192,7 @@ fn open<C: BlockCipherEncrypt<BlockSize = U16>>(
     m: &SpanMap,
     aad_prefix: &[u8],
 ) -> Result<(), CryptoError> {
-    let (ctr, mask) = ctr_and_mask(c, nonce)?;
+    let (ctr, mut mask) = ctr_and_mask(c, nonce)?;
     let mut h = PaddedHash::new(ghash.clone());
     h.update(aad_prefix);
     h.update(range(buf, &m.aad)?);
@@ -198,9 +200,12 @@ fn open<C: BlockCipherEncrypt<BlockSize = U16>>(
     h.update(range(buf, &m.payload)?);
     let ct_len = h.pad();
     h.block(len_block(aad_len, ct_len));
-    let t = tag(h, &mask);
+    let mut t = tag(h, &mut mask);
     let icv = range(buf, &m.icv)?;
-    if !ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv) {
+    let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
+    // The expected tag is a valid forgery for this packet: do not leave it.
+    t.zeroize();
+    if !ok {
         return Err(CryptoError::BadIcv);
     }
     let payload = range_mut(buf, &m.payload)?;
@@ -216,14 +221,14 @@ fn gmac<C: BlockCipherEncrypt<BlockSize = U16>>(
     m: &SpanMap,
     aad_prefix: &[u8],
 ) -> Result<[u8; 16], CryptoError> {
-    let (_, mask) = ctr_and_mask(c, nonce)?;
+    let (_, mut mask) = ctr_and_mask(c, nonce)?;
     let mut h = PaddedHash::new(ghash.clone());
     h.update(aad_prefix);
     h.update(range(buf, &m.aad)?);
     h.update(range(buf, &m.payload)?);
     let aad_len = h.pad();
     h.block(len_block(aad_len, 0));
-    Ok(tag(h, &mask))
+    Ok(tag(h, &mut mask))
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ use fipsec_crypto::{
     AeadAlg, CryptoError, CryptoStats, Engine, EngineSession, Layout, Op, PRIORITY_SOFTWARE,
     Priority, SessionParams, SpanMap, Transform, ct_eq, request_span, with_span,
 };
+use zeroize::Zeroize;
 
 use crate::chacha::ChaChaPoly;
 use crate::esp_cipher::CipherKey;
@@ -233,8 +234,8 @@ impl SoftSession {
                 write_icv(buf, m, &tag)
             }
             (Xform::Gmac(g), Op::Decrypt) => {
-                let tag = g.gmac(iv, buf, m, prefix)?;
-                verify_icv(buf, m, &tag)
+                let mut tag = g.gmac(iv, buf, m, prefix)?;
+                verify_icv(buf, m, &mut tag)
             }
             (Xform::EncThenAuth { cipher, mac }, Op::Encrypt) => {
                 // RFC 4303 § 3.3.2: encrypt, then the ICV over the ciphertext.
@@ -257,7 +258,7 @@ impl SoftSession {
                     &[prefix, range(buf, &m.aad)?, range(buf, &m.payload)?, suffix],
                     &mut tag,
                 );
-                verify_icv(buf, m, tag.get(..n).unwrap_or(&[]))?;
+                verify_icv(buf, m, tag.get_mut(..n).unwrap_or(&mut []))?;
                 cipher.decrypt(iv, range_mut(buf, &m.payload)?)
             }
             (Xform::Cipher(c), Op::Encrypt) => c.encrypt(iv, range_mut(buf, &m.payload)?),
@@ -265,7 +266,7 @@ impl SoftSession {
             (Xform::Auth(mac), op) => {
                 let mut tag = [0u8; MAX_MAC_LEN];
                 let n = mac.compute(&[prefix, range(buf, &m.aad)?, suffix], &mut tag);
-                let tag = tag.get(..n).unwrap_or(&[]);
+                let tag = tag.get_mut(..n).unwrap_or(&mut []);
                 match op {
                     Op::Encrypt => write_icv(buf, m, tag),
                     Op::Decrypt => verify_icv(buf, m, tag),
@@ -296,13 +297,13 @@ fn write_icv(buf: &mut [u8], m: &SpanMap, tag: &[u8]) -> Result<(), CryptoError>
 }
 
 /// Compares the received ICV with the leftmost bytes of `tag` in constant
-/// time.
-fn verify_icv(buf: &[u8], m: &SpanMap, tag: &[u8]) -> Result<(), CryptoError> {
+/// time, then wipes `tag` (the expected ICV is a valid forgery for this
+/// packet).
+fn verify_icv(buf: &[u8], m: &SpanMap, tag: &mut [u8]) -> Result<(), CryptoError> {
     let icv = range(buf, &m.icv)?;
-    let expected = tag.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?;
-    if ct_eq(expected, icv) {
-        Ok(())
-    } else {
-        Err(CryptoError::BadIcv)
-    }
+    let ok = tag
+        .get(..icv.len())
+        .is_some_and(|expected| ct_eq(expected, icv));
+    tag.zeroize();
+    if ok { Ok(()) } else { Err(CryptoError::BadIcv) }
 }
