@@ -23,7 +23,8 @@
 //! block for CBC and the 16-byte counter block `nonce || IV || 0x00000001`
 //! for AES-CTR; any other length is [`CryptoError::InvalidRequest`], as is a
 //! CBC payload that is not a whole number of blocks, a region outside the
-//! packet, or an `auth_suffix` on an AEAD session (where ESN bits belong in
+//! packet, an AAD region overlapping the payload, an ICV overlapping either,
+//! or an `auth_suffix` on an AEAD session (where ESN bits belong in
 //! the AAD, RFC 4106 § 5 / RFC 7634 § 2.1). Decryption verifies the ICV
 //! first, in constant time ([`fipsec_crypto::ct_eq`]), and leaves the payload
 //! untouched on [`CryptoError::BadIcv`].
@@ -187,18 +188,29 @@ impl SoftSession {
     }
 
     /// Checks what the regions cannot tell: IV length, where ESN bits may
-    /// go, and that an Auth request has nothing to encrypt.
+    /// go, that an Auth request has nothing to encrypt, and that the AAD and
+    /// the payload do not overlap (the AAD is authenticated as it is before
+    /// encryption, so an overlap would have no defined meaning).
     fn check_layout(&self, l: &Layout) -> Result<(), CryptoError> {
-        let ok = match &self.xform {
-            Xform::Gcm(_) | Xform::Gmac(_) => {
-                l.iv.len() == gcm::NONCE_LEN && l.auth_suffix.is_empty()
-            }
-            Xform::ChaChaPoly(_) => l.iv.len() == chacha::NONCE_LEN && l.auth_suffix.is_empty(),
-            Xform::EncThenAuth { cipher, .. } | Xform::Cipher(cipher) => {
-                l.iv.len() == cipher.request_iv_len()
-            }
-            Xform::Auth(_) => l.payload.len == 0,
-        };
+        let disjoint = l.aad.len == 0
+            || l.payload.len == 0
+            || match (l.aad.end(), l.payload.end()) {
+                (Some(aad_end), Some(payload_end)) => {
+                    aad_end <= l.payload.start || payload_end <= l.aad.start
+                }
+                _ => false,
+            };
+        let ok = disjoint
+            && match &self.xform {
+                Xform::Gcm(_) | Xform::Gmac(_) => {
+                    l.iv.len() == gcm::NONCE_LEN && l.auth_suffix.is_empty()
+                }
+                Xform::ChaChaPoly(_) => l.iv.len() == chacha::NONCE_LEN && l.auth_suffix.is_empty(),
+                Xform::EncThenAuth { cipher, .. } | Xform::Cipher(cipher) => {
+                    l.iv.len() == cipher.request_iv_len()
+                }
+                Xform::Auth(_) => l.payload.len == 0,
+            };
         if ok {
             Ok(())
         } else {

@@ -316,6 +316,28 @@ fn misplaced_esn_bits_and_auth_payload() {
 }
 
 #[test]
+fn overlapping_aad_and_payload() {
+    let e = SoftEngine::new();
+    let pkt = [2u8; 96];
+    for (p, iv_len) in all_sessions() {
+        if matches!(p.transform, Transform::Auth { .. }) {
+            continue;
+        }
+        let s = e.new_session(&p).unwrap();
+        let l = layout((0, 24), (16, 32), 64, &vec![0; iv_len][..]);
+        for op in [Op::Encrypt, Op::Decrypt] {
+            let r = run(&e, &*s, op, &l, &pkt);
+            assert_eq!(
+                r.err(),
+                Some(CryptoError::InvalidRequest),
+                "{}",
+                p.describe()
+            );
+        }
+    }
+}
+
+#[test]
 fn foreign_session_state() {
     struct Other;
     impl EngineSession for Other {}
