@@ -173,3 +173,51 @@ fn harness_catches_missing_icv_check() {
     }
     assert_eq!(caught, VECTOR_FILES.len());
 }
+
+/// An engine without ESN support skips what needs it (vectors with their own
+/// `aad_prefix`/`auth_suffix`, and the re-presentations that move AAD bytes
+/// there) and still passes the rest.
+#[test]
+fn engine_without_esn_skips_with_reasons() {
+    struct NoEsn(SoftEngine);
+    impl Engine for NoEsn {
+        fn name(&self) -> &'static str {
+            "no-esn"
+        }
+        fn probe(&self, p: &SessionParams) -> Option<Priority> {
+            if p.esn { None } else { self.0.probe(p) }
+        }
+        fn new_session(&self, p: &SessionParams) -> Result<Box<dyn EngineSession>, CryptoError> {
+            self.0.new_session(p)
+        }
+        fn process(
+            &self,
+            s: &dyn EngineSession,
+            op: Op,
+            l: &Layout,
+            pkt: &mut dyn PacketBuf,
+            st: &CryptoStats,
+        ) -> Result<(), CryptoError> {
+            if !l.aad_prefix.is_empty() || !l.auth_suffix.is_empty() {
+                return Err(CryptoError::InvalidRequest);
+            }
+            self.0.process(s, op, l, pkt, st)
+        }
+    }
+    let reports = run_all(&NoEsn(SoftEngine)).unwrap_or_else(|e| panic!("{e}"));
+    let skipped: usize = reports.iter().map(|(_, r)| r.skipped.len()).sum();
+    let passed: usize = reports.iter().map(|(_, r)| r.passed).sum();
+    assert!(
+        skipped > 0 && passed > 100,
+        "skipped {skipped}, passed {passed}"
+    );
+    for (_, r) in &reports {
+        assert!(
+            r.skipped
+                .iter()
+                .all(|(_, why)| why.contains("probe rejects")),
+            "{:?}",
+            r.skipped
+        );
+    }
+}
