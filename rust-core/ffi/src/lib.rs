@@ -14,6 +14,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "ipsec-mb")]
+pub mod ipsec_mb;
 #[cfg(all(feature = "kmod", not(feature = "std")))]
 pub mod kmod;
 
