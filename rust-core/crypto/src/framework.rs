@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 
 use fipsec_buf::PacketBuf;
 
-use crate::driver::{AsyncDriver, DriverId, Engine, Priority};
+use crate::driver::{AsyncDriver, DriverId, Engine, Job, Priority};
 use crate::params::SessionParams;
 use crate::request::{Done, Request};
 use crate::session::{Candidate, Session, SessionInner};
@@ -269,6 +269,149 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 }
             }
         }
+    }
+
+    /// Dispatches several requests at once (FreeBSD's
+    /// `crypto_dispatch_batch`). Requests bound to the same synchronous
+    /// engine are handed to it together through [`Engine::process_batch`],
+    /// so a multi-buffer engine can interleave them; requests bound to an
+    /// asynchronous driver are queued exactly as [`Framework::dispatch`]
+    /// queues them. The semantics per request are those of `dispatch`: the
+    /// same driver choice, counters and fallback (a request its engine
+    /// fails with [`CryptoError::DriverFailure`] is retried, alone, on the
+    /// next driver).
+    ///
+    /// `reqs` is drained (its allocation stays with the caller for reuse);
+    /// every request that completes synchronously is handed to `out`, in
+    /// the order of `reqs` except for retried ones, which complete after.
+    /// Returns the number handed to `out`. The call allocates two vectors
+    /// sized to the batch, never one per request.
+    pub fn dispatch_batch(
+        &self,
+        reqs: &mut Vec<Request<P, C>>,
+        now: Instant,
+        out: &mut dyn FnMut(Done<P, C>),
+    ) -> usize {
+        /// What happened to one request of the batch.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Fate {
+            /// No healthy driver supports the session.
+            NoDriver,
+            /// Bound to an asynchronous driver: goes through `dispatch`.
+            Async,
+            /// Bound to a synchronous engine (`driver`, `candidate` index);
+            /// `queued` in its batch, `result` once processed.
+            Sync {
+                driver: usize,
+                candidate: usize,
+                queued: bool,
+                result: Option<Result<(), CryptoError>>,
+            },
+        }
+
+        let mut fates: Vec<Fate> = Vec::new();
+        if fates.try_reserve_exact(reqs.len()).is_err() {
+            // No memory for the bookkeeping: fall back to one at a time.
+            let mut n = 0;
+            for req in reqs.drain(..) {
+                if let Some(done) = self.dispatch(req, now) {
+                    n += 1;
+                    out(done);
+                }
+            }
+            return n;
+        }
+        for req in reqs.iter_mut() {
+            let fate = match self.pick(&req.session, req.tried) {
+                None => Fate::NoDriver,
+                Some((di, ci)) => match self.slots.get(di).map(|s| &s.kind) {
+                    Some(Kind::Sync(_)) => {
+                        if req.tried != 0 {
+                            CryptoStats::inc(&self.stats.fallbacks);
+                        }
+                        req.tried |= 1u32 << di;
+                        Fate::Sync { driver: di, candidate: ci, queued: false, result: None }
+                    }
+                    _ => Fate::Async,
+                },
+            };
+            fates.push(fate);
+        }
+
+        // One process_batch call per synchronous engine present in the batch.
+        for (di, slot) in self.slots.iter().enumerate() {
+            let Kind::Sync(engine) = &slot.kind else { continue };
+            let count = fates
+                .iter()
+                .filter(|f| matches!(f, Fate::Sync { driver, .. } if *driver == di))
+                .count();
+            if count == 0 {
+                continue;
+            }
+            let mut jobs: Vec<Job<'_>> = Vec::new();
+            if jobs.try_reserve_exact(count).is_err() {
+                continue; // left unprocessed: retried one at a time below
+            }
+            for (req, fate) in reqs.iter_mut().zip(fates.iter_mut()) {
+                let Fate::Sync { driver, candidate, queued, .. } = fate else { continue };
+                if *driver != di {
+                    continue;
+                }
+                let Request { session, op, layout, pkt, .. } = req;
+                if let Some(c) = session.0.candidates.get(*candidate) {
+                    *queued = true;
+                    jobs.push(Job {
+                        session: &*c.state,
+                        op: *op,
+                        layout,
+                        pkt,
+                        result: Err(CryptoError::DriverFailure),
+                    });
+                }
+            }
+            CryptoStats::add(&self.stats.requests, jobs.len() as u64);
+            DriverStats::add(&slot.stats.requests, jobs.len() as u64);
+            if jobs.len() > 1 {
+                CryptoStats::inc(&self.stats.batches);
+            }
+            engine.process_batch(&mut jobs, &self.stats);
+            let mut results = jobs.into_iter().map(|j| j.result);
+            for fate in fates.iter_mut() {
+                if let Fate::Sync { driver, queued: true, result, .. } = fate
+                    && *driver == di
+                {
+                    *result = results.next();
+                }
+            }
+        }
+
+        let mut delivered = 0;
+        for (req, fate) in reqs.drain(..).zip(fates) {
+            let done = match fate {
+                Fate::NoDriver => {
+                    CryptoStats::inc(&self.stats.err_no_driver);
+                    Some(Done { req, result: Err(CryptoError::NoDriver) })
+                }
+                Fate::Async => self.dispatch(req, now),
+                Fate::Sync { driver, result, .. } => match (self.slots.get(driver), result) {
+                    (Some(slot), Some(Err(CryptoError::DriverFailure))) => {
+                        self.note_error(slot);
+                        self.dispatch(req, now)
+                    }
+                    (Some(slot), Some(r)) => {
+                        self.count_result(slot, &r);
+                        Some(Done { req, result: r })
+                    }
+                    // Not processed (no keyed state, no memory): retry alone.
+                    _ => self.dispatch(req, now),
+                },
+            };
+            if let Some(done) = done {
+                delivered += 1;
+                out(done);
+            }
+        }
+        delivered
     }
 
     /// Collects completions from asynchronous drivers and hands them to

@@ -3,7 +3,12 @@
 //! buffer, and a small deterministic PRNG.
 #![allow(dead_code)]
 // Test code: a failed expectation is a panic.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use fipsec_buf::{BufError, BufStats, PacketBuf, TagCookie, TagType};
 use fipsec_crypto::{
