@@ -233,11 +233,13 @@ impl<P: PacketBuf, C> Framework<P, C> {
             DriverStats::inc(&slot.stats.requests);
             match &slot.kind {
                 Kind::Sync(engine) => {
-                    let session = req.session.clone();
+                    // Borrow the session's keyed state and the packet side by
+                    // side (no reference-count traffic per request).
+                    let Request { session, op, layout, pkt, .. } = &mut req;
                     let Some(state) = session.0.candidates.get(ci).map(|c| &*c.state) else {
                         continue;
                     };
-                    let r = engine.process(state, req.op, &req.layout, &mut req.pkt, &self.stats);
+                    let r = engine.process(state, *op, layout, pkt, &self.stats);
                     match r {
                         Err(CryptoError::DriverFailure) => {
                             self.note_error(slot);
@@ -285,7 +287,8 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// every request that completes synchronously is handed to `out`, in
     /// the order of `reqs` except for retried ones, which complete after.
     /// Returns the number handed to `out`. The call allocates two vectors
-    /// sized to the batch, never one per request.
+    /// sized to the batch, never one per request, and adds to the shared
+    /// counters once per batch.
     pub fn dispatch_batch(
         &self,
         reqs: &mut Vec<Request<P, C>>,
@@ -385,30 +388,68 @@ impl<P: PacketBuf, C> Framework<P, C> {
             }
         }
 
+        // Completion counters are added once per batch, not per request.
+        let mut completed = [0u64; MAX_DRIVERS];
+        let (mut ok, mut bad_icv, mut no_memory, mut invalid) = (0u64, 0u64, 0u64, 0u64);
         let mut delivered = 0;
         for (req, fate) in reqs.drain(..).zip(fates) {
-            let done = match fate {
+            // `Some(result)`: complete now; `None`: through `dispatch` (queued
+            // on an asynchronous driver, or retried after a driver failure).
+            let verdict = match fate {
                 Fate::NoDriver => {
                     CryptoStats::inc(&self.stats.err_no_driver);
-                    Some(Done { req, result: Err(CryptoError::NoDriver) })
+                    Some(Err(CryptoError::NoDriver))
                 }
-                Fate::Async => self.dispatch(req, now),
+                Fate::Async => None,
                 Fate::Sync { driver, result, .. } => match (self.slots.get(driver), result) {
                     (Some(slot), Some(Err(CryptoError::DriverFailure))) => {
                         self.note_error(slot);
-                        self.dispatch(req, now)
+                        None
                     }
                     (Some(slot), Some(r)) => {
-                        self.count_result(slot, &r);
-                        Some(Done { req, result: r })
+                        slot.consecutive_errors.store(0, Ordering::Relaxed);
+                        if let Some(c) = completed.get_mut(driver) {
+                            *c += 1;
+                        }
+                        match r {
+                            Ok(()) => ok += 1,
+                            Err(CryptoError::BadIcv) => bad_icv += 1,
+                            Err(CryptoError::NoMemory) => no_memory += 1,
+                            Err(_) => invalid += 1,
+                        }
+                        Some(r)
                     }
                     // Not processed (no keyed state, no memory): retry alone.
-                    _ => self.dispatch(req, now),
+                    _ => None,
                 },
             };
-            if let Some(done) = done {
-                delivered += 1;
-                out(done);
+            match verdict {
+                Some(result) => {
+                    delivered += 1;
+                    out(Done { req, result });
+                }
+                None => {
+                    if let Some(done) = self.dispatch(req, now) {
+                        delivered += 1;
+                        out(done);
+                    }
+                }
+            }
+        }
+        for (slot, n) in self.slots.iter().zip(completed) {
+            if n > 0 {
+                DriverStats::add(&slot.stats.completions, n);
+            }
+        }
+        let s = &self.stats;
+        for (c, n) in [
+            (&s.completions, ok),
+            (&s.err_bad_icv, bad_icv),
+            (&s.err_no_memory, no_memory),
+            (&s.err_invalid_request, invalid),
+        ] {
+            if n > 0 {
+                CryptoStats::add(c, n);
             }
         }
         delivered

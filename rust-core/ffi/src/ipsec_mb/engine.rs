@@ -34,10 +34,9 @@ use fipsec_crypto::{
     PRIORITY_ACCEL_SOFTWARE, Priority, SessionParams, SpanMap, Transform, ct_eq, request_span,
     with_span,
 };
-use zeroize::Zeroize;
 
-use super::keys::{A16, HmacHash, Keys, aes_index};
-use super::mgr::{AuthFields, Completed, JobSpec, Manager, ThreadCtx, with_ctx};
+use super::keys::{A16, HmacHash, Keys, aes_index, wipe};
+use super::mgr::{Api, AuthFields, Completed, JobSpec, Manager, ThreadCtx, with_ctx};
 use super::sys;
 
 /// Fewest job-API requests in a batch for which the wide (auto-arch)
@@ -82,7 +81,7 @@ impl IpsecMbEngine {
 
 /// A cipher as the job API names it.
 #[derive(Debug, Clone, Copy)]
-struct CipherSpec {
+pub(crate) struct CipherSpec {
     alg: CipherAlg,
     mode: sys::IMB_CIPHER_MODE,
     key_len: u64,
@@ -92,7 +91,7 @@ struct CipherSpec {
 
 /// An authenticator as the job API names it.
 #[derive(Debug, Clone, Copy)]
-struct MacSpec {
+pub(crate) struct MacSpec {
     alg: sys::IMB_HASH_ALG,
     xcbc: bool,
     /// Tag length requested from the library (it accepts only the full
@@ -101,7 +100,7 @@ struct MacSpec {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Gcm { idx: usize },
     Gmac { idx: usize },
     ChaCha,
@@ -112,10 +111,13 @@ enum Kind {
 
 /// The engine's keyed state for one session.
 pub struct MbSession {
-    kind: Kind,
-    icv_len: usize,
-    arch: u32,
-    keys: Box<Keys>,
+    pub(crate) kind: Kind,
+    pub(crate) icv_len: usize,
+    pub(crate) keys: Box<Keys>,
+    /// The function table of the code path that prepared the keys: the
+    /// AEAD direct APIs are called through it, so they need no manager and
+    /// always match the layout of the GCM key data.
+    pub(crate) api: Api,
 }
 
 impl EngineSession for MbSession {}
@@ -199,50 +201,12 @@ impl Engine for IpsecMbEngine {
         if self.probe(params).is_none() {
             return Err(CryptoError::Unsupported);
         }
-        let mut keys = Box::new(Keys::zeroed());
-        let kind = with_ctx(|ctx| {
-            let m = &ctx.mb;
-            Ok(match &params.transform {
-                Transform::Aead { alg, key, .. } => match alg {
-                    AeadAlg::AesGcm | AeadAlg::AesGmac => {
-                        keys.expand_gcm(m, key.expose())?;
-                        let idx = aes_index(key.len())?;
-                        if *alg == AeadAlg::AesGcm {
-                            Kind::Gcm { idx }
-                        } else {
-                            Kind::Gmac { idx }
-                        }
-                    }
-                    AeadAlg::ChaCha20Poly1305 => {
-                        keys.chacha.0.copy_from_slice(
-                            key.expose().get(..32).ok_or(CryptoError::InvalidParams)?,
-                        );
-                        Kind::ChaCha
-                    }
-                },
-                Transform::EncThenAuth {
-                    cipher,
-                    cipher_key,
-                    mac,
-                    mac_key,
-                    ..
-                } => {
-                    let c = setup_cipher(&mut keys, m, *cipher, cipher_key.expose())?;
-                    let a = setup_mac(&mut keys, m, *mac, mac_key.expose())?;
-                    Kind::Eta { cipher: c, mac: a }
-                }
-                Transform::Cipher { cipher, key } => Kind::Cipher {
-                    cipher: setup_cipher(&mut keys, m, *cipher, key.expose())?,
-                },
-                Transform::Auth { mac, key, .. } => Kind::Auth {
-                    mac: setup_mac(&mut keys, m, *mac, key.expose())?,
-                },
-            })
-        })?;
+        let (kind, keys) = with_ctx(|ctx| setup(params, &ctx.mb))?;
+        let api = with_ctx(|ctx| Ok(ctx.mb.api))?;
         Ok(Box::new(MbSession {
+            api,
             kind,
             icv_len: params.icv_len(),
-            arch: self.arch,
             keys,
         }))
     }
@@ -257,6 +221,15 @@ impl Engine for IpsecMbEngine {
     ) -> Result<(), CryptoError> {
         let s = downcast(session)?;
         let plan = Plan::new(s, layout, pkt.len())?;
+        if matches!(s.kind, Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha)
+            && !aead_needs_scratch(s, layout, &plan)
+        {
+            // The AEAD direct APIs need no manager: no thread context.
+            let mut unused = std::vec::Vec::new();
+            return with_span(pkt, plan.span, stats, |buf| {
+                aead_sync(&mut unused, s, op, layout, &plan, buf)
+            });
+        }
         with_ctx(|ctx| {
             with_span(pkt, plan.span, stats, |buf| {
                 run_sync(ctx, s, op, layout, &plan, buf)
@@ -283,6 +256,49 @@ impl Engine for IpsecMbEngine {
             }
         }
     }
+}
+
+/// Expands the keys of a session with manager `m` (GCM key data depends on
+/// its code path) and names the library's algorithms for it.
+pub(crate) fn setup(params: &SessionParams, m: &Manager) -> Result<(Kind, Box<Keys>), CryptoError> {
+    let mut keys = Box::new(Keys::zeroed());
+    let kind = match &params.transform {
+        Transform::Aead { alg, key, .. } => match alg {
+            AeadAlg::AesGcm | AeadAlg::AesGmac => {
+                keys.expand_gcm(m, key.expose())?;
+                let idx = aes_index(key.len())?;
+                if *alg == AeadAlg::AesGcm {
+                    Kind::Gcm { idx }
+                } else {
+                    Kind::Gmac { idx }
+                }
+            }
+            AeadAlg::ChaCha20Poly1305 => {
+                keys.chacha
+                    .0
+                    .copy_from_slice(key.expose().get(..32).ok_or(CryptoError::InvalidParams)?);
+                Kind::ChaCha
+            }
+        },
+        Transform::EncThenAuth {
+            cipher,
+            cipher_key,
+            mac,
+            mac_key,
+            ..
+        } => {
+            let c = setup_cipher(&mut keys, m, *cipher, cipher_key.expose())?;
+            let a = setup_mac(&mut keys, m, *mac, mac_key.expose())?;
+            Kind::Eta { cipher: c, mac: a }
+        }
+        Transform::Cipher { cipher, key } => Kind::Cipher {
+            cipher: setup_cipher(&mut keys, m, *cipher, key.expose())?,
+        },
+        Transform::Auth { mac, key, .. } => Kind::Auth {
+            mac: setup_mac(&mut keys, m, *mac, key.expose())?,
+        },
+    };
+    Ok((kind, keys))
 }
 
 fn downcast(session: &dyn EngineSession) -> Result<&MbSession, CryptoError> {
@@ -321,7 +337,7 @@ fn setup_mac(
 
 /// Where the MAC input of an ETA/Auth request lies (span-relative).
 #[derive(Debug, Clone)]
-enum MacInput {
+pub(crate) enum MacInput {
     /// One contiguous run of packet bytes.
     Direct(Range<usize>),
     /// A contiguous run directly followed by the ICV slot, into which the
@@ -335,14 +351,14 @@ enum MacInput {
 /// A request checked against its session: span, span-relative regions and
 /// the MAC input shape.
 #[derive(Debug, Clone)]
-struct Plan {
-    span: fipsec_crypto::Region,
-    map: SpanMap,
-    mac: MacInput,
+pub(crate) struct Plan {
+    pub(crate) span: fipsec_crypto::Region,
+    pub(crate) map: SpanMap,
+    pub(crate) mac: MacInput,
 }
 
 impl Plan {
-    fn new(s: &MbSession, layout: &Layout, pkt_len: usize) -> Result<Plan, CryptoError> {
+    pub(crate) fn new(s: &MbSession, layout: &Layout, pkt_len: usize) -> Result<Plan, CryptoError> {
         let span = request_span(layout, s.icv_len, pkt_len)?;
         let map = SpanMap::new(layout, s.icv_len, span)?;
         let payload_len = map.payload.len();
@@ -432,7 +448,7 @@ impl Span {
 
 /// Fills the cipher part of a job (nothing for NULL or an empty payload,
 /// which the library rejects for block modes).
-fn set_cipher(
+pub(crate) fn set_cipher(
     spec: &mut JobSpec,
     c: &CipherSpec,
     keys: &Keys,
@@ -461,7 +477,14 @@ fn set_cipher(
 }
 
 /// Fills the hash part of a job.
-fn set_hash(spec: &mut JobSpec, m: &MacSpec, keys: &Keys, off: usize, len: usize, tag: *mut u8) {
+pub(crate) fn set_hash(
+    spec: &mut JobSpec,
+    m: &MacSpec,
+    keys: &Keys,
+    off: usize,
+    len: usize,
+    tag: *mut u8,
+) {
     spec.hash_alg = m.alg;
     spec.auth = if m.xcbc {
         AuthFields::Xcbc {
@@ -537,9 +560,9 @@ fn run_sync(
     buf: &mut [u8],
 ) -> Result<(), CryptoError> {
     match s.kind {
-        Kind::Gcm { idx } => gcm(ctx, s, idx, op, layout, &plan.map, buf),
-        Kind::Gmac { idx } => gmac(ctx, s, idx, op, layout, &plan.map, buf),
-        Kind::ChaCha => chacha(ctx, s, op, layout, &plan.map, buf),
+        Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
+            aead_sync(&mut ctx.scratch, s, op, layout, plan, buf)
+        }
         Kind::Eta { cipher, mac } => {
             eta_sync(ctx, s, Some(&cipher), Some(&mac), op, layout, plan, buf)
         }
@@ -571,8 +594,36 @@ fn aead_aad(
     }
 }
 
+/// AES-GCM, AES-GMAC or ChaCha20-Poly1305, one request, on the direct APIs.
+fn aead_sync(
+    scratch: &mut std::vec::Vec<u8>,
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    plan: &Plan,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    match s.kind {
+        Kind::Gcm { idx } => gcm(scratch, s, idx, op, layout, &plan.map, buf),
+        Kind::Gmac { idx } => gmac(scratch, s, idx, op, layout, &plan.map, buf),
+        Kind::ChaCha => chacha(scratch, s, op, layout, &plan.map, buf),
+        _ => Err(CryptoError::InvalidRequest),
+    }
+}
+
+/// Whether an AEAD request must compose its AAD (or GMAC input) in the
+/// per-thread scratch buffer; otherwise it runs without touching the
+/// thread's managers at all.
+fn aead_needs_scratch(s: &MbSession, layout: &Layout, plan: &Plan) -> bool {
+    match s.kind {
+        Kind::Gcm { .. } | Kind::ChaCha => !layout.aad_prefix.is_empty(),
+        Kind::Gmac { .. } => !layout.aad_prefix.is_empty() || contiguous(&plan.map, true).is_none(),
+        _ => true,
+    }
+}
+
 fn gcm(
-    ctx: &mut ThreadCtx,
+    scratch: &mut std::vec::Vec<u8>,
     s: &MbSession,
     idx: usize,
     op: Op,
@@ -580,10 +631,7 @@ fn gcm(
     map: &SpanMap,
     buf: &mut [u8],
 ) -> Result<(), CryptoError> {
-    if s.arch != ctx.mb.arch {
-        return Err(CryptoError::DriverFailure);
-    }
-    let g = *ctx.mb.api.gcm.get(idx).ok_or(CryptoError::InvalidRequest)?;
+    let g = *s.api.gcm.get(idx).ok_or(CryptoError::InvalidRequest)?;
     let mut received = [0u8; 16];
     if op == Op::Decrypt {
         received
@@ -594,7 +642,7 @@ fn gcm(
                     .ok_or(CryptoError::InvalidRequest)?,
             );
     }
-    let (span, aad, aad_len) = aead_aad(&mut ctx.scratch, buf, layout, &map.aad)?;
+    let (span, aad, aad_len) = aead_aad(scratch, buf, layout, &map.aad)?;
     let payload = span.at(&map.payload)?;
     let icv = span.at(&map.icv)?;
     let len = map.payload.len() as u64;
@@ -657,13 +705,13 @@ fn gcm(
             }
         }
     };
-    gctx.0.zeroize();
-    tag.0.zeroize();
+    wipe(&mut gctx);
+    wipe(&mut tag);
     r
 }
 
 fn gmac(
-    ctx: &mut ThreadCtx,
+    scratch: &mut std::vec::Vec<u8>,
     s: &MbSession,
     idx: usize,
     op: Op,
@@ -671,10 +719,7 @@ fn gmac(
     map: &SpanMap,
     buf: &mut [u8],
 ) -> Result<(), CryptoError> {
-    if s.arch != ctx.mb.arch {
-        return Err(CryptoError::DriverFailure);
-    }
-    let g = *ctx.mb.api.gcm.get(idx).ok_or(CryptoError::InvalidRequest)?;
+    let g = *s.api.gcm.get(idx).ok_or(CryptoError::InvalidRequest)?;
     // RFC 4543 § 3.3: everything authenticated is AAD; nothing is
     // encrypted. ESN high bits come as `aad_prefix` (auth_suffix is an
     // ETA/Auth notion and does not apply).
@@ -689,14 +734,8 @@ fn gmac(
             (span.at(&r)?.cast_const(), r.len() as u64)
         }
         None => {
-            compose(
-                &mut ctx.scratch,
-                buf,
-                layout,
-                &[&map.aad, &map.payload],
-                false,
-            )?;
-            (ctx.scratch.as_ptr(), ctx.scratch.len() as u64)
+            compose(scratch, buf, layout, &[&map.aad, &map.payload], false)?;
+            (scratch.as_ptr(), scratch.len() as u64)
         }
     };
     let key = s.keys.gcm_ptr();
@@ -736,20 +775,20 @@ fn gmac(
             }
         }
     };
-    gctx.0.zeroize();
-    tag.0.zeroize();
+    wipe(&mut gctx);
+    wipe(&mut tag);
     r
 }
 
 fn chacha(
-    ctx: &mut ThreadCtx,
+    scratch: &mut std::vec::Vec<u8>,
     s: &MbSession,
     op: Op,
     layout: &Layout,
     map: &SpanMap,
     buf: &mut [u8],
 ) -> Result<(), CryptoError> {
-    let api = ctx.mb.api;
+    let api = s.api;
     let mut received = [0u8; 16];
     if op == Op::Decrypt {
         received
@@ -760,7 +799,7 @@ fn chacha(
                     .ok_or(CryptoError::InvalidRequest)?,
             );
     }
-    let (span, aad, aad_len) = aead_aad(&mut ctx.scratch, buf, layout, &map.aad)?;
+    let (span, aad, aad_len) = aead_aad(scratch, buf, layout, &map.aad)?;
     let payload = span.at(&map.payload)?;
     let icv = span.at(&map.icv)?;
     let len = map.payload.len() as u64;
@@ -813,8 +852,8 @@ fn chacha(
             }
         }
     };
-    cctx.0.zeroize();
-    tag.0.zeroize();
+    wipe(&mut cctx);
+    wipe(&mut tag);
     r
 }
 
@@ -965,7 +1004,7 @@ fn eta_sync(
             }
         }
     };
-    tag.0.zeroize();
+    wipe(&mut tag);
     r
 }
 
@@ -989,6 +1028,8 @@ enum SlotState {
 /// handed to the library stay put while jobs are in flight.
 pub(crate) struct Slot {
     state: SlotState,
+    /// The request's plan while it is in the batch.
+    plan: Option<Plan>,
     job: usize,
     tag: A16<64>,
     saved: [u8; 64],
@@ -999,6 +1040,7 @@ impl Slot {
     pub(crate) fn new() -> Slot {
         Slot {
             state: SlotState::Unused,
+            plan: None,
             job: 0,
             tag: A16([0; 64]),
             saved: [0; 64],
@@ -1022,9 +1064,12 @@ fn mark(slots: &mut [Slot], c: Completed) {
 /// and flushed together.
 fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
     // Pass 1: plans; synchronous requests run now.
-    let mut plans: [Option<Plan>; MAX_INFLIGHT] = [const { None }; MAX_INFLIGHT];
     let mut n_mb = 0usize;
     for (k, j) in jobs.iter_mut().enumerate() {
+        if let Some(slot) = ctx.slots.get_mut(k) {
+            slot.state = SlotState::Unused;
+            slot.plan = None;
+        }
         let s = match downcast(j.session) {
             Ok(s) => s,
             Err(e) => {
@@ -1045,8 +1090,8 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => false,
         } && j.pkt.peek_mut(plan.span.start, plan.span.len).is_some();
         if multi {
-            if let Some(p) = plans.get_mut(k) {
-                *p = Some(plan);
+            if let Some(slot) = ctx.slots.get_mut(k) {
+                slot.plan = Some(plan);
                 n_mb += 1;
             }
         } else {
@@ -1061,20 +1106,17 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
     }
     let ThreadCtx { mb, sb, slots, .. } = ctx;
     let m = if n_mb >= MB_MIN_BATCH { mb } else { sb };
-    for s in slots.iter_mut() {
-        s.state = SlotState::Unused;
-    }
 
     // Pass 2: submit the first job of every multi-buffer request.
     for (k, j) in jobs.iter_mut().enumerate() {
-        let Some(Some(plan)) = plans.get(k) else {
-            continue;
-        };
         let Some(slot) = slots.get_mut(k) else {
             continue;
         };
+        if slot.plan.is_none() {
+            continue;
+        }
         let Ok(s) = downcast(j.session) else { continue };
-        match submit_first(m, slot, k, s, j.op, j.layout, plan, j.pkt, stats) {
+        match submit_first(m, slot, k, s, j.op, j.layout, j.pkt, stats) {
             Ok(done) => {
                 j.result = Ok(());
                 if let Some(c) = done {
@@ -1093,17 +1135,14 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
 
     // Pass 3: ICVs out / compare; verified decrypts get their cipher job.
     for (k, j) in jobs.iter_mut().enumerate() {
-        let Some(Some(plan)) = plans.get(k) else {
-            continue;
-        };
         let Some(slot) = slots.get_mut(k) else {
             continue;
         };
-        if j.result.is_err() {
+        if slot.plan.is_none() || j.result.is_err() {
             continue;
         }
         let Ok(s) = downcast(j.session) else { continue };
-        match finish_first(m, slot, k, s, j.op, j.layout, plan, j.pkt) {
+        match finish_first(m, slot, k, s, j.op, j.layout, j.pkt) {
             Ok(done) => {
                 if let Some(c) = done {
                     mark(slots, c);
@@ -1131,7 +1170,7 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             }
             _ => {}
         }
-        slot.tag.0.zeroize();
+        wipe(&mut slot.tag);
     }
 }
 
@@ -1146,10 +1185,18 @@ fn submit_first(
     s: &MbSession,
     op: Op,
     layout: &Layout,
-    plan: &Plan,
     pkt: &mut dyn PacketBuf,
     stats: &CryptoStats,
 ) -> Result<Option<Completed>, CryptoError> {
+    let Slot {
+        state,
+        plan,
+        job,
+        tag,
+        saved,
+        des_ptrs,
+    } = slot;
+    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
     let map = &plan.map;
     let buf = pkt
         .peek_mut(plan.span.start, plan.span.len)
@@ -1158,8 +1205,8 @@ fn submit_first(
         CryptoStats::inc(&stats.misaligned);
     }
     let keys = &*s.keys;
-    slot.des_ptrs = keys.des3_ptrs();
-    slot.job = k;
+    *des_ptrs = keys.des3_ptrs();
+    *job = k;
     let iv = layout.iv.as_slice();
     let mut spec = JobSpec::empty();
     match (&s.kind, &plan.mac) {
@@ -1169,17 +1216,9 @@ fn submit_first(
             } else {
                 sys::IMB_DIR_DECRYPT
             };
-            set_cipher(
-                &mut spec,
-                cipher,
-                keys,
-                &slot.des_ptrs,
-                dir,
-                &map.payload,
-                iv,
-            );
+            set_cipher(&mut spec, cipher, keys, des_ptrs, dir, &map.payload, iv);
             if spec.cipher_mode == sys::IMB_CIPHER_NULL {
-                slot.state = SlotState::Finished;
+                *state = SlotState::Finished;
                 return Ok(None);
             }
             spec.direction = dir;
@@ -1195,7 +1234,7 @@ fn submit_first(
         ) => {
             let icv_len = map.icv.len();
             if op == Op::Decrypt {
-                slot.saved
+                saved
                     .get_mut(..icv_len)
                     .ok_or(CryptoError::InvalidRequest)?
                     .copy_from_slice(
@@ -1217,7 +1256,7 @@ fn submit_first(
                     &mut spec,
                     cipher,
                     keys,
-                    &slot.des_ptrs,
+                    des_ptrs,
                     sys::IMB_DIR_ENCRYPT,
                     &map.payload,
                     iv,
@@ -1225,13 +1264,13 @@ fn submit_first(
             }
             spec.direction = sys::IMB_DIR_ENCRYPT;
             spec.chain_order = sys::IMB_ORDER_CIPHER_HASH;
-            set_hash(&mut spec, mac, keys, r.start, len, slot.tag.0.as_mut_ptr());
+            set_hash(&mut spec, mac, keys, r.start, len, tag.0.as_mut_ptr());
         }
         _ => return Err(CryptoError::InvalidRequest),
     }
     spec.buf = buf.as_mut_ptr();
     spec.user = k;
-    slot.state = SlotState::Pending;
+    *state = SlotState::Pending;
     // SAFETY: the job's regions lie in this request's span (SpanMap), which
     // nothing touches until the batch has flushed its manager; the key
     // schedules (session, alive for the batch), the IV (in the borrowed
@@ -1250,16 +1289,24 @@ fn finish_first(
     s: &MbSession,
     op: Op,
     layout: &Layout,
-    plan: &Plan,
     pkt: &mut dyn PacketBuf,
 ) -> Result<Option<Completed>, CryptoError> {
-    match slot.state {
+    let Slot {
+        state,
+        plan,
+        tag,
+        saved,
+        des_ptrs,
+        ..
+    } = slot;
+    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
+    match *state {
         SlotState::Finished => return Ok(None),
         SlotState::Done => {}
         _ => return Err(CryptoError::DriverFailure),
     }
     if let Kind::Cipher { .. } = s.kind {
-        slot.state = SlotState::Finished;
+        *state = SlotState::Finished;
         return Ok(None);
     }
     let map = &plan.map;
@@ -1267,32 +1314,25 @@ fn finish_first(
     let buf = pkt
         .peek_mut(plan.span.start, plan.span.len)
         .ok_or(CryptoError::InvalidRequest)?;
-    let computed = slot
-        .tag
-        .0
-        .get(..icv_len)
-        .ok_or(CryptoError::InvalidRequest)?;
+    let computed = tag.0.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
     let icv = buf
         .get_mut(map.icv.clone())
         .ok_or(CryptoError::InvalidRequest)?;
     if op == Op::Encrypt {
         icv.copy_from_slice(computed);
-        slot.state = SlotState::Finished;
+        *state = SlotState::Finished;
         return Ok(None);
     }
-    let received = slot
-        .saved
-        .get(..icv_len)
-        .ok_or(CryptoError::InvalidRequest)?;
+    let received = saved.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
     if matches!(plan.mac, MacInput::IcvSlot(_)) {
         icv.copy_from_slice(received);
     }
     if !ct_eq(computed, received) {
-        slot.state = SlotState::Finished;
+        *state = SlotState::Finished;
         return Err(CryptoError::BadIcv);
     }
     let Kind::Eta { cipher, .. } = &s.kind else {
-        slot.state = SlotState::Finished;
+        *state = SlotState::Finished;
         return Ok(None);
     };
     let mut spec = JobSpec::empty();
@@ -1300,19 +1340,19 @@ fn finish_first(
         &mut spec,
         cipher,
         &s.keys,
-        &slot.des_ptrs,
+        des_ptrs,
         sys::IMB_DIR_DECRYPT,
         &map.payload,
         layout.iv.as_slice(),
     );
     if spec.cipher_mode == sys::IMB_CIPHER_NULL {
-        slot.state = SlotState::Finished;
+        *state = SlotState::Finished;
         return Ok(None);
     }
     spec.chain_order = sys::IMB_ORDER_HASH_CIPHER;
     spec.buf = buf.as_mut_ptr();
     spec.user = k;
-    slot.state = SlotState::Decrypting;
+    *state = SlotState::Decrypting;
     // SAFETY: as in `submit_first`: the payload lies in the span, untouched
     // until the manager is flushed; keys, IV and 3DES pointers stay valid.
     Ok(unsafe { m.submit(&spec) })

@@ -22,6 +22,18 @@ pub(crate) struct A64<const N: usize>(pub [u8; N]);
 #[repr(C, align(16))]
 pub(crate) struct A16<const N: usize>(pub [u8; N]);
 
+/// Overwrites `a` with zeros in a way the compiler cannot drop as a dead
+/// store: one volatile store of the whole array (a few vector stores, not
+/// the byte-at-a-time loop `zeroize` does for `[u8; N]`), for the per-packet
+/// contexts and tags on the data path.
+#[inline]
+pub(crate) fn wipe<const N: usize>(a: &mut A16<N>) {
+    // SAFETY: `a` is an exclusive, aligned reference to a plain byte array;
+    // writing another value of the same type through it is sound.
+    unsafe { core::ptr::write_volatile(a, A16([0u8; N])) };
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
 const _: () = assert!(core::mem::align_of::<sys::gcm_key_data>() <= 64);
 const _: () = assert!(GCM_KEY_LEN <= 2048);
 

@@ -318,6 +318,16 @@ pub(crate) enum AuthFields {
         k2: *const u8,
         k3: *const u8,
     },
+    /// AES-GCM: the AAD.
+    Gcm { aad: *const u8, aad_len: u64 },
+    /// AES-GMAC (standalone): key data and IV.
+    Gmac {
+        key: *const sys::gcm_key_data,
+        iv: *const u8,
+        iv_len: u64,
+    },
+    /// ChaCha20-Poly1305: the AAD.
+    ChaCha { aad: *const u8, aad_len: u64 },
 }
 
 /// Everything that goes into one `IMB_JOB`; written to the library's job
@@ -413,6 +423,28 @@ impl JobSpec {
                     _k2: k2,
                     _k3: k3,
                 };
+            }
+            AuthFields::Gcm { aad, aad_len } => {
+                j.u.GCM = sys::IMB_JOB__bindgen_ty_6__AES_GCM_specific_fields {
+                    aad: aad.cast(),
+                    aad_len_in_bytes: aad_len,
+                    ctx: core::ptr::null_mut(),
+                };
+            }
+            AuthFields::Gmac { key, iv, iv_len } => {
+                j.u.GMAC = sys::IMB_JOB__bindgen_ty_6__AES_GMAC_specific_fields {
+                    _key: key,
+                    _iv: iv.cast(),
+                    iv_len_in_bytes: iv_len,
+                };
+            }
+            AuthFields::ChaCha { aad, aad_len } => {
+                j.u.CHACHA20_POLY1305 =
+                    sys::IMB_JOB__bindgen_ty_6__CHACHA20_POLY1305_specific_fields {
+                        aad: aad.cast(),
+                        aad_len_in_bytes: aad_len,
+                        ctx: core::ptr::null_mut(),
+                    };
             }
         }
         *job = j;
