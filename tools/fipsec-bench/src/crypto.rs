@@ -535,7 +535,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "direct mode",
             "openssl",
             "best/openssl",
-            "batch/direct",
+            "ipsec-mb fw/direct",
             "openssl how",
         ]
         .map(String::from),
@@ -682,6 +682,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 
     println!("\n{}", table.render());
+    println!(
+        "<engine> dispatch / batch: Gb/s through Framework::dispatch (one request) and \
+         Framework::dispatch_batch ({} requests)",
+        o.batch
+    );
+    println!(
+        "ipsec-mb direct: the library's own loop, best of job API (auto arch / SSE) and direct API; \
+         fw/direct: ipsec-mb's better framework path over it"
+    );
+    println!(
+        "best/openssl: best driver path over openssl; * = size rounded up to the cipher block"
+    );
     if !engines.iter().any(|e| e.name == "soft") {
         println!("(soft driver not registered in this build: its target is not evaluated)");
     }

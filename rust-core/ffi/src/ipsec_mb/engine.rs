@@ -4,9 +4,13 @@
 //!
 //! | transform | single request ([`Engine::process`]) | batch ([`Engine::process_batch`]) |
 //! |---|---|---|
-//! | AES-GCM, AES-GMAC | direct GCM/GMAC API, auto arch | same, one call per request |
-//! | ChaCha20-Poly1305 | direct API, auto arch | same |
-//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API, SSE manager (SHA-NI), submit + flush | job API, all jobs submitted to the auto-arch manager (16 lanes), then flushed |
+//! | AES-GCM, AES-GMAC | direct GCM/GMAC API (auto arch), through function pointers kept in the session: no thread context unless the AAD must be composed | same, one call per request |
+//! | ChaCha20-Poly1305 | direct API, likewise | same |
+//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API on the thread's SSE manager (SHA-NI), submit + flush | job API: every job of the batch submitted to the thread's auto-arch manager (16 lanes on AVX-512), then flushed; batches under [`MB_MIN_BATCH`] use the SSE manager |
+//!
+//! The library (v1.3) has no multi-buffer AES-GCM or ChaCha20-Poly1305:
+//! those gain nothing from batching, while CBC encryption and HMAC run
+//! 16 packets per instruction stream.
 //!
 //! Encrypt-then-authenticate decryption runs in two phases, as RFC 4303
 //! § 3.4.4 orders it: the ICV is computed over the ciphertext and compared
@@ -43,6 +47,10 @@ use super::sys;
 /// manager is used; smaller batches go to the SSE manager, whose few lanes
 /// cost less to flush.
 pub const MB_MIN_BATCH: usize = 4;
+
+/// Priority of 3DES-CBC sessions: below [`fipsec_crypto::PRIORITY_SOFTWARE`]
+/// (see `probe`).
+pub const PRIORITY_3DES: Priority = fipsec_crypto::PRIORITY_SOFTWARE - 100;
 
 /// Most requests in flight in one manager at once (the library queues up
 /// to 256 jobs; the per-thread slot table holds this many).
@@ -99,13 +107,20 @@ pub(crate) struct MacSpec {
     tag_len: usize,
 }
 
+/// What a session computes, in the library's terms.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
+    /// AES-GCM; `idx` selects the key size (0: 128, 1: 192, 2: 256 bits).
     Gcm { idx: usize },
+    /// AES-GMAC (RFC 4543); `idx` as for GCM.
     Gmac { idx: usize },
+    /// ChaCha20-Poly1305 (RFC 7634).
     ChaCha,
+    /// Encrypt-then-authenticate.
     Eta { cipher: CipherSpec, mac: MacSpec },
+    /// Cipher only.
     Cipher { cipher: CipherSpec },
+    /// Authentication only (AH).
     Auth { mac: MacSpec },
 }
 
@@ -194,7 +209,27 @@ impl Engine for IpsecMbEngine {
             }
             Transform::Cipher { .. } => true,
         };
-        ok.then_some(PRIORITY_ACCEL_SOFTWARE)
+        if !ok {
+            return None;
+        }
+        if let Transform::EncThenAuth {
+            cipher: CipherAlg::TripleDesCbc,
+            ..
+        }
+        | Transform::Cipher {
+            cipher: CipherAlg::TripleDesCbc,
+            ..
+        } = params.transform
+        {
+            // v1.3's DES is bit-sliced over 16 lanes and a flush costs a
+            // full 16-lane round however few lanes hold packets (about
+            // 86 µs on the reference machine; 1.7 ms on the SSE path): a
+            // request on its own is ~100x slower than software. Offered,
+            // correct, but below the software driver, so 3DES sessions bind
+            // there and this engine is a fallback.
+            return Some(PRIORITY_3DES);
+        }
+        Some(PRIORITY_ACCEL_SOFTWARE)
     }
 
     fn new_session(&self, params: &SessionParams) -> Result<Box<dyn EngineSession>, CryptoError> {
@@ -878,7 +913,15 @@ fn eta_sync(
     let suffix = layout.auth_suffix.as_slice();
     let mut tag = A16([0u8; 64]);
     let mut saved = [0u8; 64];
-    let ThreadCtx { sb, scratch, .. } = ctx;
+    let ThreadCtx {
+        mb, sb, scratch, ..
+    } = ctx;
+    // 3DES on the wide manager: a lone job on the SSE path costs ~20x more.
+    let sb = if cipher.is_some_and(|c| c.alg == CipherAlg::TripleDesCbc) {
+        mb
+    } else {
+        sb
+    };
 
     let cipher_job = |dir| {
         let mut spec = JobSpec::empty();
@@ -1065,6 +1108,7 @@ fn mark(slots: &mut [Slot], c: Completed) {
 fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
     // Pass 1: plans; synchronous requests run now.
     let mut n_mb = 0usize;
+    let mut des = false;
     for (k, j) in jobs.iter_mut().enumerate() {
         if let Some(slot) = ctx.slots.get_mut(k) {
             slot.state = SlotState::Unused;
@@ -1084,6 +1128,11 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
                 continue;
             }
         };
+        if let Kind::Eta { cipher, .. } | Kind::Cipher { cipher } = s.kind
+            && cipher.alg == CipherAlg::TripleDesCbc
+        {
+            des = true;
+        }
         let multi = match s.kind {
             Kind::Cipher { .. } => true,
             Kind::Eta { .. } | Kind::Auth { .. } => !matches!(plan.mac, MacInput::Composed),
@@ -1105,7 +1154,8 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
         return;
     }
     let ThreadCtx { mb, sb, slots, .. } = ctx;
-    let m = if n_mb >= MB_MIN_BATCH { mb } else { sb };
+    // 3DES never goes to the SSE manager (its flush is the slowest).
+    let m = if n_mb >= MB_MIN_BATCH || des { mb } else { sb };
 
     // Pass 2: submit the first job of every multi-buffer request.
     for (k, j) in jobs.iter_mut().enumerate() {

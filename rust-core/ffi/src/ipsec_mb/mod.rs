@@ -21,5 +21,5 @@ mod keys;
 mod mgr;
 mod sys;
 
-pub use engine::{IpsecMbEngine, MAX_INFLIGHT, MB_MIN_BATCH, MbSession};
+pub use engine::{IpsecMbEngine, MAX_INFLIGHT, MB_MIN_BATCH, MbSession, PRIORITY_3DES};
 pub use mgr::{Arch, arch_name, version};
