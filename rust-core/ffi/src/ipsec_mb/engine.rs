@@ -998,7 +998,8 @@ fn eta_sync(
             r?;
         }
         MacInput::Composed => {
-            if spec.cipher_mode != sys::IMB_CIPHER_NULL {
+            let ciphered = spec.cipher_mode != sys::IMB_CIPHER_NULL;
+            if ciphered {
                 spec.buf = buf.as_mut_ptr();
                 // SAFETY: as above (cipher only).
                 unsafe { run_job(sb, spec) }?;
@@ -1008,17 +1009,30 @@ fn eta_sync(
             } else {
                 &[&map.aad]
             };
-            compose(scratch, buf, layout, parts, true)?;
-            if scratch.is_empty() {
-                // The library cannot MAC an empty message.
-                return Err(CryptoError::DriverFailure);
+            let hashed = compose(scratch, buf, layout, parts, true).and_then(|()| {
+                if scratch.is_empty() {
+                    // The library cannot MAC an empty message.
+                    return Err(CryptoError::DriverFailure);
+                }
+                let mut h = JobSpec::empty();
+                set_hash(&mut h, mac, keys, 0, scratch.len(), tag.0.as_mut_ptr());
+                h.buf = scratch.as_mut_ptr();
+                // SAFETY: the hash reads the scratch buffer (not touched until
+                // the call returns); pads and tag buffer outlive the call.
+                unsafe { run_job(sb, h) }
+            });
+            if let Err(e) = hashed {
+                if ciphered {
+                    // A failed request must leave the packet as it was, so
+                    // that the framework can retry it on another driver.
+                    let mut undo = cipher_job(sys::IMB_DIR_DECRYPT);
+                    undo.chain_order = sys::IMB_ORDER_HASH_CIPHER;
+                    undo.buf = buf.as_mut_ptr();
+                    // SAFETY: as for the cipher job above.
+                    let _ = unsafe { run_job(sb, undo) };
+                }
+                return Err(e);
             }
-            let mut h = JobSpec::empty();
-            set_hash(&mut h, mac, keys, 0, scratch.len(), tag.0.as_mut_ptr());
-            h.buf = scratch.as_mut_ptr();
-            // SAFETY: the hash reads the scratch buffer (not touched until the
-            // call returns); pads and tag buffer outlive the call.
-            unsafe { run_job(sb, h) }?;
         }
     }
 
@@ -1353,7 +1367,22 @@ fn finish_first(
     match *state {
         SlotState::Finished => return Ok(None),
         SlotState::Done => {}
-        _ => return Err(CryptoError::DriverFailure),
+        _ => {
+            // The library failed the job: put the received ICV back over the
+            // ESN bits, so that a retry on another driver sees the packet as
+            // it arrived.
+            if op == Op::Decrypt
+                && matches!(plan.mac, MacInput::IcvSlot(_))
+                && let Some(buf) = pkt.peek_mut(plan.span.start, plan.span.len)
+                && let (Some(d), Some(s)) = (
+                    buf.get_mut(plan.map.icv.clone()),
+                    saved.get(..plan.map.icv.len()),
+                )
+            {
+                d.copy_from_slice(s);
+            }
+            return Err(CryptoError::DriverFailure);
+        }
     }
     if let Kind::Cipher { .. } = s.kind {
         *state = SlotState::Finished;
