@@ -336,6 +336,7 @@ pub(crate) fn setup(params: &SessionParams, m: &Manager) -> Result<(Kind, Box<Ke
     Ok((kind, keys))
 }
 
+#[inline]
 fn downcast(session: &dyn EngineSession) -> Result<&MbSession, CryptoError> {
     let any: &dyn core::any::Any = session;
     any.downcast_ref::<MbSession>()
@@ -393,6 +394,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    #[inline]
     pub(crate) fn new(s: &MbSession, layout: &Layout, pkt_len: usize) -> Result<Plan, CryptoError> {
         let span = request_span(layout, s.icv_len, pkt_len)?;
         let map = SpanMap::new(layout, s.icv_len, span)?;
@@ -423,6 +425,7 @@ impl Plan {
 
 /// The single run of packet bytes `aad || payload` (payload only when
 /// `with_payload`) covers, if it is one run and not empty.
+#[inline]
 fn contiguous(map: &SpanMap, with_payload: bool) -> Option<Range<usize>> {
     let aad = map.aad.clone();
     let payload = if with_payload {
@@ -439,6 +442,7 @@ fn contiguous(map: &SpanMap, with_payload: bool) -> Option<Range<usize>> {
     }
 }
 
+#[inline]
 fn mac_input(map: &SpanMap, layout: &Layout, with_payload: bool) -> MacInput {
     if !layout.aad_prefix.is_empty() {
         return MacInput::Composed;
