@@ -235,7 +235,13 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 Kind::Sync(engine) => {
                     // Borrow the session's keyed state and the packet side by
                     // side (no reference-count traffic per request).
-                    let Request { session, op, layout, pkt, .. } = &mut req;
+                    let Request {
+                        session,
+                        op,
+                        layout,
+                        pkt,
+                        ..
+                    } = &mut req;
                     let Some(state) = session.0.candidates.get(ci).map(|c| &*c.state) else {
                         continue;
                     };
@@ -333,7 +339,12 @@ impl<P: PacketBuf, C> Framework<P, C> {
                             CryptoStats::inc(&self.stats.fallbacks);
                         }
                         req.tried |= 1u32 << di;
-                        Fate::Sync { driver: di, candidate: ci, queued: false, result: None }
+                        Fate::Sync {
+                            driver: di,
+                            candidate: ci,
+                            queued: false,
+                            result: None,
+                        }
                     }
                     _ => Fate::Async,
                 },
@@ -343,7 +354,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
 
         // One process_batch call per synchronous engine present in the batch.
         for (di, slot) in self.slots.iter().enumerate() {
-            let Kind::Sync(engine) = &slot.kind else { continue };
+            let Kind::Sync(engine) = &slot.kind else {
+                continue;
+            };
             let count = fates
                 .iter()
                 .filter(|f| matches!(f, Fate::Sync { driver, .. } if *driver == di))
@@ -356,11 +369,25 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 continue; // left unprocessed: retried one at a time below
             }
             for (req, fate) in reqs.iter_mut().zip(fates.iter_mut()) {
-                let Fate::Sync { driver, candidate, queued, .. } = fate else { continue };
+                let Fate::Sync {
+                    driver,
+                    candidate,
+                    queued,
+                    ..
+                } = fate
+                else {
+                    continue;
+                };
                 if *driver != di {
                     continue;
                 }
-                let Request { session, op, layout, pkt, .. } = req;
+                let Request {
+                    session,
+                    op,
+                    layout,
+                    pkt,
+                    ..
+                } = req;
                 if let Some(c) = session.0.candidates.get(*candidate) {
                     *queued = true;
                     jobs.push(Job {
@@ -380,7 +407,12 @@ impl<P: PacketBuf, C> Framework<P, C> {
             engine.process_batch(&mut jobs, &self.stats);
             let mut results = jobs.into_iter().map(|j| j.result);
             for fate in fates.iter_mut() {
-                if let Fate::Sync { driver, queued: true, result, .. } = fate
+                if let Fate::Sync {
+                    driver,
+                    queued: true,
+                    result,
+                    ..
+                } = fate
                     && *driver == di
                 {
                     *result = results.next();
