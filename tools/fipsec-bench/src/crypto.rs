@@ -32,12 +32,16 @@ use fipsec_ffi::accel::{self, EngineFactory};
 
 use crate::report::{Cell, Clock, Table, ops_per_sec};
 
-/// The engines benchmarked, one column pair each. The software driver
-/// joins this list when it is merged:
-/// `EngineFactory { name: "soft", make: || Some(Box::new(fipsec_crypto_soft::SoftEngine::new())) }`.
-fn engine_factories() -> Vec<EngineFactory> {
-    // Accelerated engines of this build (IPsec-MB with feature ipsec-mb).
-    accel::engines()
+/// The engines benchmarked, one column pair each: the accelerated engines
+/// of this build (IPsec-MB with feature `ipsec-mb`) and the portable
+/// software driver.
+pub fn engine_factories() -> Vec<EngineFactory> {
+    let mut v = accel::engines();
+    v.push(EngineFactory {
+        name: "soft",
+        make: || Some(Box::new(fipsec_crypto_soft::SoftEngine)),
+    });
+    v
 }
 
 /// How `openssl speed` measures an algorithm.
