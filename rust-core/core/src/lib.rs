@@ -14,6 +14,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod lifetime;
+pub mod replay;
+pub mod sa;
+pub mod sad;
+mod snapshot;
 pub mod stats;
 
 pub use fipsec_crypto::time;
