@@ -18,7 +18,9 @@ pub mod lifetime;
 pub mod replay;
 pub mod sa;
 pub mod sad;
+pub mod selector;
 mod snapshot;
+pub mod spd;
 pub mod stats;
 
 pub use fipsec_crypto::time;

@@ -198,7 +198,7 @@ pub fn normalize_addr(a: &SockaddrUnion) -> SockaddrUnion {
 
 /// `struct secasindex`: what an SA protects — endpoints, protocol, mode and
 /// request id. Addresses are normalized by [`SaIndex::new`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SaIndex {
     /// Destination (the peer for outbound SAs, us for inbound).
     pub dst: SockaddrUnion,

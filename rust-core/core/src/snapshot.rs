@@ -125,11 +125,6 @@ impl<S> Published<S> {
         self.done.store(g + 1, Ordering::Release);
         Some(old)
     }
-
-    /// Publications completed so far.
-    pub(crate) fn publications(&self) -> u64 {
-        self.done.load(Ordering::Relaxed)
-    }
 }
 
 /// One reader's snapshot of every shard of a [`Published`] table.

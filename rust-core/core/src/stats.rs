@@ -120,7 +120,9 @@ impl Default for DropCounters {
 impl DropCounters {
     /// All zero.
     pub const fn new() -> DropCounters {
-        DropCounters { counts: [const { AtomicU64::new(0) }; DropReason::COUNT] }
+        DropCounters {
+            counts: [const { AtomicU64::new(0) }; DropReason::COUNT],
+        }
     }
 
     /// Counts one drop.
@@ -133,7 +135,9 @@ impl DropCounters {
 
     /// The current value for a reason.
     pub fn get(&self, r: DropReason) -> u64 {
-        self.counts.get(r.index()).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.counts
+            .get(r.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Every `(reason, value)` pair, in table order.
@@ -178,7 +182,10 @@ mod test {
     #[test]
     fn names_are_unique_and_snake_case() {
         let mut names: alloc::vec::Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
-        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')));
+        assert!(names.iter().all(|n| {
+            n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }));
         let n = names.len();
         names.sort_unstable();
         names.dedup();
