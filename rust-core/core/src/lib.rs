@@ -14,6 +14,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod db;
+pub mod events;
 pub mod lifetime;
 pub mod replay;
 pub mod sa;
@@ -23,5 +25,12 @@ mod snapshot;
 pub mod spd;
 pub mod stats;
 
+pub use db::{AppliedXform, Bundle, DbConfig, DbReader, OutputDecision, SecurityDb};
+pub use events::{Acquire, Event};
 pub use fipsec_crypto::time;
+pub use lifetime::{ExpireKind, Lifetime, LifetimeLimit, LifetimeVerdict};
+pub use replay::{ReplayError, ReplayWindow};
+pub use sa::{Mode, ReqId, SaConfig, SaIndex, SaParams, SaProto, SaRef, SaState, SecAssoc, Spi};
+pub use selector::{PacketSelector, Selector};
+pub use spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec, SecPolicy};
 pub use stats::{DropCounters, DropReason, Dropped};

@@ -67,10 +67,11 @@ impl Lifetime {
         if self.add_time != Duration::ZERO && now >= usage.added.after(self.add_time) {
             return Some(LifetimeLimit::AddTime);
         }
-        if let Some(first) = usage.first_used {
-            if self.use_time != Duration::ZERO && now >= first.after(self.use_time) {
-                return Some(LifetimeLimit::UseTime);
-            }
+        if let Some(first) = usage.first_used
+            && self.use_time != Duration::ZERO
+            && now >= first.after(self.use_time)
+        {
+            return Some(LifetimeLimit::UseTime);
         }
         None
     }
@@ -283,16 +284,14 @@ impl LifetimeState {
         if let Some(limit) = self.hard.load().reached(usage, now) {
             return LifetimeVerdict::HardReached(limit);
         }
-        if !self.soft_fired.load(Ordering::Relaxed) {
-            if let Some(limit) = self.soft.load().reached(usage, now) {
-                if self
-                    .soft_fired
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return LifetimeVerdict::SoftReached(limit);
-                }
-            }
+        if !self.soft_fired.load(Ordering::Relaxed)
+            && let Some(limit) = self.soft.load().reached(usage, now)
+            && self
+                .soft_fired
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return LifetimeVerdict::SoftReached(limit);
         }
         LifetimeVerdict::Ok
     }

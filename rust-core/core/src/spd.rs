@@ -675,11 +675,11 @@ impl Spd {
     }
 
     /// `SADB_X_SPDDUMP`: every policy, by direction, then in lookup order.
-    pub fn for_each(&self, mut f: impl FnMut(&Arc<SecPolicy>)) {
+    pub fn for_each(&self, f: impl FnMut(&Arc<SecPolicy>)) {
         let w = self.writer.lock();
         let mut all: Vec<&Arc<SecPolicy>> = w.by_id.values().collect();
         all.sort_by_key(|p| (p.dir, p.key()));
-        all.into_iter().for_each(|p| f(p));
+        all.into_iter().for_each(f);
     }
 
     /// The policy timer: removes policies whose lifetime or validtime ran
