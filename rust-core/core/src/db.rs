@@ -398,7 +398,7 @@ impl SecurityDb {
                 .acquires
                 .lock()
                 .entries
-                .retain(|(_, idx), _| !sa.index().serves(idx));
+                .retain(|(_, idx), _| !sa.serves(idx));
         }
     }
 

@@ -183,8 +183,15 @@ impl SaState {
 
 /// An address as the databases key it: the same family, address and IPv6
 /// scope zone, with port and flow information zeroed.
+#[inline]
 pub fn normalize_addr(a: &SockaddrUnion) -> SockaddrUnion {
-    if a.port() == 0 && a.flowinfo() == 0 {
+    // Fast path: port (bytes 2..4) and, for IPv6, flow info (4..8) are
+    // already zero; for IPv4 bytes 4..8 are the address, so test the port
+    // alone there.
+    let b = a.as_bytes();
+    let port_zero = b.get(2..4) == Some(&[0, 0]);
+    let flow_zero = a.family() != AddressFamily::Inet6 || b.get(4..8) == Some(&[0, 0, 0, 0]);
+    if port_zero && flow_zero {
         return *a;
     }
     match (a.family(), a.ip()) {
@@ -436,28 +443,41 @@ pub type SaRef = Arc<SecAssoc>;
 /// A security association. Created by the database (`Sad::add`,
 /// `Sad::getspi`, `Sad::update`); the data path sees it through `&SaRef`s
 /// from a reader snapshot.
-#[repr(C)]
+///
+/// Layout (`repr(C)`, 64-byte aligned, so the `Arc` counts sit in the line
+/// before it): the first cache line holds exactly what lookups compare —
+/// state, protocol, mode, SPI and both addresses — so an input lookup
+/// touches one line of the SA and an output lookup one (two when the
+/// request names a reqid). Read-only configuration follows; the fields the
+/// data path writes per packet (sequence counter, lifetime usage, counters,
+/// replay window) come last, away from the lines lookups read.
+#[repr(C, align(64))]
 pub struct SecAssoc {
-    // The fields every lookup compares come first, so a lookup touches one
-    // or two cache lines of the SA.
+    // ---- cache line 1: lookup keys --------------------------------------
     state: AtomicU8,
+    proto: SaProto,
+    mode: Mode,
+    _pad: u8,
     spi: Spi,
-    index: SaIndex,
+    dst: SockaddrUnion,
+    src: SockaddrUnion,
+    // ---- read-only ---------------------------------------------------------
+    reqid: ReqId,
     id: SaId,
-    // Output path: one shared cache line written per packet.
-    seq: AtomicU64,
+    config: SaConfig,
+    // ---- written by the data path -------------------------------------------
     lifetime: LifetimeState,
+    seq: AtomicU64,
     /// Per-SA counters.
     pub counters: SaCounters,
     replay: Option<spin::Mutex<ReplayWindow>>,
-    config: SaConfig,
 }
 
 impl core::fmt::Debug for SecAssoc {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SecAssoc")
             .field("spi", &self.spi)
-            .field("index", &self.index)
+            .field("index", &self.index())
             .field("state", &self.state())
             .field("id", &self.id)
             .finish_non_exhaustive()
@@ -482,14 +502,19 @@ impl SecAssoc {
         };
         Ok(SecAssoc {
             state: AtomicU8::new(state as u8),
+            proto: index.proto,
+            mode: index.mode,
+            _pad: 0,
             spi,
-            index,
+            dst: index.dst,
+            src: index.src,
+            reqid: index.reqid,
             id,
-            seq: AtomicU64::new(0),
+            config,
             lifetime: LifetimeState::new(soft, hard, now),
+            seq: AtomicU64::new(0),
             counters: SaCounters::default(),
             replay,
-            config,
         })
     }
 
@@ -499,33 +524,50 @@ impl SecAssoc {
     }
 
     /// Endpoints, protocol, mode, reqid.
-    pub fn index(&self) -> &SaIndex {
-        &self.index
+    pub fn index(&self) -> SaIndex {
+        SaIndex {
+            dst: self.dst,
+            src: self.src,
+            reqid: self.reqid,
+            proto: self.proto,
+            mode: self.mode,
+        }
+    }
+
+    /// [`SaIndex::serves`] on the SA's own fields, reading the reqid (the
+    /// second cache line) only when the request names one.
+    #[inline]
+    pub fn serves(&self, request: &SaIndex) -> bool {
+        self.proto == request.proto
+            && (self.mode == Mode::Any || self.mode == request.mode)
+            && self.src == request.src
+            && self.dst == request.dst
+            && (request.reqid.0 == 0 || self.reqid == request.reqid)
     }
 
     /// Protocol.
     pub fn proto(&self) -> SaProto {
-        self.index.proto
+        self.proto
     }
 
     /// Source address (normalized).
     pub fn src(&self) -> &SockaddrUnion {
-        &self.index.src
+        &self.src
     }
 
     /// Destination address (normalized).
     pub fn dst(&self) -> &SockaddrUnion {
-        &self.index.dst
+        &self.dst
     }
 
     /// Mode.
     pub fn mode(&self) -> Mode {
-        self.index.mode
+        self.mode
     }
 
     /// Request id.
     pub fn reqid(&self) -> ReqId {
-        self.index.reqid
+        self.reqid
     }
 
     /// The database-unique id (creation order).
@@ -685,6 +727,17 @@ mod test {
     }
 
     #[test]
+    fn lookup_keys_share_the_first_cache_line() {
+        assert_eq!(core::mem::align_of::<SecAssoc>(), 64);
+        let s = sa(0, 0);
+        let base = &s as *const SecAssoc as usize;
+        let end_of = |p: usize, len: usize| p + len - base;
+        assert!(end_of(s.src() as *const _ as usize, 28) <= 64);
+        assert!(end_of(s.dst() as *const _ as usize, 28) <= 64);
+        assert!(end_of(&s.spi as *const _ as usize, 4) <= 64);
+    }
+
+    #[test]
     fn sequence_starts_at_one_and_refuses_to_cycle() {
         let s = sa(0, 64);
         assert_eq!(s.next_seq(), Ok(1));
@@ -716,7 +769,7 @@ mod test {
     #[test]
     fn serves_follows_key_cmpsaidx() {
         let s = sa(0, 0);
-        let mut req = *s.index();
+        let mut req = s.index();
         assert!(s.index().serves(&req));
         req.reqid = ReqId(7);
         assert!(!s.index().serves(&req), "request reqid must match");
@@ -726,7 +779,7 @@ mod test {
             !s.index().serves(&req),
             "tunnel SA does not serve transport"
         );
-        let mut any = *s.index();
+        let mut any = s.index();
         any.mode = Mode::Any;
         assert!(any.serves(&req), "an ANY-mode SA serves every mode");
         req.mode = Mode::Tunnel;
@@ -757,7 +810,7 @@ mod test {
 
     #[test]
     fn hard_lifetime_kills_the_sa_on_the_data_path() {
-        let idx = *sa(0, 0).index();
+        let idx = sa(0, 0).index();
         let hard = Lifetime {
             bytes: 100,
             ..Lifetime::UNLIMITED

@@ -37,16 +37,18 @@
 //! keys are removed after [`SadConfig::larval_lifetime`] (FreeBSD
 //! `key_larval_lifetime`, silently).
 
+use alloc::boxed::Box;
 use alloc::collections::BinaryHeap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::cmp::Ordering as CmpOrdering;
 
 use fipsec_wire::SockaddrUnion;
-use hashbrown::HashTable;
 
 use crate::lifetime::{ExpireKind, LifetimeLimit, LifetimeVerdict};
-use crate::sa::{SaId, SaIndex, SaParams, SaProto, SaRef, SaState, SecAssoc, Spi, normalize_addr};
+use crate::sa::{
+    Mode, SaId, SaIndex, SaParams, SaProto, SaRef, SaState, SecAssoc, Spi, normalize_addr,
+};
 use crate::snapshot::{Cache, KeyHasher, Published, addr_words};
 use crate::time::{Duration, Instant};
 
@@ -150,9 +152,166 @@ struct Entry {
     sa: SaRef,
 }
 
+/// One shard of an index: an open-addressing table with linear probing of
+/// 16-byte slots (the full 64-bit hash and the `Arc`), at most 2/3 full.
+/// A probe reads consecutive slots — four per cache line — until an empty
+/// one, so a lookup costs one line of the table plus one line of the SA it
+/// verifies. Published shards never change; a writer edits a copy, and a
+/// removal rebuilds the copy (no tombstones).
+#[derive(Clone, Default)]
+struct ProbeTable {
+    slots: Box<[Option<Entry>]>,
+    len: usize,
+}
+
+impl ProbeTable {
+    fn capacity_for(n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (n + n / 2 + 1).next_power_of_two().max(8)
+        }
+    }
+
+    fn rebuilt(entries: impl Iterator<Item = Entry>, n: usize) -> ProbeTable {
+        let cap = Self::capacity_for(n);
+        let mut t = ProbeTable {
+            slots: (0..cap).map(|_| None).collect(),
+            len: 0,
+        };
+        for e in entries {
+            t.place(e);
+        }
+        t
+    }
+
+    /// Puts `e` in the first free slot of its probe sequence (capacity must
+    /// allow it).
+    fn place(&mut self, e: Entry) {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = e.hash as usize & mask;
+        for _ in 0..self.slots.len() {
+            match self.slots.get_mut(i) {
+                Some(slot @ None) => {
+                    *slot = Some(e);
+                    self.len += 1;
+                    return;
+                }
+                Some(Some(_)) => i = (i + 1) & mask,
+                None => return,
+            }
+        }
+    }
+
+    fn insert_unique(&mut self, e: Entry) {
+        if Self::capacity_for(self.len + 1) > self.slots.len() {
+            let n = self.len + 1;
+            let old = core::mem::take(&mut self.slots);
+            *self = Self::rebuilt(old.into_vec().into_iter().flatten(), n);
+        }
+        self.place(e);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
+        let old = core::mem::take(&mut self.slots);
+        let kept: Vec<Entry> = old
+            .into_vec()
+            .into_iter()
+            .flatten()
+            .filter(|e| keep(e))
+            .collect();
+        let n = kept.len();
+        *self = Self::rebuilt(kept.into_iter(), n);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().flatten()
+    }
+
+    /// The entries with hash `h`, in probe order.
+    #[inline]
+    fn iter_hash(&self, h: u64) -> Probe<'_> {
+        let mask = self.slots.len().wrapping_sub(1);
+        Probe {
+            slots: &self.slots,
+            mask,
+            i: h as usize & mask,
+            h,
+            left: self.slots.len(),
+        }
+    }
+
+    #[inline]
+    fn find(&self, h: u64, mut eq: impl FnMut(&Entry) -> bool) -> Option<&Entry> {
+        self.iter_hash(h).find(|e| eq(e))
+    }
+
+    fn find_mut(&mut self, h: u64, mut eq: impl FnMut(&Entry) -> bool) -> Option<&mut Entry> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = h as usize & mask;
+        for _ in 0..self.slots.len() {
+            let hit = match self.slots.get(i)? {
+                Some(e) => e.hash == h && eq(e),
+                None => return None,
+            };
+            if hit {
+                return self.slots.get_mut(i)?.as_mut();
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    fn allocation_size(&self) -> usize {
+        self.slots.len() * core::mem::size_of::<Option<Entry>>()
+    }
+}
+
+/// Iterator over the entries of one hash (see [`ProbeTable::iter_hash`]).
+struct Probe<'a> {
+    slots: &'a [Option<Entry>],
+    mask: usize,
+    i: usize,
+    h: u64,
+    left: usize,
+}
+
+impl<'a> Iterator for Probe<'a> {
+    type Item = &'a Entry;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a Entry> {
+        while self.left > 0 {
+            self.left -= 1;
+            let e = self.slots.get(self.i)?.as_ref()?;
+            self.i = (self.i + 1) & self.mask;
+            if e.hash == self.h {
+                return Some(e);
+            }
+        }
+        None
+    }
+}
+
 #[derive(Clone, Default)]
 struct Shard {
-    table: HashTable<Entry>,
+    table: ProbeTable,
+}
+
+/// The words of a normalized address (port, and IPv6 flow information,
+/// masked off) without building the address: what the indexes hash and
+/// compare. SAs store normalized addresses, so their plain words match.
+#[inline]
+fn key_words(a: &SockaddrUnion) -> [u64; 4] {
+    let [w0, w1, w2, w3] = addr_words(a);
+    // Little-endian word 0: sa_len, sa_family, port (2), then the IPv4
+    // address or the IPv6 flow information.
+    let mask = if (w0 >> 8) as u8 == fipsec_wire::sockaddr::AF_INET6 {
+        0x0000_0000_0000_ffff
+    } else {
+        0xffff_ffff_0000_ffff
+    };
+    [w0 & mask, w1, w2, w3]
 }
 
 struct Shared {
@@ -166,23 +325,30 @@ struct Shared {
 
 impl Shared {
     #[inline]
-    fn hash_in(&self, dst: &SockaddrUnion, proto: SaProto, spi: Spi) -> u64 {
-        let [a, b, c, d] = addr_words(dst);
-        self.hasher.words(&[
+    fn hash_in(&self, dst: &[u64; 4], proto: SaProto, spi: Spi) -> u64 {
+        let [a, b, c, d] = *dst;
+        self.hasher.words([
             a,
             b,
             c,
-            d,
-            u64::from(spi.0) | (u64::from(proto.ip_proto()) << 32),
+            d ^ (u64::from(spi.0) << 32) ^ u64::from(proto.ip_proto()),
         ])
     }
 
     #[inline]
-    fn hash_out(&self, src: &SockaddrUnion, dst: &SockaddrUnion, proto: SaProto) -> u64 {
-        let [a, b, c, d] = addr_words(src);
-        let [e, f, g, h] = addr_words(dst);
+    fn hash_out(&self, src: &[u64; 4], dst: &[u64; 4], proto: SaProto) -> u64 {
+        let [a, b, c, d] = *src;
+        let [e, f, g, h] = *dst;
         self.hasher
-            .words(&[a, b, c, d ^ (u64::from(proto.ip_proto()) << 40), e, f, g, h])
+            .words([a, b, c, d ^ (u64::from(proto.ip_proto()) << 40), e, f, g, h])
+    }
+
+    fn hash_in_of(&self, sa: &SecAssoc) -> u64 {
+        self.hash_in(&addr_words(sa.dst()), sa.proto(), sa.spi())
+    }
+
+    fn hash_out_of(&self, sa: &SecAssoc) -> u64 {
+        self.hash_out(&addr_words(sa.src()), &addr_words(sa.dst()), sa.proto())
     }
 }
 
@@ -215,6 +381,17 @@ struct Writer {
     count: usize,
     larval: usize,
     timers: BinaryHeap<Timer>,
+}
+
+/// What [`Sad::memory`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SadMemory {
+    /// Number of SAs.
+    pub sas: usize,
+    /// Bytes of the SA objects.
+    pub sa_bytes: usize,
+    /// Bytes of both hash indexes (all shards).
+    pub index_bytes: usize,
 }
 
 /// Counts of SAs by state.
@@ -385,14 +562,14 @@ impl Sad {
         let old = self
             .find_in(&index.dst, index.proto, spi)
             .ok_or(SadError::NotFound)?;
-        if old.index().src != index.src {
+        if *old.src() != index.src {
             return Err(SadError::AddressMismatch);
         }
         match old.state() {
             SaState::Larval => {
                 let sa = self.make(&mut w, spi, index, SaState::Mature, params, now)?;
                 old.set_state(SaState::Dead);
-                let h = self.shared.hash_in(&index.dst, index.proto, spi);
+                let h = self.shared.hash_in_of(&sa);
                 let (id, new) = (old.id(), sa.clone());
                 self.modify(&self.shared.input, h, move |t| {
                     if let Some(e) = t.find_mut(h, |e| e.sa.id() == id) {
@@ -434,7 +611,7 @@ impl Sad {
         let sa = self
             .find_in(&normalize_addr(dst), proto, spi)
             .ok_or(SadError::NotFound)?;
-        if src.is_some_and(|s| normalize_addr(s) != sa.index().src) {
+        if src.is_some_and(|s| normalize_addr(s) != *sa.src()) {
             return Err(SadError::NotFound);
         }
         self.remove(&mut w, &sa);
@@ -475,6 +652,32 @@ impl Sad {
         w.count = w.count.saturating_sub(removed);
         w.larval = w.larval.saturating_sub(larval);
         removed
+    }
+
+    /// Memory held by the SAD: the SA objects (with their `Arc` headers and
+    /// replay bitmaps; not counting allocator overhead or crypto sessions)
+    /// and both hash indexes as published. Walks everything under the
+    /// writer lock — a reporting tool, not for the data path.
+    pub fn memory(&self) -> SadMemory {
+        let _w = self.writer.lock();
+        let mut m = SadMemory::default();
+        let arc_header = 2 * core::mem::size_of::<usize>();
+        for table in [&self.shared.input, &self.shared.output] {
+            for i in 0..table.shards() {
+                if let Some(s) = table.current(i) {
+                    m.index_bytes += core::mem::size_of::<Shard>() + s.table.allocation_size();
+                }
+            }
+        }
+        for i in 0..self.shared.input.shards() {
+            if let Some(s) = self.shared.input.current(i) {
+                for e in s.table.iter() {
+                    m.sas += 1;
+                    m.sa_bytes += arc_header + core::mem::size_of::<SecAssoc>() + e.sa.heap_bytes();
+                }
+            }
+        }
+        m
     }
 
     /// `SADB_DUMP`: calls `f` for every SA (any state), in no particular
@@ -604,12 +807,13 @@ impl Sad {
     }
 
     fn find_in(&self, dst: &SockaddrUnion, proto: SaProto, spi: Spi) -> Option<SaRef> {
-        let h = self.shared.hash_in(dst, proto, spi);
+        let kw = key_words(dst);
+        let h = self.shared.hash_in(&kw, proto, spi);
         let shard = self.shared.input.current(self.shared.input.shard_of(h))?;
         shard
             .table
             .find(h, |e| {
-                e.hash == h && e.sa.spi() == spi && e.sa.proto() == proto && e.sa.dst() == dst
+                e.sa.spi() == spi && e.sa.proto() == proto && addr_words(e.sa.dst()) == kw
             })
             .map(|e| e.sa.clone())
     }
@@ -620,7 +824,7 @@ impl Sad {
     }
 
     /// Copy-on-write of the shard holding `hash`.
-    fn modify(&self, table: &Published<Shard>, hash: u64, f: impl FnOnce(&mut HashTable<Entry>)) {
+    fn modify(&self, table: &Published<Shard>, hash: u64, f: impl FnOnce(&mut ProbeTable)) {
         let i = table.shard_of(hash);
         if let Some(cur) = table.current(i) {
             let mut next = (*cur).clone();
@@ -631,25 +835,21 @@ impl Sad {
     }
 
     fn insert_in(&self, sa: &SaRef) {
-        let h = self.shared.hash_in(sa.dst(), sa.proto(), sa.spi());
+        let h = self.shared.hash_in_of(sa);
         let e = Entry {
             hash: h,
             sa: sa.clone(),
         };
-        self.modify(&self.shared.input, h, move |t| {
-            t.insert_unique(h, e, |e| e.hash);
-        });
+        self.modify(&self.shared.input, h, move |t| t.insert_unique(e));
     }
 
     fn insert_out(&self, sa: &SaRef) {
-        let h = self.shared.hash_out(sa.src(), sa.dst(), sa.proto());
+        let h = self.shared.hash_out_of(sa);
         let e = Entry {
             hash: h,
             sa: sa.clone(),
         };
-        self.modify(&self.shared.output, h, move |t| {
-            t.insert_unique(h, e, |e| e.hash);
-        });
+        self.modify(&self.shared.output, h, move |t| t.insert_unique(e));
     }
 
     /// Marks `sa` dead and unlinks it; false if it was not in the SAD.
@@ -660,10 +860,10 @@ impl Sad {
         let was_larval = sa.state() == SaState::Larval;
         sa.set_state(SaState::Dead);
         let id = sa.id();
-        let hi = self.shared.hash_in(sa.dst(), sa.proto(), sa.spi());
+        let hi = self.shared.hash_in_of(sa);
         self.modify(&self.shared.input, hi, |t| t.retain(|e| e.sa.id() != id));
         if !was_larval {
-            let ho = self.shared.hash_out(sa.src(), sa.dst(), sa.proto());
+            let ho = self.shared.hash_out_of(sa);
             self.modify(&self.shared.output, ho, |t| t.retain(|e| e.sa.id() != id));
         } else {
             w.larval = w.larval.saturating_sub(1);
@@ -714,16 +914,17 @@ impl SadReader {
     }
 
     /// Input lookup (`key_allocsa`): the valid (mature or dying) SA for a
-    /// packet's outer destination, protocol and SPI.
+    /// packet's outer destination, protocol and SPI. The port of `dst` is
+    /// ignored.
     #[inline]
     pub fn lookup_in(&self, dst: &SockaddrUnion, proto: SaProto, spi: Spi) -> Option<&SaRef> {
-        let dst = normalize_addr(dst);
-        let h = self.shared.hash_in(&dst, proto, spi);
+        let kw = key_words(dst);
+        let h = self.shared.hash_in(&kw, proto, spi);
         let shard = self.input.shard(self.shared.input.shard_of(h))?;
         shard
             .table
             .find(h, |e| {
-                e.hash == h && e.sa.spi() == spi && e.sa.proto() == proto && *e.sa.dst() == dst
+                e.sa.spi() == spi && e.sa.proto() == proto && addr_words(e.sa.dst()) == kw
             })
             .map(|e| &e.sa)
             .filter(|sa| sa.is_valid())
@@ -732,26 +933,27 @@ impl SadReader {
     /// Output lookup (`key_allocsa_policy`): the valid SA that serves
     /// `request` (source, destination, protocol, mode, reqid — see
     /// [`SaIndex::serves`]); the newest one, or the oldest with
-    /// `prefer_old_sa`.
+    /// `prefer_old_sa`. Ports in the request's addresses are ignored.
     #[inline]
     pub fn lookup_out(&self, request: &SaIndex) -> Option<&SaRef> {
-        let src = normalize_addr(&request.src);
-        let dst = normalize_addr(&request.dst);
-        let h = self.shared.hash_out(&src, &dst, request.proto);
+        let ks = key_words(&request.src);
+        let kd = key_words(&request.dst);
+        let h = self.shared.hash_out(&ks, &kd, request.proto);
         let shard = self.output.shard(self.shared.output.shard_of(h))?;
-        let req = SaIndex {
-            src,
-            dst,
-            ..*request
-        };
         let mut best: Option<&SaRef> = None;
         for e in shard.table.iter_hash(h) {
-            if e.hash != h || !e.sa.index().serves(&req) || !e.sa.is_valid() {
+            let sa = &e.sa;
+            let serves = sa.proto() == request.proto
+                && (sa.mode() == Mode::Any || sa.mode() == request.mode)
+                && addr_words(sa.src()) == ks
+                && addr_words(sa.dst()) == kd
+                && (request.reqid.0 == 0 || sa.reqid() == request.reqid);
+            if !serves || !sa.is_valid() {
                 continue;
             }
             best = match best {
-                None => Some(&e.sa),
-                Some(b) if (e.sa.id() > b.id()) != self.shared.prefer_old => Some(&e.sa),
+                None => Some(sa),
+                Some(b) if (sa.id() > b.id()) != self.shared.prefer_old => Some(sa),
                 keep => keep,
             };
         }
@@ -763,7 +965,7 @@ impl SadReader {
 mod test {
     use super::*;
     use crate::lifetime::Lifetime;
-    use crate::sa::{Mode, ReqId, SaConfig};
+    use crate::sa::{ReqId, SaConfig};
     use core::net::Ipv4Addr;
 
     fn v4(a: u8, b: u8) -> SockaddrUnion {
@@ -1177,5 +1379,51 @@ mod test {
         let mut r = db.reader();
         r.refresh();
         assert!(r.lookup_out(&idx(1, 2)).is_none());
+    }
+
+    #[test]
+    fn probe_table_handles_collisions_wraparound_and_removal() {
+        let db = sad();
+        let mk = |i: u32| {
+            let idx = idx(1, 2);
+            Arc::new(
+                SecAssoc::new(
+                    SaId(u64::from(i)),
+                    Spi(i),
+                    idx,
+                    SaState::Mature,
+                    SaParams::default(),
+                    t(0),
+                )
+                .unwrap(),
+            )
+        };
+        drop(db);
+        let mut t = ProbeTable::default();
+        // Every entry starts probing at the last slot: forces wrap-around
+        // and one long cluster; equal hashes as in an output group.
+        let n = 40u32;
+        for i in 0..n {
+            let h = if i % 2 == 0 { u64::MAX } else { 7 };
+            t.insert_unique(Entry { hash: h, sa: mk(i) });
+            assert!(t.len * 3 <= t.slots.len() * 2, "load at most 2/3");
+        }
+        assert_eq!(t.iter_hash(u64::MAX).count(), 20);
+        assert_eq!(t.iter_hash(7).count(), 20);
+        assert!(t.find(7, |e| e.sa.spi() == Spi(39)).is_some());
+        assert!(t.find(7, |e| e.sa.spi() == Spi(38)).is_none());
+        assert!(t.iter_hash(8).next().is_none());
+        t.retain(|e| e.sa.spi().0 % 4 != 0);
+        assert_eq!(t.len, 30);
+        assert_eq!(t.iter_hash(u64::MAX).count(), 10);
+        assert!(t.find(u64::MAX, |e| e.sa.spi() == Spi(4)).is_none());
+        assert!(t.find(u64::MAX, |e| e.sa.spi() == Spi(6)).is_some());
+        if let Some(e) = t.find_mut(7, |e| e.sa.spi() == Spi(5)) {
+            e.sa = mk(1005);
+        }
+        assert!(t.find(7, |e| e.sa.spi() == Spi(1005)).is_some());
+        t.retain(|_| false);
+        assert_eq!((t.len, t.slots.len()), (0, 0));
+        assert!(t.iter_hash(7).next().is_none());
     }
 }

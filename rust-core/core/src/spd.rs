@@ -436,7 +436,7 @@ struct Shared {
 impl Shared {
     #[inline]
     fn hash(&self, t: &Tuple, src: u128, dst: u128) -> u64 {
-        self.hasher.words(&[
+        self.hasher.words([
             t.word(),
             (src >> 64) as u64,
             src as u64,

@@ -78,7 +78,7 @@ fn verify(sa: &SecAssoc, slot: u32, registered: &[AtomicU32]) {
     assert_eq!(s, slot, "SA of another slot");
     assert_eq!(sa.spi(), spi(slot, g), "SPI does not match the generation");
     assert_eq!(sa.config().enc_key.expose(), &enc_key(slot, g), "torn key");
-    assert_eq!(*sa.index(), index(slot), "torn index");
+    assert_eq!(sa.index(), index(slot), "torn index");
     assert!(
         g <= registered[slot as usize].load(Ordering::Acquire),
         "SA that was never added"
