@@ -144,7 +144,7 @@ fn readers_see_whole_sas_during_writes() {
                     .unwrap();
                 live[slot as usize] = Some(g);
             }
-            Some(old) if x % 4 != 0 => {
+            Some(old) if !x.is_multiple_of(4) => {
                 let g = registered[slot as usize].load(Ordering::Relaxed) + 1;
                 registered[slot as usize].store(g, Ordering::Release);
                 db.add_sa(spi(slot, g), index(slot), params(slot, g), now)
