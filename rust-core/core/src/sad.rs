@@ -298,6 +298,16 @@ struct Shard {
     table: ProbeTable,
 }
 
+/// Does an SA's (normalized) address equal a packet's or request's address
+/// with its port ignored? Compared word by word straight from both
+/// structures, so nothing is spilled and reloaded in between.
+#[inline]
+fn same_addr(sa_addr: &SockaddrUnion, key: &SockaddrUnion) -> bool {
+    let [a0, a1, a2, a3] = addr_words(sa_addr);
+    let [b0, b1, b2, b3] = key_words(key);
+    ((a0 ^ b0) | (a1 ^ b1) | (a2 ^ b2) | (a3 ^ b3)) == 0
+}
+
 /// The words of a normalized address (port, and IPv6 flow information,
 /// masked off) without building the address: what the indexes hash and
 /// compare. SAs store normalized addresses, so their plain words match.
@@ -916,15 +926,14 @@ impl SadReader {
     /// Input lookup (`key_allocsa`): the valid (mature or dying) SA for a
     /// packet's outer destination, protocol and SPI. The port of `dst` is
     /// ignored.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_in(&self, dst: &SockaddrUnion, proto: SaProto, spi: Spi) -> Option<&SaRef> {
-        let kw = key_words(dst);
-        let h = self.shared.hash_in(&kw, proto, spi);
+        let h = self.shared.hash_in(&key_words(dst), proto, spi);
         let shard = self.input.shard(self.shared.input.shard_of(h))?;
         shard
             .table
             .find(h, |e| {
-                e.sa.spi() == spi && e.sa.proto() == proto && addr_words(e.sa.dst()) == kw
+                e.sa.spi() == spi && e.sa.proto() == proto && same_addr(e.sa.dst(), dst)
             })
             .map(|e| &e.sa)
             .filter(|sa| sa.is_valid())
@@ -934,7 +943,7 @@ impl SadReader {
     /// `request` (source, destination, protocol, mode, reqid — see
     /// [`SaIndex::serves`]); the newest one, or the oldest with
     /// `prefer_old_sa`. Ports in the request's addresses are ignored.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_out(&self, request: &SaIndex) -> Option<&SaRef> {
         let ks = key_words(&request.src);
         let kd = key_words(&request.dst);
@@ -945,8 +954,8 @@ impl SadReader {
             let sa = &e.sa;
             let serves = sa.proto() == request.proto
                 && (sa.mode() == Mode::Any || sa.mode() == request.mode)
-                && addr_words(sa.src()) == ks
-                && addr_words(sa.dst()) == kd
+                && same_addr(sa.src(), &request.src)
+                && same_addr(sa.dst(), &request.dst)
                 && (request.reqid.0 == 0 || sa.reqid() == request.reqid);
             if !serves || !sa.is_valid() {
                 continue;

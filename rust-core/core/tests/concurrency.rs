@@ -2,7 +2,11 @@
 //! no torn reads, no lookup of an SA that was never added, and no packet
 //! lost across a rekey.
 // Test helpers outside `#[test]` functions: the data-path lints do not apply.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::std_instead_of_core)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::std_instead_of_core
+)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
