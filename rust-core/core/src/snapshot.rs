@@ -16,7 +16,7 @@
 //!   published shard: it copies the one small shard it modifies, changes the
 //!   copy and publishes it. Copying one shard of `N/n` entries keeps adds
 //!   fast at a million SAs.
-//! * Each data-path thread (or CPU) owns a [`Cache`]: its own `Arc` of every
+//! * Each data-path thread (or CPU) owns a cache (`SadReader`, `SpdReader`): its own `Arc` of every
 //!   shard. Lookups read only the cache — no atomic operation at all besides
 //!   what the caller checks on the entry found.
 //! * The reader calls `refresh` at its quiescent points (once per packet or
