@@ -38,6 +38,17 @@
 //! lets a sender skip compression) needs an applied transform with its
 //! protocol, a compatible mode, and its destination (the request's tunnel
 //! endpoint, or inside the policy's destination prefix in transport mode).
+//!
+//! # Locks
+//!
+//! Lookups take none. A few rare paths take short spin locks
+//! (`spin::Mutex`, no_std): the ACQUIRE table and event queue on an output
+//! miss, the lifetime notice list when an SA hits a limit, the per-SA replay
+//! window on input, a shard slot while a reader refreshes a changed shard,
+//! and the writer locks of the control plane. None is held across a call
+//! into other code. In a kernel they must be taken from a context that may
+//! be preempted like the one that holds them (a netisr or a thread, not a
+//! hard-interrupt filter).
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;

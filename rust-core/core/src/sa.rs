@@ -24,6 +24,7 @@
 //! information zeroed, so equality and hashing compare exactly what
 //! `key_sockaddrcmp(.., 0)` compares. NAT-T ports live in [`NatT`].
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -350,8 +351,9 @@ pub struct SaConfig {
     pub flags: u32,
     /// Anti-replay window in packets; 0 disables anti-replay.
     pub replay_window: u32,
-    /// NAT traversal, if the SA is UDP-encapsulated.
-    pub natt: Option<NatT>,
+    /// NAT traversal, if the SA is UDP-encapsulated (boxed: rare, and it
+    /// would otherwise add 64 bytes to every SA).
+    pub natt: Option<Box<NatT>>,
     /// Traffic flow confidentiality padding target (RFC 4303 § 2.4): pad
     /// ESP payloads up to this many bytes; 0 = off.
     pub tfc_pad: u32,
@@ -687,9 +689,14 @@ impl SecAssoc {
     }
 
     /// Approximate heap bytes owned by this SA beyond `size_of::<SecAssoc>()`
-    /// (the replay bitmap), for memory reports.
+    /// (the replay bitmap, NAT-T parameters), for memory reports.
     pub fn heap_bytes(&self) -> usize {
-        self.replay.as_ref().map_or(0, |r| r.lock().bitmap_bytes())
+        let natt = self
+            .config
+            .natt
+            .as_ref()
+            .map_or(0, |_| core::mem::size_of::<NatT>());
+        self.replay.as_ref().map_or(0, |r| r.lock().bitmap_bytes()) + natt
     }
 }
 
