@@ -152,13 +152,8 @@ struct Entry {
     sa: SaRef,
 }
 
-/// One shard of an index: an open-addressing table with linear probing of
-/// 16-byte slots (the full 64-bit hash and the `Arc`), at most 2/3 full.
-/// A probe reads consecutive slots — four per cache line — until an empty
-/// one, so a lookup costs one line of the table plus one line of the SA it
-/// verifies. Published shards never change; a writer edits a copy, and a
-/// removal rebuilds the copy (no tombstones).
-#[derive(Clone, Default)]
+/// A writer's private copy of a shard (see [`Shard`]).
+#[derive(Default)]
 struct ProbeTable {
     slots: Box<[Option<Entry>]>,
     len: usize,
@@ -171,6 +166,19 @@ impl ProbeTable {
         } else {
             (n + n / 2 + 1).next_power_of_two().max(8)
         }
+    }
+
+    /// A private copy of a published shard.
+    fn copy_of(shard: &Shard) -> ProbeTable {
+        ProbeTable {
+            slots: shard.into(),
+            len: shard.iter().flatten().count(),
+        }
+    }
+
+    /// The shard to publish.
+    fn into_shard(self) -> Arc<Shard> {
+        Arc::from(self.slots)
     }
 
     fn rebuilt(entries: impl Iterator<Item = Entry>, n: usize) -> ProbeTable {
@@ -224,28 +232,6 @@ impl ProbeTable {
         *self = Self::rebuilt(kept.into_iter(), n);
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.slots.iter().flatten()
-    }
-
-    /// The entries with hash `h`, in probe order.
-    #[inline]
-    fn iter_hash(&self, h: u64) -> Probe<'_> {
-        let mask = self.slots.len().wrapping_sub(1);
-        Probe {
-            slots: &self.slots,
-            mask,
-            i: h as usize & mask,
-            h,
-            left: self.slots.len(),
-        }
-    }
-
-    #[inline]
-    fn find(&self, h: u64, mut eq: impl FnMut(&Entry) -> bool) -> Option<&Entry> {
-        self.iter_hash(h).find(|e| eq(e))
-    }
-
     fn find_mut(&mut self, h: u64, mut eq: impl FnMut(&Entry) -> bool) -> Option<&mut Entry> {
         let mask = self.slots.len().wrapping_sub(1);
         let mut i = h as usize & mask;
@@ -261,10 +247,25 @@ impl ProbeTable {
         }
         None
     }
+}
 
-    fn allocation_size(&self) -> usize {
-        self.slots.len() * core::mem::size_of::<Option<Entry>>()
+/// The entries of a shard with hash `h`, in probe order.
+#[inline]
+fn iter_hash(shard: &Shard, h: u64) -> Probe<'_> {
+    let mask = shard.len().wrapping_sub(1);
+    Probe {
+        slots: shard,
+        mask,
+        i: h as usize & mask,
+        h,
+        left: shard.len(),
     }
+}
+
+/// The first entry of a shard with hash `h` that satisfies `eq`.
+#[inline]
+fn find(shard: &Shard, h: u64, mut eq: impl FnMut(&Entry) -> bool) -> Option<&Entry> {
+    iter_hash(shard, h).find(|e| eq(e))
 }
 
 /// Iterator over the entries of one hash (see [`ProbeTable::iter_hash`]).
@@ -293,9 +294,18 @@ impl<'a> Iterator for Probe<'a> {
     }
 }
 
-#[derive(Clone, Default)]
-struct Shard {
-    table: ProbeTable,
+/// One published shard of an index: the slots of a [`ProbeTable`] (an
+/// open-addressing table with linear probing of 16-byte slots — the full
+/// 64-bit hash and the `Arc` — at most 2/3 full), in the same allocation as
+/// its reference counts, so a lookup goes from the reader's cache straight
+/// to the slots. A probe reads consecutive slots, four per cache line,
+/// until an empty one: one line of the table plus one line of the SA it
+/// verifies. Published shards never change; a writer edits a copy, and a
+/// removal rebuilds the copy (no tombstones).
+type Shard = [Option<Entry>];
+
+fn empty_shard() -> Arc<Shard> {
+    Arc::from(Vec::new())
 }
 
 /// Does an SA's (normalized) address equal a packet's or request's address
@@ -438,8 +448,8 @@ impl Sad {
         Sad {
             shared: Arc::new(Shared {
                 hasher: KeyHasher::new(config.hash_seed),
-                input: Published::new(n, Shard::default),
-                output: Published::new(n, Shard::default),
+                input: Published::new(n, empty_shard),
+                output: Published::new(n, empty_shard),
                 prefer_old: config.prefer_old_sa,
                 notices: spin::Mutex::new(Vec::new()),
             }),
@@ -641,11 +651,11 @@ impl Sad {
                 let Some(cur) = table.current(i) else {
                     continue;
                 };
-                if !cur.table.iter().any(|e| doomed(&e.sa)) {
+                if !cur.iter().flatten().any(|e| doomed(&e.sa)) {
                     continue;
                 }
-                let mut next = (*cur).clone();
-                next.table.retain(|e| {
+                let mut next = ProbeTable::copy_of(&cur);
+                next.retain(|e| {
                     if !doomed(&e.sa) {
                         return true;
                     }
@@ -656,7 +666,7 @@ impl Sad {
                     }
                     false
                 });
-                table.publish(i, Arc::new(next));
+                table.publish(i, next.into_shard());
             }
         }
         w.count = w.count.saturating_sub(removed);
@@ -675,13 +685,14 @@ impl Sad {
         for table in [&self.shared.input, &self.shared.output] {
             for i in 0..table.shards() {
                 if let Some(s) = table.current(i) {
-                    m.index_bytes += core::mem::size_of::<Shard>() + s.table.allocation_size();
+                    m.index_bytes +=
+                        2 * core::mem::size_of::<usize>() + core::mem::size_of_val::<Shard>(&s);
                 }
             }
         }
         for i in 0..self.shared.input.shards() {
             if let Some(s) = self.shared.input.current(i) {
-                for e in s.table.iter() {
+                for e in s.iter().flatten() {
                     m.sas += 1;
                     m.sa_bytes += arc_header + core::mem::size_of::<SecAssoc>() + e.sa.heap_bytes();
                 }
@@ -696,7 +707,7 @@ impl Sad {
         let _w = self.writer.lock();
         for i in 0..self.shared.input.shards() {
             if let Some(s) = self.shared.input.current(i) {
-                s.table.iter().for_each(|e| f(&e.sa));
+                s.iter().flatten().for_each(|e| f(&e.sa));
             }
         }
     }
@@ -820,12 +831,10 @@ impl Sad {
         let kw = key_words(dst);
         let h = self.shared.hash_in(&kw, proto, spi);
         let shard = self.shared.input.current(self.shared.input.shard_of(h))?;
-        shard
-            .table
-            .find(h, |e| {
-                e.sa.spi() == spi && e.sa.proto() == proto && addr_words(e.sa.dst()) == kw
-            })
-            .map(|e| e.sa.clone())
+        find(&shard, h, |e| {
+            e.sa.spi() == spi && e.sa.proto() == proto && addr_words(e.sa.dst()) == kw
+        })
+        .map(|e| e.sa.clone())
     }
 
     fn contains(&self, sa: &SaRef) -> bool {
@@ -837,10 +846,10 @@ impl Sad {
     fn modify(&self, table: &Published<Shard>, hash: u64, f: impl FnOnce(&mut ProbeTable)) {
         let i = table.shard_of(hash);
         if let Some(cur) = table.current(i) {
-            let mut next = (*cur).clone();
-            f(&mut next.table);
+            let mut next = ProbeTable::copy_of(&cur);
             drop(cur);
-            table.publish(i, Arc::new(next));
+            f(&mut next);
+            table.publish(i, next.into_shard());
         }
     }
 
@@ -930,13 +939,11 @@ impl SadReader {
     pub fn lookup_in(&self, dst: &SockaddrUnion, proto: SaProto, spi: Spi) -> Option<&SaRef> {
         let h = self.shared.hash_in(&key_words(dst), proto, spi);
         let shard = self.input.shard(self.shared.input.shard_of(h))?;
-        shard
-            .table
-            .find(h, |e| {
-                e.sa.spi() == spi && e.sa.proto() == proto && same_addr(e.sa.dst(), dst)
-            })
-            .map(|e| &e.sa)
-            .filter(|sa| sa.is_valid())
+        find(shard, h, |e| {
+            e.sa.spi() == spi && e.sa.proto() == proto && same_addr(e.sa.dst(), dst)
+        })
+        .map(|e| &e.sa)
+        .filter(|sa| sa.is_valid())
     }
 
     /// Output lookup (`key_allocsa_policy`): the valid SA that serves
@@ -950,7 +957,7 @@ impl SadReader {
         let h = self.shared.hash_out(&ks, &kd, request.proto);
         let shard = self.output.shard(self.shared.output.shard_of(h))?;
         let mut best: Option<&SaRef> = None;
-        for e in shard.table.iter_hash(h) {
+        for e in iter_hash(shard, h) {
             let sa = &e.sa;
             let serves = sa.proto() == request.proto
                 && (sa.mode() == Mode::Any || sa.mode() == request.mode)
@@ -1417,22 +1424,22 @@ mod test {
             t.insert_unique(Entry { hash: h, sa: mk(i) });
             assert!(t.len * 3 <= t.slots.len() * 2, "load at most 2/3");
         }
-        assert_eq!(t.iter_hash(u64::MAX).count(), 20);
-        assert_eq!(t.iter_hash(7).count(), 20);
-        assert!(t.find(7, |e| e.sa.spi() == Spi(39)).is_some());
-        assert!(t.find(7, |e| e.sa.spi() == Spi(38)).is_none());
-        assert!(t.iter_hash(8).next().is_none());
+        assert_eq!(iter_hash(&t.slots, u64::MAX).count(), 20);
+        assert_eq!(iter_hash(&t.slots, 7).count(), 20);
+        assert!(find(&t.slots, 7, |e| e.sa.spi() == Spi(39)).is_some());
+        assert!(find(&t.slots, 7, |e| e.sa.spi() == Spi(38)).is_none());
+        assert!(iter_hash(&t.slots, 8).next().is_none());
         t.retain(|e| e.sa.spi().0 % 4 != 0);
         assert_eq!(t.len, 30);
-        assert_eq!(t.iter_hash(u64::MAX).count(), 10);
-        assert!(t.find(u64::MAX, |e| e.sa.spi() == Spi(4)).is_none());
-        assert!(t.find(u64::MAX, |e| e.sa.spi() == Spi(6)).is_some());
+        assert_eq!(iter_hash(&t.slots, u64::MAX).count(), 10);
+        assert!(find(&t.slots, u64::MAX, |e| e.sa.spi() == Spi(4)).is_none());
+        assert!(find(&t.slots, u64::MAX, |e| e.sa.spi() == Spi(6)).is_some());
         if let Some(e) = t.find_mut(7, |e| e.sa.spi() == Spi(5)) {
             e.sa = mk(1005);
         }
-        assert!(t.find(7, |e| e.sa.spi() == Spi(1005)).is_some());
+        assert!(find(&t.slots, 7, |e| e.sa.spi() == Spi(1005)).is_some());
         t.retain(|_| false);
         assert_eq!((t.len, t.slots.len()), (0, 0));
-        assert!(t.iter_hash(7).next().is_none());
+        assert!(iter_hash(&t.slots, 7).next().is_none());
     }
 }

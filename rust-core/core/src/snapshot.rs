@@ -54,7 +54,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 const LOG_LEN: usize = 4096;
 
 /// A sharded table published for lock-free readers.
-pub(crate) struct Published<S> {
+pub(crate) struct Published<S: ?Sized> {
     slots: Box<[spin::Mutex<Arc<S>>]>,
     /// Per-shard generation, bumped under the slot lock with each swap.
     gens: Box<[AtomicU64]>,
@@ -63,7 +63,7 @@ pub(crate) struct Published<S> {
     log: Box<[AtomicU32]>,
 }
 
-impl<S> core::fmt::Debug for Published<S> {
+impl<S: ?Sized> core::fmt::Debug for Published<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Published")
             .field("shards", &self.slots.len())
@@ -72,12 +72,12 @@ impl<S> core::fmt::Debug for Published<S> {
     }
 }
 
-impl<S> Published<S> {
+impl<S: ?Sized> Published<S> {
     /// `n` shards (a power of two), each made by `make`.
-    pub(crate) fn new(n: usize, mut make: impl FnMut() -> S) -> Published<S> {
+    pub(crate) fn new(n: usize, mut make: impl FnMut() -> Arc<S>) -> Published<S> {
         debug_assert!(n.is_power_of_two());
         Published {
-            slots: (0..n).map(|_| spin::Mutex::new(Arc::new(make()))).collect(),
+            slots: (0..n).map(|_| spin::Mutex::new(make())).collect(),
             gens: (0..n).map(|_| AtomicU64::new(0)).collect(),
             started: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -128,13 +128,13 @@ impl<S> Published<S> {
 }
 
 /// One reader's snapshot of every shard of a [`Published`] table.
-pub(crate) struct Cache<S> {
+pub(crate) struct Cache<S: ?Sized> {
     shards: Box<[Arc<S>]>,
     gens: Box<[u64]>,
     seen: u64,
 }
 
-impl<S> core::fmt::Debug for Cache<S> {
+impl<S: ?Sized> core::fmt::Debug for Cache<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Cache")
             .field("shards", &self.shards.len())
@@ -143,7 +143,7 @@ impl<S> core::fmt::Debug for Cache<S> {
     }
 }
 
-impl<S> Cache<S> {
+impl<S: ?Sized> Cache<S> {
     /// A snapshot of everything published so far.
     pub(crate) fn new(p: &Published<S>) -> Cache<S> {
         let seen = p.done.load(Ordering::Acquire);
@@ -299,7 +299,7 @@ mod test {
 
     #[test]
     fn refresh_follows_the_log_and_falls_back_to_a_scan() {
-        let p = Published::new(8, || 0u32);
+        let p = Published::new(8, || Arc::new(0u32));
         let mut c = Cache::new(&p);
         assert_eq!(c.refresh(&p), 0);
         p.publish(3, Arc::new(7));
@@ -335,7 +335,7 @@ mod test {
 
     #[test]
     fn old_snapshots_live_until_the_reader_refreshes() {
-        let p = Published::new(1, || Arc::new(1u8));
+        let p = Published::new(1, || Arc::new(Arc::new(1u8)));
         let first = p.current(0).unwrap();
         let mut c = Cache::new(&p);
         p.publish(0, Arc::new(Arc::new(2)));

@@ -526,8 +526,8 @@ impl Spd {
         Spd {
             shared: Arc::new(Shared {
                 hasher: KeyHasher::new(config.hash_seed),
-                groups: Published::new(1, Groups::default),
-                index: Published::new(n, Shard::default),
+                groups: Published::new(1, || Arc::new(Groups::default())),
+                index: Published::new(n, || Arc::new(Shard::default())),
             }),
             writer: spin::Mutex::new(Writer {
                 next_seq: 0,
