@@ -32,11 +32,15 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod ah;
 pub mod db;
 pub mod deflate;
+pub mod engine;
+pub mod esp;
 pub mod events;
 pub mod ipip;
 pub mod lifetime;
+pub mod packet;
 pub mod replay;
 pub mod sa;
 pub mod sad;
@@ -47,6 +51,7 @@ pub mod stats;
 pub mod xform;
 
 pub use db::{AppliedXform, Bundle, DbConfig, DbReader, OutputDecision, SecurityDb};
+pub use engine::{Cont, EngineConfig, Ipsec, SecureRandom, Verdict, Worker};
 pub use events::{Acquire, Event};
 pub use fipsec_crypto::time;
 pub use lifetime::{ExpireKind, Lifetime, LifetimeLimit, LifetimeVerdict};

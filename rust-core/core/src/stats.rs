@@ -93,6 +93,42 @@ drop_reasons! {
     EspOutSaGone => "esp_out_sa_gone", "esps_notdb";
     /// SA has reached its hard lifetime on output.
     EspOutLifetimeExpired => "esp_out_lifetime_expired", "";
+    /// The SA's crypto session is missing (SA built without one).
+    EspNoSession => "esp_no_session", "esps_noxform";
+    /// The packet is not ESP-shaped after all (protocol mismatch inside the engine).
+    EspInBadHeader => "esp_in_bad_header", "esps_hdrops";
+    // ---- IP layer, before and after IPsec ----------------------------------------
+    /// Inbound IP packet shorter than its header or its length field.
+    IpInTruncated => "ip_in_truncated", "ips_in_inval";
+    /// Inbound IP header malformed (version, IHL, extension-header chain).
+    IpInMalformed => "ip_in_malformed", "ips_in_inval";
+    /// Inbound IPsec packet is a fragment: it must be reassembled first.
+    IpInFragment => "ip_in_fragment", "ips_in_inval";
+    /// Too many nested IPsec headers on one inbound packet (more than a policy allows).
+    IpInNestingTooDeep => "ip_in_nesting_too_deep", "ips_in_inval";
+    /// Outbound IP packet malformed (shorter than its header or length field).
+    IpOutMalformed => "ip_out_malformed", "ips_out_inval";
+    /// Outbound datagram would exceed 65535 bytes after IPsec.
+    IpOutTooBig => "ip_out_too_big", "ips_out_inval";
+    // ---- IP-in-IP [RFC 2003, RFC 4213, RFC 6040] -------------------------------------
+    /// Outer header of a tunnel packet invalid where the inner packet begins.
+    IpipInOuterInvalid => "ipip_in_outer_invalid", "ipips_hdrops";
+    /// Inner packet of a tunnel truncated.
+    IpipInInnerTruncated => "ipip_in_inner_truncated", "ipips_hdrops";
+    /// Inner header of a tunnel packet invalid (version, IHL).
+    IpipInInnerInvalid => "ipip_in_inner_invalid", "ipips_hdrops";
+    /// Inner IP version contradicts the outer protocol (4 vs 41).
+    IpipInVersionMismatch => "ipip_in_version_mismatch", "ipips_family";
+    /// Inner length field disagrees with the bytes present.
+    IpipInLengthInvalid => "ipip_in_length_invalid", "ipips_hdrops";
+    /// RFC 6040 § 4.2: outer CE on an inner Not-ECT packet.
+    IpipInEcnDrop => "ipip_in_ecn_drop", "";
+    /// Tunnel endpoints unusable (families differ, or unspecified).
+    IpipOutBadEndpoints => "ipip_out_bad_endpoints", "ipips_family";
+    /// Buffer operation failed while adding or removing an outer header.
+    IpipBufferError => "ipip_buffer_error", "ipips_hdrops";
+    /// Placeholder while AH/IPCOMP are being written.
+    AhUnsupported => "ah_unsupported", "";
     // ---- policy (ipsecstat) ------------------------------------------------------
     /// Output policy says discard.
     PolicyOutDiscard => "policy_out_discard", "ips_out_polvio";

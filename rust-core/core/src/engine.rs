@@ -1,0 +1,557 @@
+//! The engine: policy, SAs and protocols glued together, sans I/O.
+//!
+//! ```text
+//!   output(pkt) ─► SPD/SAD (lock-free reader) ─► for each SA of the bundle, innermost first:
+//!                    [tunnel: IPIP encapsulate] ─► xform "before" ─► crypto dispatch
+//!                                                       ▲                │ (sync: now; async: poll)
+//!                                                       └── "after" ◄────┘  next SA, or Transmit
+//!
+//!   input(pkt) ─► classify IP header ─► ESP/AH/IPCOMP? ─► xform "before" ─► crypto ─► "after"
+//!                      ▲                     │ no                                       │
+//!                      │                     ▼                                          │
+//!                      │          inbound policy check ─► Deliver         [IPIP decapsulate]
+//!                      └────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Each protocol path is split in two halves around the crypto framework
+//! (paper § 2.1, point 1). The state carried between the halves is plain
+//! data ([`Cont`]): the SA handles of the bundle or history, and the
+//! offsets the "after" half needs. Bundles advance by index in a loop, never
+//! by recursion (FreeBSD's `ipsec_process_done` recursed, and admitted "this
+//! puts a burden on the kernel stack size").
+//!
+//! A [`Worker`] is one data-path context (a thread, or a CPU in the kernel):
+//! it owns a database reader (no lock per packet on either path), a random
+//! source and compression state. Time is always an argument.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use fipsec_buf::{BufStats, PacketBuf};
+use fipsec_crypto::{Done, Framework, Instant};
+use fipsec_wire::ip::{IpProtocol, IpVersion};
+
+use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
+use crate::deflate::{Deflater, Inflater};
+use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
+use crate::lifetime::LifetimeVerdict;
+use crate::packet::{self, IpError, IpInfo};
+use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
+use crate::spd::{Direction, MAX_REQUESTS};
+use crate::stats::{DropCounters, DropReason};
+
+/// Randomness the engine needs (CBC IVs, outer IPv4 IDs). The caller
+/// provides a cryptographically secure source: the kernel's
+/// `arc4random_buf`, or a seeded DRBG per userspace thread.
+pub trait SecureRandom: Send {
+    /// Fills `dst` with random bytes.
+    fn fill(&mut self, dst: &mut [u8]);
+}
+
+/// What to do with a packet after the engine has seen it.
+#[derive(Debug)]
+#[must_use]
+pub enum Verdict<P> {
+    /// An inbound packet, decapsulated (or unprotected and allowed by policy):
+    /// hand it to the stack.
+    Deliver(P),
+    /// An outbound packet with IPsec applied: transmit it.
+    Transmit(P),
+    /// An outbound packet no policy protects: send it as it is.
+    Bypass(P),
+    /// The packet is in the crypto framework; its verdict comes from
+    /// [`Worker::poll`].
+    Pending,
+    /// Dropped; the reason's counter was incremented.
+    Dropped(DropReason),
+}
+
+/// Which protocol step a request belongs to, with what its "after" half
+/// needs.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // AH variants: constructed once AH lands
+pub(crate) enum Step {
+    EspIn(crate::esp::EspInCont),
+    EspOut(crate::esp::EspOutCont),
+    AhIn(crate::ah::AhInCont),
+    AhOut(crate::ah::AhOutCont),
+}
+
+/// The continuation of a packet in the crypto framework: plain data. For
+/// an outbound packet, the bundle's SAs (innermost first) and the index of
+/// the one being applied; for an inbound packet, the SAs removed so far
+/// (the history the inbound policy check needs) with the current one last.
+#[derive(Debug)]
+pub struct Cont {
+    pub(crate) sas: [Option<SaRef>; MAX_REQUESTS],
+    pub(crate) len: u8,
+    pub(crate) idx: u8,
+    pub(crate) step: Step,
+}
+
+impl Cont {
+    pub(crate) fn sa(&self) -> Option<&SaRef> {
+        self.sas.get(usize::from(self.idx)).and_then(Option::as_ref)
+    }
+}
+
+/// Non-drop counters of each protocol (FreeBSD `espstat`/`ahstat`/
+/// `ipcompstat`/`ipipstat` success fields).
+#[derive(Debug, Default)]
+#[allow(missing_docs)]
+pub struct ProtoCounters {
+    pub input: AtomicU64,
+    pub output: AtomicU64,
+    pub ibytes: AtomicU64,
+    pub obytes: AtomicU64,
+}
+
+impl ProtoCounters {
+    pub(crate) fn count_in(&self, bytes: usize) {
+        self.input.fetch_add(1, Ordering::Relaxed);
+        self.ibytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    pub(crate) fn count_out(&self, bytes: usize) {
+        self.output.fetch_add(1, Ordering::Relaxed);
+        self.obytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Per-protocol success counters.
+#[derive(Debug, Default)]
+#[allow(missing_docs)]
+pub struct ProtoStats {
+    pub esp: ProtoCounters,
+    pub ah: ProtoCounters,
+    pub ipcomp: ProtoCounters,
+    pub ipip: ProtoCounters,
+    /// IPCOMP packets sent uncompressed (below threshold or not smaller).
+    pub ipcomp_uncompressed: AtomicU64,
+    /// Inbound packets delivered without IPsec, allowed by policy.
+    pub plain_in: AtomicU64,
+    /// Outbound packets sent without IPsec, allowed by policy.
+    pub plain_out: AtomicU64,
+}
+
+/// Engine settings (FreeBSD's `net.inet.ipsec.*` knobs).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// DF bit of IPv4 outer headers when the SA does not say
+    /// (`net.inet.ipsec.dfbit`).
+    pub df: DfPolicy,
+    /// TTL/hop limit of outer headers.
+    pub outer_hop_limit: u8,
+    /// IPCOMP: packets at or below this size are not compressed
+    /// (`comp_algo_deflate.minlen`).
+    pub ipcomp_threshold: usize,
+    /// Check inbound packets against the SPD before delivering them.
+    pub check_inbound_policy: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            df: DfPolicy::Clear,
+            outer_hop_limit: fipsec_wire::ipv4::DEFAULT_TTL,
+            ipcomp_threshold: crate::deflate::DEFAULT_THRESHOLD,
+            check_inbound_policy: true,
+        }
+    }
+}
+
+/// The shared part of the engine: databases, crypto framework, counters.
+/// Wrap it in an `Arc` and give each data-path context a [`Worker`].
+pub struct Ipsec<P> {
+    /// Security databases.
+    pub db: SecurityDb,
+    /// The crypto framework.
+    pub crypto: Framework<P, Cont>,
+    /// One counter per drop reason.
+    pub drops: DropCounters,
+    /// Per-protocol success counters.
+    pub stats: ProtoStats,
+    /// Buffer-layer counters (m_clone, makespace).
+    pub buf_stats: BufStats,
+    /// Settings.
+    pub config: EngineConfig,
+}
+
+impl<P> core::fmt::Debug for Ipsec<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ipsec")
+            .field("db", &self.db)
+            .field("crypto", &self.crypto)
+            .finish()
+    }
+}
+
+impl<P: PacketBuf> Ipsec<P> {
+    /// An engine over these databases and crypto framework.
+    pub fn new(db: SecurityDb, crypto: Framework<P, Cont>, config: EngineConfig) -> Ipsec<P> {
+        Ipsec {
+            db,
+            crypto,
+            drops: DropCounters::new(),
+            stats: ProtoStats::default(),
+            buf_stats: BufStats::new(),
+            config,
+        }
+    }
+}
+
+/// The next thing the engine loop does with a packet.
+pub(crate) enum Next<P> {
+    /// Classify an inbound packet (again, after a decapsulation).
+    Input(P, Cont),
+    /// Apply SA `cont.idx` of an outbound bundle.
+    Output(P, Cont),
+    /// A final verdict.
+    Verdict(Verdict<P>),
+}
+
+/// One data-path context.
+pub struct Worker<P> {
+    pub(crate) ipsec: Arc<Ipsec<P>>,
+    pub(crate) reader: DbReader,
+    pub(crate) rng: Box<dyn SecureRandom>,
+    pub(crate) ip_id: u16,
+    #[allow(dead_code)] // used by IPCOMP
+    pub(crate) deflater: Option<Box<Deflater>>,
+    #[allow(dead_code)]
+    pub(crate) inflater: Option<Box<Inflater>>,
+}
+
+impl<P> core::fmt::Debug for Worker<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Worker")
+            .field("reader", &self.reader)
+            .finish()
+    }
+}
+
+/// Outcome of a protocol's "before" half.
+pub(crate) enum Started<P> {
+    /// Completed synchronously or queued: the framework's answer.
+    Dispatched(Option<Done<P, Cont>>),
+    /// No crypto needed (IPCOMP): go on directly.
+    Next(Next<P>),
+}
+
+impl<P: PacketBuf> Worker<P> {
+    /// A worker for `ipsec`, with its own database reader and random source.
+    pub fn new(ipsec: Arc<Ipsec<P>>, mut rng: Box<dyn SecureRandom>) -> Worker<P> {
+        let reader = ipsec.db.reader();
+        let mut id = [0u8; 2];
+        rng.fill(&mut id);
+        Worker {
+            ipsec,
+            reader,
+            rng,
+            ip_id: u16::from_be_bytes(id),
+            deflater: None,
+            inflater: None,
+        }
+    }
+
+    /// The shared engine.
+    pub fn ipsec(&self) -> &Arc<Ipsec<P>> {
+        &self.ipsec
+    }
+
+    /// Catches up with database changes; call between packets (cheap when
+    /// nothing changed).
+    pub fn refresh(&mut self) {
+        self.reader.refresh();
+    }
+
+    pub(crate) fn drop_pkt(&self, reason: DropReason) -> Next<P> {
+        self.ipsec.drops.inc(reason);
+        Next::Verdict(Verdict::Dropped(reason))
+    }
+
+    /// Drops and charges the drop to the SA's inbound or outbound counter.
+    pub(crate) fn drop_on(&self, sa: &SecAssoc, inbound: bool, reason: DropReason) -> Next<P> {
+        let c = if inbound {
+            &sa.counters.in_drops
+        } else {
+            &sa.counters.out_drops
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.drop_pkt(reason)
+    }
+
+    /// Reports a lifetime verdict; true when the packet must be dropped.
+    pub(crate) fn lifetime(&self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
+        match sa.account(bytes as u64, now) {
+            LifetimeVerdict::Ok => false,
+            v @ LifetimeVerdict::SoftReached(_) => {
+                self.reader.report(sa, v);
+                false
+            }
+            v @ LifetimeVerdict::HardReached(_) => {
+                self.reader.report(sa, v);
+                true
+            }
+        }
+    }
+
+    /// Random bytes from the worker's source.
+    pub(crate) fn random(&mut self, dst: &mut [u8]) {
+        self.rng.fill(dst);
+    }
+
+    /// Processes an outbound IP packet (offset 0 = IP header): finds its
+    /// policy and applies the SA bundle.
+    pub fn output(&mut self, now: Instant, mut pkt: P) -> Verdict<P> {
+        let info = match packet::parse(&mut pkt, false) {
+            Ok(i) => i,
+            Err(_) => {
+                self.ipsec.drops.inc(DropReason::IpOutMalformed);
+                return Verdict::Dropped(DropReason::IpOutMalformed);
+            }
+        };
+        let sel = packet::selector(&pkt, &info);
+        let next = match self.reader.output(&sel, now) {
+            OutputDecision::Bypass => {
+                self.ipsec.stats.plain_out.fetch_add(1, Ordering::Relaxed);
+                Next::Verdict(Verdict::Bypass(pkt))
+            }
+            OutputDecision::Drop(r) => self.drop_pkt(r),
+            OutputDecision::Apply(bundle) => {
+                let mut sas: [Option<SaRef>; MAX_REQUESTS] = Default::default();
+                let mut len = 0u8;
+                for (slot, sa) in sas.iter_mut().zip(bundle.sas()) {
+                    *slot = Some(sa.clone());
+                    len += 1;
+                }
+                let cont = Cont {
+                    sas,
+                    len,
+                    idx: 0,
+                    step: Step::EspOut(Default::default()),
+                };
+                Next::Output(pkt, cont)
+            }
+        };
+        self.run(now, next)
+    }
+
+    /// Processes an inbound IP packet (offset 0 = IP header): removes IPsec
+    /// headers as long as there are any, then checks the result against
+    /// the inbound policy.
+    pub fn input(&mut self, now: Instant, pkt: P) -> Verdict<P> {
+        let cont = Cont {
+            sas: Default::default(),
+            len: 0,
+            idx: 0,
+            step: Step::EspIn(Default::default()),
+        };
+        self.run(now, Next::Input(pkt, cont))
+    }
+
+    /// Resumes a request that completed asynchronously.
+    pub fn complete(&mut self, now: Instant, done: Done<P, Cont>) -> Verdict<P> {
+        let next = self.after(now, done);
+        self.run(now, next)
+    }
+
+    /// Collects asynchronous crypto completions, resumes each packet, and
+    /// hands every resulting verdict to `out`. Returns how many.
+    pub fn poll(&mut self, now: Instant, out: &mut dyn FnMut(Verdict<P>)) -> usize {
+        let ipsec = self.ipsec.clone();
+        let mut n = 0;
+        ipsec.crypto.poll(now, &mut |done| {
+            n += 1;
+            let v = self.complete(now, done);
+            out(v);
+        });
+        n
+    }
+
+    /// The engine loop: runs steps until a verdict or a pending request.
+    fn run(&mut self, now: Instant, mut next: Next<P>) -> Verdict<P> {
+        loop {
+            let started = match next {
+                Next::Verdict(v) => return v,
+                Next::Input(pkt, cont) => self.input_step(now, pkt, cont),
+                Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
+            };
+            next = match started {
+                Started::Next(n) => n,
+                Started::Dispatched(None) => return Verdict::Pending,
+                Started::Dispatched(Some(done)) => self.after(now, done),
+            };
+        }
+    }
+
+    /// Dispatches the "after" half of whichever step completed.
+    fn after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
+        match done.req.cont.step {
+            Step::EspIn(_) => self.esp_input_after(now, done),
+            Step::EspOut(_) => self.esp_output_after(now, done),
+            Step::AhIn(_) => self.ah_input_after(now, done),
+            Step::AhOut(_) => self.ah_output_after(now, done),
+        }
+    }
+
+    fn ip_drop(&self, e: IpError) -> Next<P> {
+        self.drop_pkt(match e {
+            IpError::Truncated => DropReason::IpInTruncated,
+            IpError::Malformed => DropReason::IpInMalformed,
+            IpError::Fragment => DropReason::IpInFragment,
+        })
+    }
+
+    fn input_step(&mut self, now: Instant, mut pkt: P, cont: Cont) -> Started<P> {
+        let info = match packet::parse(&mut pkt, true) {
+            Ok(i) => i,
+            Err(e) => return Started::Next(self.ip_drop(e)),
+        };
+        let ipsec_proto = matches!(
+            info.proto,
+            IpProtocol::Esp | IpProtocol::Ah | IpProtocol::IpComp
+        );
+        if ipsec_proto {
+            if info.fragment {
+                return Started::Next(self.drop_pkt(DropReason::IpInFragment));
+            }
+            if usize::from(cont.len) >= MAX_REQUESTS {
+                return Started::Next(self.drop_pkt(DropReason::IpInNestingTooDeep));
+            }
+        }
+        match info.proto {
+            IpProtocol::Esp => self.esp_input_before(now, pkt, info, cont),
+            IpProtocol::Ah => self.ah_input_before(now, pkt, info, cont),
+            IpProtocol::IpComp => Started::Next(self.ipcomp_input(now, pkt, info, cont)),
+            _ => Started::Next(self.deliver(now, pkt, &info, &cont)),
+        }
+    }
+
+    /// The inbound policy check on a packet with no IPsec header left.
+    fn deliver(&mut self, now: Instant, pkt: P, info: &IpInfo, cont: &Cont) -> Next<P> {
+        if cont.len == 0 {
+            self.ipsec.stats.plain_in.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.ipsec.config.check_inbound_policy {
+            let sel = packet::selector(&pkt, info);
+            let mut applied = [AppliedXform {
+                proto: SaProto::Esp,
+                mode: Mode::Any,
+                spi: crate::sa::Spi(0),
+                dst: fipsec_wire::SockaddrUnion::UNSPEC,
+            }; MAX_REQUESTS];
+            let mut n = 0;
+            for (slot, sa) in applied.iter_mut().zip(cont.sas.iter().flatten()) {
+                *slot = AppliedXform::from(&**sa);
+                n += 1;
+            }
+            let applied = applied.get(..n).unwrap_or(&[]);
+            if let Err(r) = self.reader.check_inbound(Direction::In, &sel, applied, now) {
+                return self.drop_pkt(r);
+            }
+        }
+        Next::Verdict(Verdict::Deliver(pkt))
+    }
+
+    /// After an inbound transform removed its header: decapsulate a tunnel
+    /// (next header 4/41) or classify the packet again.
+    pub(crate) fn input_continue(
+        &mut self,
+        mut pkt: P,
+        mut cont: Cont,
+        version: IpVersion,
+        skip: usize,
+        next_header: IpProtocol,
+    ) -> Next<P> {
+        let _ = version;
+        cont.len = cont.idx.saturating_add(1);
+        if matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6) {
+            match ipip::decapsulate(&mut pkt, skip, next_header) {
+                Ok(_) => {
+                    self.ipsec.stats.ipip.count_in(pkt.len());
+                }
+                Err(e) => return self.drop_pkt(ipip_in_reason(e)),
+            }
+        }
+        cont.idx = cont.len;
+        Next::Input(pkt, cont)
+    }
+
+    fn output_step(&mut self, now: Instant, mut pkt: P, cont: Cont) -> Started<P> {
+        let Some(sa) = cont.sa().cloned() else {
+            return Started::Next(Next::Verdict(Verdict::Transmit(pkt)));
+        };
+        if sa.mode() == Mode::Tunnel {
+            let df = match sa.config().df {
+                DfBit::Copy => self.ipsec.config.df,
+                DfBit::Set => DfPolicy::Set,
+                DfBit::Clear => DfPolicy::Clear,
+            };
+            self.ip_id = self.ip_id.wrapping_add(1);
+            let opts = EncapOptions {
+                hop_limit: self.ipsec.config.outer_hop_limit,
+                df,
+                dscp: DscpPolicy::Copy,
+                ipv4_id: self.ip_id,
+                flow_label: 0,
+            };
+            if let Err(e) =
+                ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
+            {
+                return Started::Next(self.drop_on(&sa, false, ipip_out_reason(e)));
+            }
+            self.ipsec.stats.ipip.count_out(pkt.len());
+        }
+        let info = match packet::parse(&mut pkt, false) {
+            Ok(i) => i,
+            Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+        };
+        match sa.proto() {
+            SaProto::Esp => self.esp_output_before(now, pkt, info, cont, sa),
+            SaProto::Ah => self.ah_output_before(now, pkt, info, cont, sa),
+            SaProto::IpComp => Started::Next(self.ipcomp_output(now, pkt, info, cont, sa)),
+        }
+    }
+
+    /// After an outbound transform: the next SA of the bundle, or transmit.
+    pub(crate) fn output_continue(&mut self, pkt: P, mut cont: Cont) -> Next<P> {
+        cont.idx = cont.idx.saturating_add(1);
+        if cont.idx >= cont.len {
+            Next::Verdict(Verdict::Transmit(pkt))
+        } else {
+            Next::Output(pkt, cont)
+        }
+    }
+}
+
+/// The drop reason for a failed decapsulation.
+pub(crate) fn ipip_in_reason(e: IpipError) -> DropReason {
+    match e {
+        IpipError::OuterHeaderInvalid | IpipError::NotIpInIp => DropReason::IpipInOuterInvalid,
+        IpipError::InnerTruncated => DropReason::IpipInInnerTruncated,
+        IpipError::InnerHeaderInvalid => DropReason::IpipInInnerInvalid,
+        IpipError::InnerVersionMismatch => DropReason::IpipInVersionMismatch,
+        IpipError::InnerLengthInvalid => DropReason::IpipInLengthInvalid,
+        IpipError::EcnDrop => DropReason::IpipInEcnDrop,
+        IpipError::EndpointFamilyMismatch | IpipError::EndpointUnspecified => {
+            DropReason::IpipOutBadEndpoints
+        }
+        IpipError::TooBig => DropReason::IpOutTooBig,
+        _ => DropReason::IpipBufferError,
+    }
+}
+
+fn ipip_out_reason(e: IpipError) -> DropReason {
+    match e {
+        IpipError::EndpointFamilyMismatch | IpipError::EndpointUnspecified => {
+            DropReason::IpipOutBadEndpoints
+        }
+        IpipError::TooBig => DropReason::IpOutTooBig,
+        IpipError::InnerTruncated
+        | IpipError::InnerHeaderInvalid
+        | IpipError::InnerLengthInvalid
+        | IpipError::InnerVersionMismatch => DropReason::IpOutMalformed,
+        _ => DropReason::IpipBufferError,
+    }
+}

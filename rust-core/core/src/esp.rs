@@ -1,0 +1,493 @@
+//! ESP ([RFC 4303]) in continuation style: `esp_input_before` checks the
+//! packet and the replay window (without changing it) and dispatches the
+//! decryption; `esp_input_after` commits the replay window only after the
+//! ICV verified, checks the trailer and removes the ESP header and trailer.
+//! Output mirrors it. Extended sequence numbers ([RFC 4303 § 2.2.1]) enter
+//! the ICV exactly as the RFCs say:
+//!
+//! ```text
+//!  AEAD (RFC 4106 § 5, RFC 7634 § 2.1):  AAD = SPI || Seq# (32)          without ESN
+//!                                        AAD = SPI || Seq#hi || Seq#lo   with ESN
+//!  GMAC (RFC 4543 § 3.5):  AAD = SPI || [Seq#hi ||] Seq#lo || IV || payload || pad || pad len || NH
+//!  ETA  (RFC 4303 § 3.3.2.1):  ICV = MAC(SPI || Seq#lo || IV || ciphertext [|| Seq#hi])
+//!  Nonce: GCM/GMAC/ChaCha = salt(4) || IV(8);  CTR = nonce(4) || IV(8) || 0x00000001
+//! ```
+//!
+//! [RFC 4303]: https://www.rfc-editor.org/rfc/rfc4303
+//! [RFC 4303 § 2.2.1]: https://www.rfc-editor.org/rfc/rfc4303#section-2.2.1
+
+use core::sync::atomic::Ordering;
+
+use fipsec_buf::PacketBuf;
+use fipsec_crypto::{
+    AeadAlg, CipherAlg, CryptoError, Done, InlineBytes, Instant, Layout, Op, Region, Request,
+    SessionParams, Transform,
+};
+use fipsec_wire::esp::{EspTrailerRepr, PadError, fill_padding, pad_len_for};
+use fipsec_wire::ip::{IpProtocol, IpVersion};
+
+use crate::engine::{Cont, Next, Started, Step, Worker};
+use crate::packet::{self, IpInfo};
+use crate::replay::ReplayError;
+use crate::sa::{Mode, SaProto, SaRef, Spi};
+use crate::stats::DropReason;
+
+/// ESP header length (SPI + sequence number).
+pub const ESP_HDR_LEN: usize = 8;
+
+/// What the inbound "after" half needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EspInCont {
+    skip: u32,
+    nh_offset: u32,
+    v6: bool,
+    seq: u64,
+    iv_len: u8,
+    icv_len: u8,
+}
+
+/// What the outbound "after" half needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EspOutCont {
+    bytes: u32,
+}
+
+/// The shape of an ESP transform, derived from the session once per packet
+/// (a `match`, no allocation).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    iv_len: usize,
+    icv_len: usize,
+    block: usize,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// GCM, ChaCha20-Poly1305: nonce = salt || IV.
+    Aead,
+    /// GMAC: nothing encrypted, everything authenticated; nonce = salt || IV.
+    Gmac,
+    /// CBC with or without MAC: the IV block.
+    Cbc,
+    /// AES-CTR: counter block nonce || IV || 1.
+    Ctr,
+    /// NULL encryption.
+    Null,
+}
+
+impl Shape {
+    fn of(p: &SessionParams) -> Shape {
+        let kind = match &p.transform {
+            Transform::Aead {
+                alg: AeadAlg::AesGmac,
+                ..
+            } => Kind::Gmac,
+            Transform::Aead { .. } => Kind::Aead,
+            Transform::EncThenAuth { cipher, .. } | Transform::Cipher { cipher, .. } => {
+                match cipher {
+                    CipherAlg::AesCtr => Kind::Ctr,
+                    CipherAlg::Null => Kind::Null,
+                    CipherAlg::AesCbc | CipherAlg::TripleDesCbc => Kind::Cbc,
+                }
+            }
+            Transform::Auth { .. } => Kind::Null,
+        };
+        Shape {
+            iv_len: p.iv_len(),
+            icv_len: p.icv_len(),
+            block: p.block_len(),
+            kind,
+        }
+    }
+}
+
+/// Builds the request layout for an ESP packet whose header starts at
+/// `skip`, with `enc_len` bytes of payload+padding+trailer after the IV.
+/// `explicit_iv` is the IV as carried in the packet.
+fn layout(
+    shape: &Shape,
+    salt: &[u8],
+    skip: usize,
+    enc_len: usize,
+    (spi, seq, esn): (u32, u64, bool),
+    explicit_iv: &[u8],
+    total_len: usize,
+) -> Result<Layout, CryptoError> {
+    let seq_hi = ((seq >> 32) as u32).to_be_bytes();
+    let seq_lo = (seq as u32).to_be_bytes();
+    let spi_b = spi.to_be_bytes();
+    let hdr_iv = ESP_HDR_LEN + shape.iv_len;
+    let payload_start = skip + hdr_iv;
+    let mut l = Layout {
+        icv_offset: total_len - shape.icv_len,
+        ..Layout::default()
+    };
+    // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
+    let esn_prefix = || {
+        let mut p = [0u8; 12];
+        p[..4].copy_from_slice(&spi_b);
+        p[4..8].copy_from_slice(&seq_hi);
+        p[8..].copy_from_slice(&seq_lo);
+        InlineBytes::new(&p)
+    };
+    let mut nonce = [0u8; 16];
+    match shape.kind {
+        Kind::Aead | Kind::Gmac => {
+            nonce
+                .get_mut(..4)
+                .ok_or(CryptoError::InvalidRequest)?
+                .copy_from_slice(salt);
+            nonce
+                .get_mut(4..12)
+                .ok_or(CryptoError::InvalidRequest)?
+                .copy_from_slice(explicit_iv);
+            l.iv = InlineBytes::new(nonce.get(..12).unwrap_or(&[]))?;
+        }
+        Kind::Ctr => {
+            nonce
+                .get_mut(..4)
+                .ok_or(CryptoError::InvalidRequest)?
+                .copy_from_slice(salt);
+            nonce
+                .get_mut(4..12)
+                .ok_or(CryptoError::InvalidRequest)?
+                .copy_from_slice(explicit_iv);
+            nonce[15] = 1;
+            l.iv = InlineBytes::new(&nonce)?;
+        }
+        Kind::Cbc => l.iv = InlineBytes::new(explicit_iv)?,
+        Kind::Null => {}
+    }
+    match shape.kind {
+        Kind::Aead => {
+            if esn {
+                l.aad_prefix = esn_prefix()?;
+            } else {
+                l.aad = Region::new(skip, ESP_HDR_LEN);
+            }
+            l.payload = Region::new(payload_start, enc_len);
+        }
+        Kind::Gmac => {
+            if esn {
+                l.aad_prefix = esn_prefix()?;
+                l.aad = Region::new(skip + ESP_HDR_LEN, shape.iv_len + enc_len);
+            } else {
+                l.aad = Region::new(skip, hdr_iv + enc_len);
+            }
+            l.payload = Region::new(payload_start + enc_len, 0);
+        }
+        Kind::Cbc | Kind::Ctr | Kind::Null => {
+            if shape.icv_len > 0 {
+                l.aad = Region::new(skip, hdr_iv);
+                if esn {
+                    l.auth_suffix = InlineBytes::new(&seq_hi)?;
+                }
+            }
+            l.payload = Region::new(payload_start, enc_len);
+        }
+    }
+    Ok(l)
+}
+
+impl<P: PacketBuf> Worker<P> {
+    /// ESP input, "before" half: header, SA, lengths, replay pre-check
+    /// (no state change), then dispatch the decryption.
+    pub(crate) fn esp_input_before(
+        &mut self,
+        now: Instant,
+        mut pkt: P,
+        info: IpInfo,
+        mut cont: Cont,
+    ) -> Started<P> {
+        let skip = info.offset;
+        let mut hdr = [0u8; ESP_HDR_LEN];
+        if pkt.copy_out(skip, &mut hdr).is_err() {
+            return Started::Next(self.drop_pkt(DropReason::EspInTruncated));
+        }
+        let [s0, s1, s2, s3, q0, q1, q2, q3] = hdr;
+        let spi = u32::from_be_bytes([s0, s1, s2, s3]);
+        let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
+        let Some(sa) = self
+            .reader
+            .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+            .cloned()
+        else {
+            return Started::Next(self.drop_pkt(DropReason::EspInNoSa));
+        };
+        if !sa.is_valid() {
+            return Started::Next(self.drop_on(&sa, true, DropReason::EspInSaNotValid));
+        }
+        let Some(session) = sa.session().cloned() else {
+            return Started::Next(self.drop_on(&sa, true, DropReason::EspNoSession));
+        };
+        let params = session.params();
+        let shape = Shape::of(params);
+        let plen = pkt.len().saturating_sub(skip);
+        let overhead = ESP_HDR_LEN + shape.iv_len + shape.icv_len;
+        let Some(enc_len) = plen.checked_sub(overhead).filter(|&n| n >= 2) else {
+            return Started::Next(self.drop_on(&sa, true, DropReason::EspInTruncated));
+        };
+        if shape.block > 1 && enc_len % shape.block != 0 {
+            return Started::Next(self.drop_on(
+                &sa,
+                true,
+                DropReason::EspInPayloadNotBlockMultiple,
+            ));
+        }
+        // RFC 4303 § 3.4.3: check before the ICV, commit only after it.
+        let seq = match sa.replay() {
+            Some(r) => match r.lock().check(seq_lo) {
+                Ok(s) => s,
+                Err(e) => return Started::Next(self.drop_on(&sa, true, replay_reason(e))),
+            },
+            None => u64::from(seq_lo),
+        };
+        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+            return Started::Next(self.drop_on(&sa, true, DropReason::EspInBufferError));
+        }
+        let mut iv = [0u8; 16];
+        let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
+        if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
+            return Started::Next(self.drop_on(&sa, true, DropReason::EspInTruncated));
+        }
+        let Ok(layout) = layout(
+            &shape,
+            sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            (spi, seq, params.esn),
+            iv,
+            pkt.len(),
+        ) else {
+            return Started::Next(self.drop_on(&sa, true, DropReason::EspInCryptoFailed));
+        };
+        let idx = usize::from(cont.len);
+        if let Some(slot) = cont.sas.get_mut(idx) {
+            *slot = Some(sa.clone());
+        }
+        cont.idx = cont.len;
+        cont.step = Step::EspIn(EspInCont {
+            skip: skip as u32,
+            nh_offset: info.nh_offset as u32,
+            v6: info.version == IpVersion::V6,
+            seq,
+            iv_len: shape.iv_len as u8,
+            icv_len: shape.icv_len as u8,
+        });
+        let req =
+            Request::new(session, Op::Decrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
+        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+    }
+
+    /// ESP input, "after" half.
+    pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
+        let Done { req, result } = done;
+        let Request { mut pkt, cont, .. } = req;
+        let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
+            return self.drop_pkt(DropReason::EspInBadHeader);
+        };
+        match result {
+            Ok(()) => {}
+            Err(CryptoError::BadIcv) => return self.drop_on(&sa, true, DropReason::EspInBadIcv),
+            Err(_) => return self.drop_on(&sa, true, DropReason::EspInCryptoFailed),
+        }
+        // The SA may have died while the packet was in crypto.
+        if !sa.is_valid() {
+            return self.drop_on(&sa, true, DropReason::EspInSaNotValid);
+        }
+        if let Some(r) = sa.replay()
+            && let Err(e) = r.lock().commit(c.seq)
+        {
+            return self.drop_on(&sa, true, replay_reason(e));
+        }
+        let skip = c.skip as usize;
+        let (iv_len, icv_len) = (usize::from(c.iv_len), usize::from(c.icv_len));
+        let total = pkt.len();
+        let enc_len = total.saturating_sub(skip + ESP_HDR_LEN + iv_len + icv_len);
+        if self.lifetime(&sa, enc_len, now) {
+            return self.drop_on(&sa, true, DropReason::EspInLifetimeExpired);
+        }
+        // RFC 4303 § 2.4-2.6: Pad Length and Next Header end the decrypted
+        // payload; the padding must read 1, 2, 3, ...
+        let mut tail = [0u8; 257];
+        let tail_len = enc_len.min(tail.len());
+        let tail = tail.get_mut(..tail_len).unwrap_or(&mut []);
+        if pkt.copy_out(total - icv_len - tail_len, tail).is_err() {
+            return self.drop_on(&sa, true, DropReason::EspInTruncated);
+        }
+        let trailer = match fipsec_wire::esp::parse_and_check_trailer(tail, enc_len) {
+            Ok(t) => t,
+            Err(PadError::ContentInvalid) => {
+                return self.drop_on(&sa, true, DropReason::EspInPadContentInvalid);
+            }
+            Err(_) => return self.drop_on(&sa, true, DropReason::EspInPadLenInvalid),
+        };
+        let EspTrailerRepr {
+            pad_len,
+            next_header,
+        } = trailer;
+        // RFC 4303 § 2.6: next header 59 marks a dummy packet, dropped silently.
+        if next_header == IpProtocol::NoNextHeader {
+            sa.counters.count_in(enc_len as u64);
+            return self.drop_pkt(DropReason::EspInDummyPacket);
+        }
+        let version = if c.v6 { IpVersion::V6 } else { IpVersion::V4 };
+        let stripped = pkt
+            .trim_back(icv_len + usize::from(pad_len) + 2)
+            .and_then(|()| pkt.strip(skip, ESP_HDR_LEN + iv_len))
+            .and_then(|()| {
+                packet::set_next_header(&mut pkt, version, c.nh_offset as usize, next_header)
+            })
+            .and_then(|()| packet::set_length(&mut pkt, version));
+        if stripped.is_err() {
+            return self.drop_on(&sa, true, DropReason::EspInBufferError);
+        }
+        sa.counters.count_in(enc_len as u64);
+        self.ipsec.stats.esp.count_in(enc_len);
+        self.input_continue(pkt, cont, version, skip, next_header)
+    }
+
+    /// ESP output, "before" half: sequence number, lifetime, header, IV,
+    /// padding and trailer, then dispatch the encryption.
+    pub(crate) fn esp_output_before(
+        &mut self,
+        now: Instant,
+        mut pkt: P,
+        info: IpInfo,
+        mut cont: Cont,
+        sa: SaRef,
+    ) -> Started<P> {
+        let Some(session) = sa.session().cloned() else {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspNoSession));
+        };
+        let params = session.params();
+        let shape = Shape::of(params);
+        let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, &info) {
+            Ok(p) => p,
+            Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+        };
+        let Ok(seq) = sa.next_seq() else {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutSeqOverflow));
+        };
+        let payload_len = pkt.len().saturating_sub(skip);
+        if self.lifetime(&sa, payload_len, now) {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutLifetimeExpired));
+        }
+        // RFC 4303 § 2.7: TFC padding only where the inner datagram's length
+        // tells the receiver where it ends (tunnel mode).
+        let tfc_target = sa.config().tfc_pad as usize;
+        let tfc = if tfc_target > 0
+            && sa.mode() == Mode::Tunnel
+            && matches!(proto, IpProtocol::IpIp | IpProtocol::Ipv6)
+        {
+            tfc_target.saturating_sub(payload_len)
+        } else {
+            0
+        };
+        let Ok(pad_len) = pad_len_for(payload_len + tfc, shape.block.max(1)) else {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+        };
+        let pad = usize::from(pad_len);
+        let enc_len = payload_len + tfc + pad + 2;
+        let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
+        if new_len > fipsec_wire::ipv4::MAX_PACKET_LEN + fipsec_wire::ipv6::HEADER_LEN {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutTooBig));
+        }
+        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+        }
+        // The explicit IV: unpredictable for CBC (RFC 3602 § 2.3); unique for
+        // counter modes, where the 64-bit sequence number serves (RFC 4106
+        // § 3.1, RFC 3686 § 3.1, RFC 7634 § 2).
+        let mut iv = [0u8; 16];
+        let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
+        match shape.kind {
+            Kind::Cbc => self.random(iv),
+            Kind::Null => {}
+            _ => {
+                for (d, s) in iv.iter_mut().zip(seq.to_be_bytes()) {
+                    *d = s;
+                }
+            }
+        }
+        let spi = sa.spi().0;
+        let ok = match pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.ipsec.buf_stats) {
+            Ok(h) => {
+                let (a, rest) = h.split_at_mut(4);
+                a.copy_from_slice(&spi.to_be_bytes());
+                let (b, ivs) = rest.split_at_mut(4);
+                b.copy_from_slice(&(seq as u32).to_be_bytes());
+                ivs.copy_from_slice(iv);
+                true
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+        }
+        let ok = match pkt.pad(tfc + pad + 2 + shape.icv_len) {
+            Ok(t) => {
+                let (tfc_bytes, rest) = t.split_at_mut(tfc);
+                tfc_bytes.fill(0);
+                let (padding, rest) = rest.split_at_mut(pad);
+                let _ = fill_padding(padding);
+                let trailer = EspTrailerRepr {
+                    pad_len,
+                    next_header: proto,
+                };
+                rest.get_mut(..2).is_some_and(|t| trailer.emit(t).is_ok())
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+        }
+        if packet::set_next_header(&mut pkt, info.version, nh_offset, IpProtocol::Esp)
+            .and_then(|()| packet::set_length(&mut pkt, info.version))
+            .is_err()
+        {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+        }
+        let Ok(layout) = layout(
+            &shape,
+            sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            (spi, seq, params.esn),
+            iv,
+            pkt.len(),
+        ) else {
+            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutCryptoFailed));
+        };
+        cont.step = Step::EspOut(EspOutCont {
+            bytes: payload_len as u32,
+        });
+        let req =
+            Request::new(session, Op::Encrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
+        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+    }
+
+    /// ESP output, "after" half.
+    pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
+        let Done { req, result } = done;
+        let Request { pkt, cont, .. } = req;
+        let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
+            return self.drop_pkt(DropReason::EspOutCryptoFailed);
+        };
+        if result.is_err() {
+            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
+        }
+        sa.counters.count_out(u64::from(c.bytes));
+        self.ipsec.stats.esp.count_out(c.bytes as usize);
+        let _ = Ordering::Relaxed;
+        self.output_continue(pkt, cont)
+    }
+}
+
+fn replay_reason(e: ReplayError) -> DropReason {
+    match e {
+        ReplayError::Duplicate => DropReason::EspInReplayDuplicate,
+        ReplayError::TooOld => DropReason::EspInReplayTooOld,
+    }
+}

@@ -1,0 +1,189 @@
+//! Test fixtures: gateways with the software crypto driver, SAs built
+//! through the transform table, a deterministic random source.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::std_instead_of_core,
+    clippy::too_many_arguments,
+    clippy::precedence
+)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use fipsec_buf::SliceBuf;
+use fipsec_core::db::DbConfig;
+use fipsec_core::sa::{
+    Mode, ReqId, SADB_X_SAFLAGS_ESN, SaConfig, SaIndex, SaParams, SaProto, SaState, Salt, Spi,
+};
+use fipsec_core::selector::Selector;
+use fipsec_core::spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec};
+use fipsec_core::xform;
+use fipsec_core::*;
+use fipsec_crypto::{Framework, Instant, SecretKey};
+use fipsec_wire::SockaddrUnion;
+
+pub struct Rng(pub u64);
+impl SecureRandom for Rng {
+    fn fill(&mut self, dst: &mut [u8]) {
+        for b in dst {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *b = (self.0 >> 33) as u8;
+        }
+    }
+}
+
+pub type Gw = Worker<SliceBuf>;
+
+pub fn engine() -> Arc<Ipsec<SliceBuf>> {
+    let mut fw: Framework<SliceBuf, Cont> = Framework::new();
+    fw.register_engine(Box::new(fipsec_crypto_soft::SoftEngine))
+        .unwrap();
+    let mut c = DbConfig::default();
+    c.sad.shards = 16;
+    c.spd.shards = 16;
+    Arc::new(Ipsec::new(
+        fipsec_core::db::SecurityDb::new(c),
+        fw,
+        EngineConfig::default(),
+    ))
+}
+
+pub fn worker(e: &Arc<Ipsec<SliceBuf>>, seed: u64) -> Gw {
+    Worker::new(e.clone(), Box::new(Rng(seed)))
+}
+
+pub fn sa_addr(s: &str) -> SockaddrUnion {
+    SockaddrUnion::from_ip(s.parse::<IpAddr>().unwrap(), 0)
+}
+
+/// The algorithm description of one SA, FreeBSD numbers; keys include the salt.
+#[derive(Clone, Debug)]
+pub struct Alg {
+    pub enc: u8,
+    pub enc_key: Vec<u8>,
+    pub auth: u8,
+    pub auth_key: Vec<u8>,
+}
+
+pub fn add_esp_sa(
+    e: &Ipsec<SliceBuf>,
+    src: &str,
+    dst: &str,
+    spi: u32,
+    mode: Mode,
+    alg: &Alg,
+    esn: bool,
+    replay: u32,
+) -> SaRef {
+    let salt_len = xform::enc_salt_len(alg.enc);
+    let (k, s) = alg.enc_key.split_at(alg.enc_key.len() - salt_len);
+    let x = xform::esp_xform(alg.enc, k, s, alg.auth, &alg.auth_key, esn).unwrap();
+    let session = e.crypto.new_session(x.params).unwrap();
+    let config = SaConfig {
+        auth_alg: alg.auth,
+        enc_alg: alg.enc,
+        auth_key: SecretKey::new(&alg.auth_key).unwrap(),
+        enc_key: SecretKey::new(k).unwrap(),
+        salt: Salt::new(s).unwrap(),
+        flags: if esn { SADB_X_SAFLAGS_ESN } else { 0 },
+        replay_window: replay,
+        session: Some(session),
+        ..SaConfig::default()
+    };
+    let index = SaIndex::new(sa_addr(src), sa_addr(dst), SaProto::Esp, mode, ReqId(0));
+    let sa =
+        e.db.add_sa(
+            Spi(spi),
+            index,
+            SaParams {
+                config,
+                ..SaParams::default()
+            },
+            Instant::ZERO,
+        )
+        .unwrap();
+    assert_eq!(sa.state(), SaState::Mature);
+    sa
+}
+
+pub fn add_policy(
+    e: &Ipsec<SliceBuf>,
+    src_net: (&str, u8),
+    dst_net: (&str, u8),
+    dir: Direction,
+    req: IpsecRequest,
+) {
+    let sel = Selector::new(
+        sa_addr(src_net.0),
+        src_net.1,
+        sa_addr(dst_net.0),
+        dst_net.1,
+        255,
+    )
+    .unwrap();
+    e.db.spd()
+        .add(
+            PolicySpec::new(sel, dir, PolicyAction::Ipsec, vec![req]),
+            false,
+            Instant::ZERO,
+        )
+        .unwrap();
+}
+
+pub fn tunnel(proto: SaProto, src: &str, dst: &str) -> IpsecRequest {
+    IpsecRequest::tunnel(proto, Level::Require, sa_addr(src), sa_addr(dst))
+}
+
+/// A UDP/IPv4 packet with checksum 0 and `payload`.
+pub fn udp4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let total = 20 + 8 + payload.len();
+    let mut p = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0x12,
+        0x34,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = fipsec_wire::checksum::checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&[
+        0x30,
+        0x39,
+        0x00,
+        0x35,
+        (8 + payload.len() >> 8) as u8,
+        (8 + payload.len()) as u8,
+        0,
+        0,
+    ]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A UDP/IPv6 packet.
+pub fn udp6(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    let s: std::net::Ipv6Addr = src.parse().unwrap();
+    let d: std::net::Ipv6Addr = dst.parse().unwrap();
+    let plen = 8 + payload.len();
+    let mut p = vec![0x60, 0, 0, 0, (plen >> 8) as u8, plen as u8, 17, 64];
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, (plen >> 8) as u8, plen as u8, 0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
