@@ -1,1 +1,2 @@
+//! The `fipsec-setkey` command.
 fn main() {}
