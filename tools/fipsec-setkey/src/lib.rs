@@ -10,14 +10,19 @@
 //! * [`parse`] — the whole script into a [`Script`] (pure, total: every input
 //!   gives a script or a [`ParseError`] naming the line and token);
 //! * [`policy`] — the `-P` policy language of `ipsec_set_policy(3)`;
-//! * [`protocols`] — protocol names for selectors and dumps.
+//! * [`protocols`] — protocol names for selectors and dumps;
+//! * [`resolve`] — host and port resolution (`getaddrinfo` with setkey's
+//!   hints);
+//! * [`cli`] — setkey's command-line options.
 #![forbid(unsafe_code)]
 
 pub mod ast;
+pub mod cli;
 mod lexer;
 mod parser;
 pub mod policy;
 pub mod protocols;
+pub mod resolve;
 
 pub use ast::Script;
 pub use parser::{ParseError, Warning, parse, parse_with_warnings};
