@@ -23,6 +23,7 @@ mod parser;
 pub mod policy;
 pub mod protocols;
 pub mod resolve;
+pub mod text;
 
 pub use ast::Script;
 pub use parser::{ParseError, Warning, parse, parse_with_warnings};
