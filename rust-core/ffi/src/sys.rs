@@ -6,7 +6,7 @@
 //!   socket (one PF_KEY message per datagram, message boundaries kept);
 //! * [`PfKeySocket`] (FreeBSD only): a real `socket(PF_KEY, SOCK_RAW,
 //!   PF_KEY_V2)` (RFC 2367 § 2);
-//! * [`if_nametoindex`] for IPv6 zones, [`localtime`] for setkey's dates.
+//! * [`if_nametoindex`]/[`if_indextoname`] for IPv6 zones, [`localtime`] for setkey's dates.
 //!
 //! Every descriptor is an [`OwnedFd`], closed on drop. Each `unsafe` block
 //! states why it is sound.
@@ -256,6 +256,19 @@ pub fn if_nametoindex(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// The name of the network interface with index `index`, if there is one.
+pub fn if_indextoname(index: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has IF_NAMESIZE writable bytes, as if_indextoname(3)
+    // requires; on success it holds a NUL-terminated name.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(buf.get(..len)?).into_owned())
+}
+
 /// Broken-down local time (`struct tm`), as `ctime(3)` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalTime {
@@ -337,6 +350,9 @@ mod tests {
         #[cfg(target_os = "linux")]
         assert_eq!(if_nametoindex("lo"), Some(1));
         assert_eq!(if_nametoindex("no-such-interface0"), None);
+        #[cfg(target_os = "linux")]
+        assert_eq!(if_indextoname(1).as_deref(), Some("lo"));
+        assert_eq!(if_indextoname(0), None);
         let t = localtime(0).unwrap();
         assert!(t.year == 1970 || t.year == 1969);
     }
