@@ -27,7 +27,7 @@ KMOD_RUSTFLAGS := -C code-model=kernel -C relocation-model=static -C relro-level
 	--cfg sha1_backend="soft" --cfg sha2_backend="soft"
 KMOD_LIB := target/$(KMOD_TARGET)/kmod/libfipsec_ffi.a
 
-.PHONY: all deps build test test-rust test-interop lint fmt kmod-lib kmod-check bench demo fuzz fuzz-short clean
+.PHONY: all deps build test test-vectors test-rust test-interop lint fmt kmod-lib kmod-check bench demo fuzz fuzz-short clean
 
 all: build
 
@@ -44,11 +44,14 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features fipsec-ffi/ipsec-mb -- -D warnings
 
-test: deps lint test-rust kmod-check test-interop fuzz-short
+test: deps lint test-vectors test-rust kmod-check test-interop fuzz-short
 	@echo "== make test: all green =="
 
+test-vectors:
+	$(PYTHON) tests/vectors/verify_with_openssl.py
+
 test-rust:
-	$(CARGO) test --workspace --features fipsec-ffi/ipsec-mb
+	$(CARGO) test --workspace --features fipsec-ffi/ipsec-mb,fipsec-crypto/dev
 
 # The core as the kernel sees it: no_std, no SSE, kernel code model, panic=abort.
 kmod-lib: deps

@@ -102,6 +102,16 @@ drop_reasons! {
     PolicyInViolation => "policy_in_violation", "ips_in_polvio";
     /// Input policy says discard.
     PolicyInDiscard => "policy_in_discard", "ips_in_polvio";
+    /// No output policy matched and the default policy is discard.
+    PolicyOutDefaultDiscard => "policy_out_default_discard", "ips_out_polvio";
+    /// No input policy matched and the default policy is discard.
+    PolicyInDefaultDiscard => "policy_in_default_discard", "ips_in_polvio";
+    /// Forwarded packet not protected as its `fwd` policy requires.
+    PolicyFwdViolation => "policy_fwd_violation", "ips_in_polvio";
+    /// Forward policy says discard.
+    PolicyFwdDiscard => "policy_fwd_discard", "ips_in_polvio";
+    /// No forward policy matched and the default policy is discard.
+    PolicyFwdDefaultDiscard => "policy_fwd_default_discard", "ips_in_polvio";
 }
 
 /// One counter per [`DropReason`] (relaxed atomics; one instance may serve

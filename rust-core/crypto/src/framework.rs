@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use fipsec_buf::PacketBuf;
 
 use crate::CryptoError;
-use crate::driver::{AsyncDriver, DriverId, Engine, Priority};
+use crate::driver::{AsyncDriver, DriverId, Engine, Job, Priority};
 use crate::params::SessionParams;
 use crate::request::{Done, Request};
 use crate::session::{Candidate, Session, SessionInner};
@@ -251,11 +251,19 @@ impl<P: PacketBuf, C> Framework<P, C> {
             DriverStats::inc(&slot.stats.requests);
             match &slot.kind {
                 Kind::Sync(engine) => {
-                    let session = req.session.clone();
+                    // Borrow the session's keyed state and the packet side by
+                    // side (no reference-count traffic per request).
+                    let Request {
+                        session,
+                        op,
+                        layout,
+                        pkt,
+                        ..
+                    } = &mut req;
                     let Some(state) = session.0.candidates.get(ci).map(|c| &*c.state) else {
                         continue;
                     };
-                    let r = engine.process(state, req.op, &req.layout, &mut req.pkt, &self.stats);
+                    let r = engine.process(state, *op, layout, pkt, &self.stats);
                     match r {
                         Err(CryptoError::DriverFailure) => {
                             self.note_error(slot);
@@ -288,6 +296,214 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 }
             }
         }
+    }
+
+    /// Dispatches several requests at once (FreeBSD's
+    /// `crypto_dispatch_batch`). Requests bound to the same synchronous
+    /// engine are handed to it together through [`Engine::process_batch`],
+    /// so a multi-buffer engine can interleave them; requests bound to an
+    /// asynchronous driver are queued exactly as [`Framework::dispatch`]
+    /// queues them. The semantics per request are those of `dispatch`: the
+    /// same driver choice, counters and fallback (a request its engine
+    /// fails with [`CryptoError::DriverFailure`] is retried, alone, on the
+    /// next driver).
+    ///
+    /// `reqs` is drained (its allocation stays with the caller for reuse);
+    /// every request that completes synchronously is handed to `out`, in
+    /// the order of `reqs` except for retried ones, which complete after.
+    /// Returns the number handed to `out`. The call allocates two vectors
+    /// sized to the batch, never one per request, and adds to the shared
+    /// counters once per batch.
+    pub fn dispatch_batch(
+        &self,
+        reqs: &mut Vec<Request<P, C>>,
+        now: Instant,
+        out: &mut dyn FnMut(Done<P, C>),
+    ) -> usize {
+        /// What happened to one request of the batch.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Fate {
+            /// No healthy driver supports the session.
+            NoDriver,
+            /// Bound to an asynchronous driver: goes through `dispatch`.
+            Async,
+            /// Bound to a synchronous engine (`driver`, `candidate` index);
+            /// `queued` in its batch, `result` once processed.
+            Sync {
+                driver: usize,
+                candidate: usize,
+                queued: bool,
+                result: Option<Result<(), CryptoError>>,
+            },
+        }
+
+        let mut fates: Vec<Fate> = Vec::new();
+        if fates.try_reserve_exact(reqs.len()).is_err() {
+            // No memory for the bookkeeping: fall back to one at a time.
+            let mut n = 0;
+            for req in reqs.drain(..) {
+                if let Some(done) = self.dispatch(req, now) {
+                    n += 1;
+                    out(done);
+                }
+            }
+            return n;
+        }
+        for req in reqs.iter_mut() {
+            let fate = match self.pick(&req.session, req.tried) {
+                None => Fate::NoDriver,
+                Some((di, ci)) => match self.slots.get(di).map(|s| &s.kind) {
+                    Some(Kind::Sync(_)) => {
+                        if req.tried != 0 {
+                            CryptoStats::inc(&self.stats.fallbacks);
+                        }
+                        req.tried |= 1u32 << di;
+                        Fate::Sync {
+                            driver: di,
+                            candidate: ci,
+                            queued: false,
+                            result: None,
+                        }
+                    }
+                    _ => Fate::Async,
+                },
+            };
+            fates.push(fate);
+        }
+
+        // One process_batch call per synchronous engine present in the batch.
+        for (di, slot) in self.slots.iter().enumerate() {
+            let Kind::Sync(engine) = &slot.kind else {
+                continue;
+            };
+            let count = fates
+                .iter()
+                .filter(|f| matches!(f, Fate::Sync { driver, .. } if *driver == di))
+                .count();
+            if count == 0 {
+                continue;
+            }
+            let mut jobs: Vec<Job<'_>> = Vec::new();
+            if jobs.try_reserve_exact(count).is_err() {
+                continue; // left unprocessed: retried one at a time below
+            }
+            for (req, fate) in reqs.iter_mut().zip(fates.iter_mut()) {
+                let Fate::Sync {
+                    driver,
+                    candidate,
+                    queued,
+                    ..
+                } = fate
+                else {
+                    continue;
+                };
+                if *driver != di {
+                    continue;
+                }
+                let Request {
+                    session,
+                    op,
+                    layout,
+                    pkt,
+                    ..
+                } = req;
+                if let Some(c) = session.0.candidates.get(*candidate) {
+                    *queued = true;
+                    jobs.push(Job {
+                        session: &*c.state,
+                        op: *op,
+                        layout,
+                        pkt,
+                        result: Err(CryptoError::DriverFailure),
+                    });
+                }
+            }
+            CryptoStats::add(&self.stats.requests, jobs.len() as u64);
+            DriverStats::add(&slot.stats.requests, jobs.len() as u64);
+            if jobs.len() > 1 {
+                CryptoStats::inc(&self.stats.batches);
+            }
+            engine.process_batch(&mut jobs, &self.stats);
+            let mut results = jobs.into_iter().map(|j| j.result);
+            for fate in fates.iter_mut() {
+                if let Fate::Sync {
+                    driver,
+                    queued: true,
+                    result,
+                    ..
+                } = fate
+                    && *driver == di
+                {
+                    *result = results.next();
+                }
+            }
+        }
+
+        // Completion counters are added once per batch, not per request.
+        let mut completed = [0u64; MAX_DRIVERS];
+        let (mut ok, mut bad_icv, mut no_memory, mut invalid) = (0u64, 0u64, 0u64, 0u64);
+        let mut delivered = 0;
+        for (req, fate) in reqs.drain(..).zip(fates) {
+            // `Some(result)`: complete now; `None`: through `dispatch` (queued
+            // on an asynchronous driver, or retried after a driver failure).
+            let verdict = match fate {
+                Fate::NoDriver => {
+                    CryptoStats::inc(&self.stats.err_no_driver);
+                    Some(Err(CryptoError::NoDriver))
+                }
+                Fate::Async => None,
+                Fate::Sync { driver, result, .. } => match (self.slots.get(driver), result) {
+                    (Some(slot), Some(Err(CryptoError::DriverFailure))) => {
+                        self.note_error(slot);
+                        None
+                    }
+                    (Some(slot), Some(r)) => {
+                        slot.consecutive_errors.store(0, Ordering::Relaxed);
+                        if let Some(c) = completed.get_mut(driver) {
+                            *c += 1;
+                        }
+                        match r {
+                            Ok(()) => ok += 1,
+                            Err(CryptoError::BadIcv) => bad_icv += 1,
+                            Err(CryptoError::NoMemory) => no_memory += 1,
+                            Err(_) => invalid += 1,
+                        }
+                        Some(r)
+                    }
+                    // Not processed (no keyed state, no memory): retry alone.
+                    _ => None,
+                },
+            };
+            match verdict {
+                Some(result) => {
+                    delivered += 1;
+                    out(Done { req, result });
+                }
+                None => {
+                    if let Some(done) = self.dispatch(req, now) {
+                        delivered += 1;
+                        out(done);
+                    }
+                }
+            }
+        }
+        for (slot, n) in self.slots.iter().zip(completed) {
+            if n > 0 {
+                DriverStats::add(&slot.stats.completions, n);
+            }
+        }
+        let s = &self.stats;
+        for (c, n) in [
+            (&s.completions, ok),
+            (&s.err_bad_icv, bad_icv),
+            (&s.err_no_memory, no_memory),
+            (&s.err_invalid_request, invalid),
+        ] {
+            if n > 0 {
+                CryptoStats::add(c, n);
+            }
+        }
+        delivered
     }
 
     /// Collects completions from asynchronous drivers and hands them to

@@ -29,6 +29,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod alg;
+#[cfg(feature = "dev")]
+pub mod dev;
 pub mod driver;
 pub mod framework;
 pub mod key;

@@ -61,6 +61,60 @@ impl IpVersion {
     }
 }
 
+/// The ECN field: the two low bits of the IPv4 TOS octet and of the IPv6
+/// Traffic Class ([RFC 3168 § 5]).
+///
+/// [RFC 3168 § 5]: https://www.rfc-editor.org/rfc/rfc3168#section-5
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ecn {
+    /// `00`: Not ECN-Capable Transport.
+    NotEct,
+    /// `01`: ECN-Capable Transport, codepoint ECT(1).
+    Ect1,
+    /// `10`: ECN-Capable Transport, codepoint ECT(0).
+    Ect0,
+    /// `11`: Congestion Experienced.
+    Ce,
+}
+
+impl Ecn {
+    /// Every codepoint, in numeric order.
+    pub const ALL: [Ecn; 4] = [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce];
+
+    /// The codepoint in the two low bits of a TOS / Traffic Class octet.
+    pub const fn from_tos(tos: u8) -> Ecn {
+        match tos & 0b11 {
+            0b00 => Ecn::NotEct,
+            0b01 => Ecn::Ect1,
+            0b10 => Ecn::Ect0,
+            _ => Ecn::Ce,
+        }
+    }
+
+    /// The two-bit value.
+    pub const fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0b00,
+            Ecn::Ect1 => 0b01,
+            Ecn::Ect0 => 0b10,
+            Ecn::Ce => 0b11,
+        }
+    }
+}
+
+/// Builds a TOS / Traffic Class octet from a 6-bit DSCP ([RFC 2474 § 3]) and
+/// an ECN codepoint. DSCP bits above the sixth are ignored.
+///
+/// [RFC 2474 § 3]: https://www.rfc-editor.org/rfc/rfc2474#section-3
+pub const fn tos_from(dscp: u8, ecn: Ecn) -> u8 {
+    ((dscp & 0x3f) << 2) | ecn.bits()
+}
+
+/// The 6-bit DSCP of a TOS / Traffic Class octet.
+pub const fn dscp_of(tos: u8) -> u8 {
+    tos >> 2
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -72,6 +126,17 @@ mod test {
         for v in 0..=255u8 {
             assert_eq!(u8::from(IpProtocol::from(v)), v);
         }
+    }
+
+    #[test]
+    fn ecn_and_dscp_split_the_tos_octet() {
+        for tos in 0..=255u8 {
+            let ecn = Ecn::from_tos(tos);
+            assert_eq!(tos_from(dscp_of(tos), ecn), tos);
+        }
+        assert_eq!(Ecn::from_tos(0xb9), Ecn::Ect1); // EF (46) + ECT(1)
+        assert_eq!(dscp_of(0xb9), 46);
+        assert_eq!(Ecn::ALL.map(Ecn::bits), [0, 1, 2, 3]);
     }
 
     #[test]

@@ -19,10 +19,15 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+extern crate std;
+
 #[macro_use]
 mod macros;
 
 pub mod ah;
+mod bytes;
+pub mod checksum;
 pub mod esp;
 pub mod ip;
 pub mod ipcomp;

@@ -13,6 +13,7 @@
 mod crypto;
 mod db;
 mod pipeline;
+mod report;
 mod selftest;
 
 use std::process::ExitCode;

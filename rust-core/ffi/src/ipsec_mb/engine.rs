@@ -1,0 +1,1442 @@
+//! [`IpsecMbEngine`]: the accelerated [`Engine`] on IPsec-MB.
+//!
+//! How each transform reaches the library:
+//!
+//! | transform | single request ([`Engine::process`]) | batch ([`Engine::process_batch`]) |
+//! |---|---|---|
+//! | AES-GCM, AES-GMAC | direct GCM/GMAC API (auto arch), through function pointers kept in the session: no thread context unless the AAD must be composed | same, one call per request |
+//! | ChaCha20-Poly1305 | direct API, likewise | same |
+//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API on the thread's SSE manager (SHA-NI), submit + flush | job API: every job of the batch submitted to the thread's auto-arch manager (16 lanes on AVX-512), then flushed; batches under [`MB_MIN_BATCH`] use the SSE manager |
+//!
+//! The library (v1.3) has no multi-buffer AES-GCM or ChaCha20-Poly1305:
+//! those gain nothing from batching, while CBC encryption and HMAC run
+//! 16 packets per instruction stream.
+//!
+//! Encrypt-then-authenticate decryption runs in two phases, as RFC 4303
+//! § 3.4.4 orders it: the ICV is computed over the ciphertext and compared
+//! in constant time first, and only a request whose ICV verified is
+//! decrypted. AEAD decryption (GCM, ChaCha20-Poly1305) produces plaintext
+//! and tag in one pass; on a mismatch the payload is encrypted again with
+//! the same nonce, which restores the ciphertext exactly (CTR keystream), so
+//! a failed request never hands plaintext back.
+//!
+//! MAC input that is not one contiguous run of packet bytes:
+//! * ESN high bits (`auth_suffix`) right before the ICV: written into the
+//!   ICV slot, hashed with the packet, and the slot then gets the ICV (on
+//!   decrypt the received ICV is saved and put back) — no copy.
+//! * anything else (`aad_prefix`, a gap between `aad` and `payload`, a
+//!   suffix not adjacent to the ICV): the MAC input is composed in a
+//!   per-thread buffer and hashed there; the cipher runs as its own job.
+
+use alloc::boxed::Box;
+use core::ffi::c_void;
+use core::ops::Range;
+
+use fipsec_buf::PacketBuf;
+use fipsec_crypto::{
+    AeadAlg, CipherAlg, CryptoError, CryptoStats, Engine, EngineSession, Job, Layout, MacAlg, Op,
+    PRIORITY_ACCEL_SOFTWARE, Priority, SessionParams, SpanMap, Transform, ct_eq, request_span,
+    with_span,
+};
+
+use super::keys::{A16, HmacHash, Keys, aes_index, wipe};
+use super::mgr::{Api, AuthFields, Completed, JobSpec, Manager, ThreadCtx, with_ctx};
+use super::sys;
+
+/// Fewest job-API requests in a batch for which the wide (auto-arch)
+/// manager is used; smaller batches go to the SSE manager, whose few lanes
+/// cost less to flush.
+pub const MB_MIN_BATCH: usize = 4;
+
+/// Priority of 3DES-CBC sessions: below [`fipsec_crypto::PRIORITY_SOFTWARE`]
+/// (see `probe`).
+pub const PRIORITY_3DES: Priority = fipsec_crypto::PRIORITY_SOFTWARE - 100;
+
+/// Most requests in flight in one manager at once (the library queues up
+/// to 256 jobs; the per-thread slot table holds this many).
+pub const MAX_INFLIGHT: usize = 64;
+
+const GCM_CTX_LEN: usize = core::mem::size_of::<sys::gcm_context_data>();
+const CHACHA_CTX_LEN: usize = core::mem::size_of::<sys::chacha20_poly1305_context_data>();
+const _: () = assert!(core::mem::align_of::<sys::gcm_context_data>() <= 16);
+const _: () = assert!(core::mem::align_of::<sys::chacha20_poly1305_context_data>() <= 16);
+
+/// The accelerated driver on Intel's IPsec Multi-Buffer library.
+///
+/// The engine itself holds no library state: each thread that calls it gets
+/// its own managers, created on first use (see the module `mgr`), so the
+/// engine is `Send + Sync` and needs no lock.
+#[derive(Debug)]
+pub struct IpsecMbEngine {
+    /// `IMB_ARCH` of the auto-selected managers (GCM key data depends on it).
+    arch: u32,
+}
+
+impl IpsecMbEngine {
+    /// Checks that the library initialises on this CPU (creating the calling
+    /// thread's managers) and returns the engine. Fails with
+    /// [`CryptoError::DriverFailure`] when it does not.
+    pub fn new() -> Result<IpsecMbEngine, CryptoError> {
+        let arch = with_ctx(|ctx| Ok(ctx.mb.arch))?;
+        Ok(IpsecMbEngine { arch })
+    }
+
+    /// The code path the library selected, e.g. `avx512`.
+    pub fn arch_name(&self) -> &'static str {
+        super::mgr::arch_name(self.arch)
+    }
+}
+
+/// A cipher as the job API names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CipherSpec {
+    alg: CipherAlg,
+    mode: sys::IMB_CIPHER_MODE,
+    key_len: u64,
+    block: usize,
+    iv_len: usize,
+}
+
+/// An authenticator as the job API names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MacSpec {
+    alg: sys::IMB_HASH_ALG,
+    xcbc: bool,
+    /// Tag length requested from the library (it accepts only the full
+    /// digest or the RFC truncation); the ICV is its first `icv_len` bytes.
+    tag_len: usize,
+}
+
+/// What a session computes, in the library's terms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// AES-GCM; `idx` selects the key size (0: 128, 1: 192, 2: 256 bits).
+    Gcm { idx: usize },
+    /// AES-GMAC (RFC 4543); `idx` as for GCM.
+    Gmac { idx: usize },
+    /// ChaCha20-Poly1305 (RFC 7634).
+    ChaCha,
+    /// Encrypt-then-authenticate.
+    Eta { cipher: CipherSpec, mac: MacSpec },
+    /// Cipher only.
+    Cipher { cipher: CipherSpec },
+    /// Authentication only (AH).
+    Auth { mac: MacSpec },
+}
+
+/// The engine's keyed state for one session.
+pub struct MbSession {
+    pub(crate) kind: Kind,
+    pub(crate) icv_len: usize,
+    pub(crate) keys: Box<Keys>,
+    /// The function table of the code path that prepared the keys: the
+    /// AEAD direct APIs are called through it, so they need no manager and
+    /// always match the layout of the GCM key data.
+    pub(crate) api: Api,
+}
+
+impl EngineSession for MbSession {}
+
+impl core::fmt::Debug for MbSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MbSession")
+            .field("kind", &self.kind)
+            .field("icv_len", &self.icv_len)
+            .finish()
+    }
+}
+
+fn cipher_spec(alg: CipherAlg, key_len: usize) -> CipherSpec {
+    let mode = match alg {
+        CipherAlg::Null => sys::IMB_CIPHER_NULL,
+        CipherAlg::TripleDesCbc => sys::IMB_CIPHER_DES3,
+        CipherAlg::AesCbc => sys::IMB_CIPHER_CBC,
+        CipherAlg::AesCtr => sys::IMB_CIPHER_CNTR,
+    };
+    CipherSpec {
+        alg,
+        mode,
+        key_len: key_len as u64,
+        block: alg.block_len(),
+        iv_len: alg.request_iv_len(),
+    }
+}
+
+fn mac_spec(alg: MacAlg) -> (MacSpec, Option<HmacHash>) {
+    let (a, h, tag_len) = match alg {
+        MacAlg::HmacMd5 => (sys::IMB_AUTH_MD5, Some(HmacHash::Md5), 16),
+        MacAlg::HmacSha1 => (sys::IMB_AUTH_HMAC_SHA_1, Some(HmacHash::Sha1), 20),
+        MacAlg::HmacSha256 => (sys::IMB_AUTH_HMAC_SHA_256, Some(HmacHash::Sha256), 32),
+        MacAlg::HmacSha384 => (sys::IMB_AUTH_HMAC_SHA_384, Some(HmacHash::Sha384), 48),
+        MacAlg::HmacSha512 => (sys::IMB_AUTH_HMAC_SHA_512, Some(HmacHash::Sha512), 64),
+        // v1.3 produces only the 96-bit truncation (RFC 3566 § 4.1, XCBC-MAC-96).
+        MacAlg::AesXcbc => (sys::IMB_AUTH_AES_XCBC, None, 12),
+    };
+    (
+        MacSpec {
+            alg: a,
+            xcbc: h.is_none(),
+            tag_len,
+        },
+        h,
+    )
+}
+
+fn mac_supported(alg: MacAlg, icv_len: usize) -> bool {
+    icv_len > 0 && icv_len <= mac_spec(alg).0.tag_len
+}
+
+impl Engine for IpsecMbEngine {
+    fn name(&self) -> &'static str {
+        "ipsec-mb"
+    }
+
+    fn probe(&self, params: &SessionParams) -> Option<Priority> {
+        params.validate().ok()?;
+        let ok = match &params.transform {
+            Transform::Aead {
+                alg: AeadAlg::AesGcm,
+                icv_len,
+                ..
+            } => matches!(icv_len, 8 | 12 | 16),
+            Transform::Aead {
+                alg: AeadAlg::AesGmac | AeadAlg::ChaCha20Poly1305,
+                icv_len,
+                ..
+            } => *icv_len == 16,
+            Transform::EncThenAuth { mac, icv_len, .. } | Transform::Auth { mac, icv_len, .. } => {
+                mac_supported(*mac, *icv_len)
+            }
+            Transform::Cipher { .. } => true,
+        };
+        if !ok {
+            return None;
+        }
+        if let Transform::EncThenAuth {
+            cipher: CipherAlg::TripleDesCbc,
+            ..
+        }
+        | Transform::Cipher {
+            cipher: CipherAlg::TripleDesCbc,
+            ..
+        } = params.transform
+        {
+            // v1.3's DES is bit-sliced over 16 lanes and a flush costs a
+            // full 16-lane round however few lanes hold packets (about
+            // 86 µs on the reference machine; 1.7 ms on the SSE path): a
+            // request on its own is ~100x slower than software. Offered,
+            // correct, but below the software driver, so 3DES sessions bind
+            // there and this engine is a fallback.
+            return Some(PRIORITY_3DES);
+        }
+        Some(PRIORITY_ACCEL_SOFTWARE)
+    }
+
+    fn new_session(&self, params: &SessionParams) -> Result<Box<dyn EngineSession>, CryptoError> {
+        if self.probe(params).is_none() {
+            return Err(CryptoError::Unsupported);
+        }
+        let (kind, keys) = with_ctx(|ctx| setup(params, &ctx.mb))?;
+        let api = with_ctx(|ctx| Ok(ctx.mb.api))?;
+        Ok(Box::new(MbSession {
+            api,
+            kind,
+            icv_len: params.icv_len(),
+            keys,
+        }))
+    }
+
+    fn process(
+        &self,
+        session: &dyn EngineSession,
+        op: Op,
+        layout: &Layout,
+        pkt: &mut dyn PacketBuf,
+        stats: &CryptoStats,
+    ) -> Result<(), CryptoError> {
+        let s = downcast(session)?;
+        let plan = Plan::new(s, layout, pkt.len())?;
+        if matches!(s.kind, Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha)
+            && !aead_needs_scratch(s, layout, &plan)
+        {
+            // The AEAD direct APIs need no manager: no thread context.
+            let mut unused = std::vec::Vec::new();
+            return with_span(pkt, plan.span, stats, |buf| {
+                aead_sync(&mut unused, s, op, layout, &plan, buf)
+            });
+        }
+        with_ctx(|ctx| {
+            with_span(pkt, plan.span, stats, |buf| {
+                run_sync(ctx, s, op, layout, &plan, buf)
+            })
+        })
+    }
+
+    fn process_batch(&self, jobs: &mut [Job<'_>], stats: &CryptoStats) {
+        if jobs.len() == 1 {
+            if let Some(j) = jobs.first_mut() {
+                j.result = self.process(j.session, j.op, j.layout, j.pkt, stats);
+            }
+            return;
+        }
+        let r = with_ctx(|ctx| {
+            for chunk in jobs.chunks_mut(MAX_INFLIGHT) {
+                run_batch(ctx, chunk, stats);
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            for j in jobs.iter_mut() {
+                j.result = Err(e);
+            }
+        }
+    }
+}
+
+/// Expands the keys of a session with manager `m` (GCM key data depends on
+/// its code path) and names the library's algorithms for it.
+pub(crate) fn setup(params: &SessionParams, m: &Manager) -> Result<(Kind, Box<Keys>), CryptoError> {
+    let mut keys = Box::new(Keys::zeroed());
+    let kind = match &params.transform {
+        Transform::Aead { alg, key, .. } => match alg {
+            AeadAlg::AesGcm | AeadAlg::AesGmac => {
+                keys.expand_gcm(m, key.expose())?;
+                let idx = aes_index(key.len())?;
+                if *alg == AeadAlg::AesGcm {
+                    Kind::Gcm { idx }
+                } else {
+                    Kind::Gmac { idx }
+                }
+            }
+            AeadAlg::ChaCha20Poly1305 => {
+                keys.chacha
+                    .0
+                    .copy_from_slice(key.expose().get(..32).ok_or(CryptoError::InvalidParams)?);
+                Kind::ChaCha
+            }
+        },
+        Transform::EncThenAuth {
+            cipher,
+            cipher_key,
+            mac,
+            mac_key,
+            ..
+        } => {
+            let c = setup_cipher(&mut keys, m, *cipher, cipher_key.expose())?;
+            let a = setup_mac(&mut keys, m, *mac, mac_key.expose())?;
+            Kind::Eta { cipher: c, mac: a }
+        }
+        Transform::Cipher { cipher, key } => Kind::Cipher {
+            cipher: setup_cipher(&mut keys, m, *cipher, key.expose())?,
+        },
+        Transform::Auth { mac, key, .. } => Kind::Auth {
+            mac: setup_mac(&mut keys, m, *mac, key.expose())?,
+        },
+    };
+    Ok((kind, keys))
+}
+
+#[inline]
+fn downcast(session: &dyn EngineSession) -> Result<&MbSession, CryptoError> {
+    let any: &dyn core::any::Any = session;
+    any.downcast_ref::<MbSession>()
+        .ok_or(CryptoError::InvalidRequest)
+}
+
+fn setup_cipher(
+    keys: &mut Keys,
+    m: &Manager,
+    alg: CipherAlg,
+    key: &[u8],
+) -> Result<CipherSpec, CryptoError> {
+    match alg {
+        CipherAlg::Null => {}
+        CipherAlg::TripleDesCbc => keys.des3(m, key)?,
+        CipherAlg::AesCbc | CipherAlg::AesCtr => keys.expand_aes(m, key)?,
+    }
+    Ok(cipher_spec(alg, key.len()))
+}
+
+fn setup_mac(
+    keys: &mut Keys,
+    m: &Manager,
+    alg: MacAlg,
+    key: &[u8],
+) -> Result<MacSpec, CryptoError> {
+    let (spec, hmac) = mac_spec(alg);
+    match hmac {
+        Some(h) => keys.hmac_pads(m, h, key)?,
+        None => keys.xcbc(m, key)?,
+    }
+    Ok(spec)
+}
+
+/// Where the MAC input of an ETA/Auth request lies (span-relative).
+#[derive(Debug, Clone)]
+pub(crate) enum MacInput {
+    /// One contiguous run of packet bytes.
+    Direct(Range<usize>),
+    /// A contiguous run directly followed by the ICV slot, into which the
+    /// `auth_suffix` (ESN high bits, RFC 4303 § 2.2.1) is written for the
+    /// duration of the hash.
+    IcvSlot(Range<usize>),
+    /// Needs composing in the scratch buffer.
+    Composed,
+}
+
+/// A request checked against its session: span, span-relative regions and
+/// the MAC input shape.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) span: fipsec_crypto::Region,
+    pub(crate) map: SpanMap,
+    pub(crate) mac: MacInput,
+}
+
+impl Plan {
+    #[inline]
+    pub(crate) fn new(s: &MbSession, layout: &Layout, pkt_len: usize) -> Result<Plan, CryptoError> {
+        let span = request_span(layout, s.icv_len, pkt_len)?;
+        let map = SpanMap::new(layout, s.icv_len, span)?;
+        let payload_len = map.payload.len();
+        let mut mac = MacInput::Composed;
+        match s.kind {
+            Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
+                if layout.iv.len() != AeadAlg::AesGcm.nonce_len() {
+                    return Err(CryptoError::InvalidRequest);
+                }
+            }
+            Kind::Eta { cipher, .. } | Kind::Cipher { cipher } => {
+                if cipher.alg != CipherAlg::Null && layout.iv.len() != cipher.iv_len {
+                    return Err(CryptoError::InvalidRequest);
+                }
+                if !payload_len.is_multiple_of(cipher.block) {
+                    return Err(CryptoError::InvalidRequest);
+                }
+            }
+            Kind::Auth { .. } => {}
+        }
+        if let Kind::Eta { .. } | Kind::Auth { .. } = s.kind {
+            mac = mac_input(&map, layout, matches!(s.kind, Kind::Eta { .. }));
+        }
+        Ok(Plan { span, map, mac })
+    }
+}
+
+/// The single run of packet bytes `aad || payload` (payload only when
+/// `with_payload`) covers, if it is one run and not empty.
+#[inline]
+fn contiguous(map: &SpanMap, with_payload: bool) -> Option<Range<usize>> {
+    let aad = map.aad.clone();
+    let payload = if with_payload {
+        map.payload.clone()
+    } else {
+        0..0
+    };
+    match (aad.is_empty(), payload.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(aad),
+        (true, false) => Some(payload),
+        (false, false) if aad.end == payload.start => Some(aad.start..payload.end),
+        _ => None,
+    }
+}
+
+#[inline]
+fn mac_input(map: &SpanMap, layout: &Layout, with_payload: bool) -> MacInput {
+    if !layout.aad_prefix.is_empty() {
+        return MacInput::Composed;
+    }
+    let Some(run) = contiguous(map, with_payload) else {
+        return MacInput::Composed;
+    };
+    let suffix = layout.auth_suffix.len();
+    if suffix == 0 {
+        MacInput::Direct(run)
+    } else if map.icv.start == run.end && map.icv.len() >= suffix {
+        MacInput::IcvSlot(run)
+    } else {
+        MacInput::Composed
+    }
+}
+
+/// Raw access to a span for the library: pointers are derived from one base
+/// pointer after a bounds check, so several regions can be handed to one
+/// call.
+struct Span {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Span {
+    fn new(buf: &mut [u8]) -> Span {
+        Span {
+            base: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    fn at(&self, r: &Range<usize>) -> Result<*mut u8, CryptoError> {
+        if r.start <= r.end && r.end <= self.len {
+            Ok(self.base.wrapping_add(r.start))
+        } else {
+            Err(CryptoError::InvalidRequest)
+        }
+    }
+}
+
+/// Fills the cipher part of a job (nothing for NULL or an empty payload,
+/// which the library rejects for block modes).
+pub(crate) fn set_cipher(
+    spec: &mut JobSpec,
+    c: &CipherSpec,
+    keys: &Keys,
+    des_ptrs: &[*const c_void; 3],
+    direction: sys::IMB_CIPHER_DIRECTION,
+    payload: &Range<usize>,
+    iv: &[u8],
+) {
+    if c.alg == CipherAlg::Null || payload.is_empty() {
+        return;
+    }
+    spec.cipher_mode = c.mode;
+    spec.direction = direction;
+    spec.key_len = c.key_len;
+    if c.alg == CipherAlg::TripleDesCbc {
+        spec.enc_keys = des_ptrs.as_ptr().cast();
+        spec.dec_keys = des_ptrs.as_ptr().cast();
+    } else {
+        spec.enc_keys = keys.aes_enc.0.as_ptr().cast();
+        spec.dec_keys = keys.aes_dec.0.as_ptr().cast();
+    }
+    spec.cipher_off = payload.start as u64;
+    spec.cipher_len = payload.len() as u64;
+    spec.iv = iv.as_ptr();
+    spec.iv_len = iv.len() as u64;
+}
+
+/// Fills the hash part of a job.
+pub(crate) fn set_hash(
+    spec: &mut JobSpec,
+    m: &MacSpec,
+    keys: &Keys,
+    off: usize,
+    len: usize,
+    tag: *mut u8,
+) {
+    spec.hash_alg = m.alg;
+    spec.auth = if m.xcbc {
+        AuthFields::Xcbc {
+            k1: keys.xcbc_k1.0.as_ptr().cast(),
+            k2: keys.xcbc_k2.0.as_ptr(),
+            k3: keys.xcbc_k3.0.as_ptr(),
+        }
+    } else {
+        AuthFields::Hmac {
+            ipad: keys.ipad.0.as_ptr(),
+            opad: keys.opad.0.as_ptr(),
+        }
+    };
+    spec.hash_off = off as u64;
+    spec.hash_len = len as u64;
+    spec.tag = tag;
+    spec.tag_len = m.tag_len as u64;
+}
+
+/// `user` value of the job a synchronous caller waits for.
+const SYNC_USER: usize = usize::MAX;
+
+/// Submits one job and flushes until it completes.
+///
+/// # Safety
+/// As [`Manager::submit`]; the manager must hold no other job.
+unsafe fn run_job(m: &mut Manager, mut spec: JobSpec) -> Result<(), CryptoError> {
+    spec.user = SYNC_USER;
+    // SAFETY: forwarded contract; the buffers outlive this function, which
+    // returns only after the job completed.
+    let mut done = unsafe { m.submit(&spec) };
+    while done.is_none() {
+        match m.flush() {
+            Some(c) => done = Some(c),
+            None => break,
+        }
+    }
+    match done {
+        Some(c) if c.user == SYNC_USER && c.ok => Ok(()),
+        _ => {
+            while m.flush().is_some() {}
+            Err(CryptoError::DriverFailure)
+        }
+    }
+}
+
+/// Copies `aad_prefix || buf[aad] (|| buf[payload]) || suffix` into `out`.
+fn compose(
+    out: &mut std::vec::Vec<u8>,
+    buf: &[u8],
+    layout: &Layout,
+    parts: &[&Range<usize>],
+    suffix: bool,
+) -> Result<(), CryptoError> {
+    out.clear();
+    out.extend_from_slice(layout.aad_prefix.as_slice());
+    for r in parts {
+        out.extend_from_slice(buf.get((*r).clone()).ok_or(CryptoError::InvalidRequest)?);
+    }
+    if suffix {
+        out.extend_from_slice(layout.auth_suffix.as_slice());
+    }
+    Ok(())
+}
+
+/// One request, synchronously, on a contiguous span.
+fn run_sync(
+    ctx: &mut ThreadCtx,
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    plan: &Plan,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    match s.kind {
+        Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
+            aead_sync(&mut ctx.scratch, s, op, layout, plan, buf)
+        }
+        Kind::Eta { cipher, mac } => {
+            eta_sync(ctx, s, Some(&cipher), Some(&mac), op, layout, plan, buf)
+        }
+        Kind::Cipher { cipher } => eta_sync(ctx, s, Some(&cipher), None, op, layout, plan, buf),
+        Kind::Auth { mac } => eta_sync(ctx, s, None, Some(&mac), op, layout, plan, buf),
+    }
+}
+
+/// AAD for the AEAD APIs: the packet bytes when there is no prefix,
+/// otherwise `aad_prefix || buf[aad]` composed in the scratch buffer
+/// (RFC 4106 § 5: the ESN high bits sit between SPI and sequence number).
+/// Returns the span's raw view, from which every other pointer is derived.
+fn aead_aad(
+    scratch: &mut std::vec::Vec<u8>,
+    buf: &mut [u8],
+    layout: &Layout,
+    aad: &Range<usize>,
+) -> Result<(Span, *const u8, u64), CryptoError> {
+    let composed = !layout.aad_prefix.is_empty();
+    if composed {
+        compose(scratch, buf, layout, &[aad], false)?;
+    }
+    let span = Span::new(buf);
+    if composed {
+        Ok((span, scratch.as_ptr(), scratch.len() as u64))
+    } else {
+        let p = span.at(aad)?.cast_const();
+        Ok((span, p, aad.len() as u64))
+    }
+}
+
+/// AES-GCM, AES-GMAC or ChaCha20-Poly1305, one request, on the direct APIs.
+fn aead_sync(
+    scratch: &mut std::vec::Vec<u8>,
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    plan: &Plan,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    match s.kind {
+        Kind::Gcm { idx } => gcm(scratch, s, idx, op, layout, &plan.map, buf),
+        Kind::Gmac { idx } => gmac(scratch, s, idx, op, layout, &plan.map, buf),
+        Kind::ChaCha => chacha(scratch, s, op, layout, &plan.map, buf),
+        _ => Err(CryptoError::InvalidRequest),
+    }
+}
+
+/// Whether an AEAD request must compose its AAD (or GMAC input) in the
+/// per-thread scratch buffer; otherwise it runs without touching the
+/// thread's managers at all.
+fn aead_needs_scratch(s: &MbSession, layout: &Layout, plan: &Plan) -> bool {
+    match s.kind {
+        Kind::Gcm { .. } | Kind::ChaCha => !layout.aad_prefix.is_empty(),
+        Kind::Gmac { .. } => !layout.aad_prefix.is_empty() || contiguous(&plan.map, true).is_none(),
+        _ => true,
+    }
+}
+
+fn gcm(
+    scratch: &mut std::vec::Vec<u8>,
+    s: &MbSession,
+    idx: usize,
+    op: Op,
+    layout: &Layout,
+    map: &SpanMap,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    let g = *s.api.gcm.get(idx).ok_or(CryptoError::InvalidRequest)?;
+    let mut received = [0u8; 16];
+    if op == Op::Decrypt {
+        received
+            .get_mut(..map.icv.len())
+            .ok_or(CryptoError::InvalidRequest)?
+            .copy_from_slice(
+                buf.get(map.icv.clone())
+                    .ok_or(CryptoError::InvalidRequest)?,
+            );
+    }
+    let (span, aad, aad_len) = aead_aad(scratch, buf, layout, &map.aad)?;
+    let payload = span.at(&map.payload)?;
+    let icv = span.at(&map.icv)?;
+    let len = map.payload.len() as u64;
+    let nonce = layout.iv.as_slice().as_ptr();
+    let key = s.keys.gcm_ptr();
+    let mut gctx = A16([0u8; GCM_CTX_LEN]);
+    let cp: *mut sys::gcm_context_data = gctx.0.as_mut_ptr().cast();
+    let mut tag = A16([0u8; 16]);
+    let tag_len = map.icv.len() as u64;
+    let r = match op {
+        Op::Encrypt => {
+            // SAFETY: key data prepared for this manager's arch; `payload`
+            // (in place) and `icv` lie in `buf` and do not overlap (SpanMap);
+            // the nonce is 12 bytes; `aad` is `aad_len` readable bytes (in
+            // `buf` or the scratch buffer, neither written during the call).
+            unsafe {
+                (g.enc)(
+                    key, cp, payload, payload, len, nonce, aad, aad_len, icv, tag_len,
+                )
+            };
+            Ok(())
+        }
+        Op::Decrypt => {
+            // SAFETY: as above; the tag goes to a local 16-byte buffer.
+            unsafe {
+                (g.dec)(
+                    key,
+                    cp,
+                    payload,
+                    payload,
+                    len,
+                    nonce,
+                    aad,
+                    aad_len,
+                    tag.0.as_mut_ptr(),
+                    tag_len,
+                )
+            };
+            let want = received.get(..map.icv.len()).unwrap_or(&[]);
+            if ct_eq(tag.0.get(..map.icv.len()).unwrap_or(&[]), want) {
+                Ok(())
+            } else {
+                // Restore the ciphertext: CTR is its own inverse.
+                // SAFETY: as for encryption; the tag goes to the local buffer.
+                unsafe {
+                    (g.enc)(
+                        key,
+                        cp,
+                        payload,
+                        payload,
+                        len,
+                        nonce,
+                        aad,
+                        aad_len,
+                        tag.0.as_mut_ptr(),
+                        tag_len,
+                    )
+                };
+                Err(CryptoError::BadIcv)
+            }
+        }
+    };
+    wipe(&mut gctx);
+    wipe(&mut tag);
+    r
+}
+
+fn gmac(
+    scratch: &mut std::vec::Vec<u8>,
+    s: &MbSession,
+    idx: usize,
+    op: Op,
+    layout: &Layout,
+    map: &SpanMap,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    let g = *s.api.gcm.get(idx).ok_or(CryptoError::InvalidRequest)?;
+    // RFC 4543 § 3.3: everything authenticated is AAD; nothing is
+    // encrypted. ESN high bits come as `aad_prefix` (auth_suffix is an
+    // ETA/Auth notion and does not apply).
+    let run = if layout.aad_prefix.is_empty() {
+        contiguous(map, true)
+    } else {
+        None
+    };
+    let (data, data_len) = match run {
+        Some(r) => {
+            let span = Span::new(buf);
+            (span.at(&r)?.cast_const(), r.len() as u64)
+        }
+        None => {
+            compose(scratch, buf, layout, &[&map.aad, &map.payload], false)?;
+            (scratch.as_ptr(), scratch.len() as u64)
+        }
+    };
+    let key = s.keys.gcm_ptr();
+    let mut gctx = A16([0u8; GCM_CTX_LEN]);
+    let cp: *mut sys::gcm_context_data = gctx.0.as_mut_ptr().cast();
+    let mut tag = A16([0u8; 16]);
+    let nonce = layout.iv.as_slice();
+    // SAFETY: key data prepared for this manager's arch; the IV is 12 bytes;
+    // `data` is `data_len` readable bytes not written during the calls; the
+    // tag buffer holds 16 bytes.
+    unsafe {
+        (g.gmac_init)(key, cp, nonce.as_ptr(), nonce.len() as u64);
+        if data_len > 0 {
+            (g.gmac_update)(key, cp, data, data_len);
+        }
+        (g.gmac_finalize)(key, cp, tag.0.as_mut_ptr(), 16);
+    }
+    let t = tag
+        .0
+        .get(..map.icv.len())
+        .ok_or(CryptoError::InvalidRequest)?;
+    let r = match op {
+        Op::Encrypt => {
+            buf.get_mut(map.icv.clone())
+                .ok_or(CryptoError::InvalidRequest)?
+                .copy_from_slice(t);
+            Ok(())
+        }
+        Op::Decrypt => {
+            let got = buf
+                .get(map.icv.clone())
+                .ok_or(CryptoError::InvalidRequest)?;
+            if ct_eq(t, got) {
+                Ok(())
+            } else {
+                Err(CryptoError::BadIcv)
+            }
+        }
+    };
+    wipe(&mut gctx);
+    wipe(&mut tag);
+    r
+}
+
+fn chacha(
+    scratch: &mut std::vec::Vec<u8>,
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    map: &SpanMap,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    let api = s.api;
+    let mut received = [0u8; 16];
+    if op == Op::Decrypt {
+        received
+            .get_mut(..map.icv.len())
+            .ok_or(CryptoError::InvalidRequest)?
+            .copy_from_slice(
+                buf.get(map.icv.clone())
+                    .ok_or(CryptoError::InvalidRequest)?,
+            );
+    }
+    let (span, aad, aad_len) = aead_aad(scratch, buf, layout, &map.aad)?;
+    let payload = span.at(&map.payload)?;
+    let icv = span.at(&map.icv)?;
+    let len = map.payload.len() as u64;
+    let nonce = layout.iv.as_slice().as_ptr();
+    let key = s.keys.chacha.0.as_ptr();
+    let mut cctx = A16([0u8; CHACHA_CTX_LEN]);
+    let cp: *mut sys::chacha20_poly1305_context_data = cctx.0.as_mut_ptr().cast();
+    let mut tag = A16([0u8; 16]);
+    // Encrypts `payload` in place and writes the tag to `out` (RFC 8439 § 2.8).
+    let seal = |out: *mut u8| {
+        // SAFETY: 32-byte key, 12-byte nonce, `aad_len` readable AAD bytes,
+        // `len` payload bytes processed in place, 16 bytes written to `out`.
+        unsafe {
+            (api.chacha_init)(key.cast(), cp, nonce.cast(), aad.cast(), aad_len);
+            (api.chacha_enc_update)(
+                key.cast(),
+                cp,
+                payload.cast(),
+                payload.cast_const().cast(),
+                len,
+            );
+            (api.chacha_finalize)(cp, out.cast(), 16);
+        }
+    };
+    let r = match op {
+        Op::Encrypt => {
+            seal(icv);
+            Ok(())
+        }
+        Op::Decrypt => {
+            // SAFETY: as in `seal`, decrypting in place; the tag goes to the
+            // local 16-byte buffer.
+            unsafe {
+                (api.chacha_init)(key.cast(), cp, nonce.cast(), aad.cast(), aad_len);
+                (api.chacha_dec_update)(
+                    key.cast(),
+                    cp,
+                    payload.cast(),
+                    payload.cast_const().cast(),
+                    len,
+                );
+                (api.chacha_finalize)(cp, tag.0.as_mut_ptr().cast(), 16);
+            }
+            if ct_eq(&tag.0, &received) {
+                Ok(())
+            } else {
+                // Restore the ciphertext (the keystream XOR is its own inverse).
+                seal(tag.0.as_mut_ptr());
+                Err(CryptoError::BadIcv)
+            }
+        }
+    };
+    wipe(&mut cctx);
+    wipe(&mut tag);
+    r
+}
+
+/// Encrypt-then-authenticate, cipher-only and auth-only requests, one at a
+/// time on the SSE manager.
+#[allow(clippy::too_many_arguments)]
+fn eta_sync(
+    ctx: &mut ThreadCtx,
+    s: &MbSession,
+    cipher: Option<&CipherSpec>,
+    mac: Option<&MacSpec>,
+    op: Op,
+    layout: &Layout,
+    plan: &Plan,
+    buf: &mut [u8],
+) -> Result<(), CryptoError> {
+    let map = &plan.map;
+    let keys = &*s.keys;
+    let des_ptrs = keys.des3_ptrs();
+    let iv = layout.iv.as_slice();
+    let icv_len = map.icv.len();
+    let suffix = layout.auth_suffix.as_slice();
+    let mut tag = A16([0u8; 64]);
+    let mut saved = [0u8; 64];
+    let ThreadCtx {
+        mb, sb, scratch, ..
+    } = ctx;
+    // 3DES on the wide manager: a lone job on the SSE path costs ~20x more.
+    let sb = if cipher.is_some_and(|c| c.alg == CipherAlg::TripleDesCbc) {
+        mb
+    } else {
+        sb
+    };
+
+    let cipher_job = |dir| {
+        let mut spec = JobSpec::empty();
+        if let Some(c) = cipher {
+            set_cipher(&mut spec, c, keys, &des_ptrs, dir, &map.payload, iv);
+        }
+        spec
+    };
+
+    let Some(mac) = mac else {
+        // Cipher only (RFC 4303 § 3.2.2 confidentiality-only ESP).
+        let dir = if op == Op::Encrypt {
+            sys::IMB_DIR_ENCRYPT
+        } else {
+            sys::IMB_DIR_DECRYPT
+        };
+        let mut spec = cipher_job(dir);
+        if spec.cipher_mode == sys::IMB_CIPHER_NULL {
+            return Ok(());
+        }
+        spec.buf = buf.as_mut_ptr();
+        spec.chain_order = if op == Op::Encrypt {
+            sys::IMB_ORDER_CIPHER_HASH
+        } else {
+            sys::IMB_ORDER_HASH_CIPHER
+        };
+        // SAFETY: the job reads/writes `buf` (payload, in bounds by SpanMap),
+        // the key schedules in `keys`, `des_ptrs` and the IV, all of which
+        // outlive this synchronous call.
+        return unsafe { run_job(sb, spec) };
+    };
+
+    if op == Op::Decrypt {
+        saved
+            .get_mut(..icv_len)
+            .ok_or(CryptoError::InvalidRequest)?
+            .copy_from_slice(
+                buf.get(map.icv.clone())
+                    .ok_or(CryptoError::InvalidRequest)?,
+            );
+    }
+
+    // Encrypt: the cipher runs first (chained in one job when the MAC input
+    // is in the packet, as its own job otherwise).
+    let mut spec = if op == Op::Encrypt {
+        cipher_job(sys::IMB_DIR_ENCRYPT)
+    } else {
+        JobSpec::empty()
+    };
+    spec.direction = sys::IMB_DIR_ENCRYPT;
+    spec.chain_order = sys::IMB_ORDER_CIPHER_HASH;
+    match &plan.mac {
+        MacInput::Direct(r) | MacInput::IcvSlot(r) => {
+            let mut len = r.len();
+            if matches!(plan.mac, MacInput::IcvSlot(_)) {
+                let at = map.icv.start;
+                buf.get_mut(at..at + suffix.len())
+                    .ok_or(CryptoError::InvalidRequest)?
+                    .copy_from_slice(suffix);
+                len += suffix.len();
+            }
+            set_hash(&mut spec, mac, keys, r.start, len, tag.0.as_mut_ptr());
+            spec.buf = buf.as_mut_ptr();
+            // SAFETY: cipher and hash regions lie in `buf` (SpanMap, plus the
+            // ICV slot for the suffix); key schedules, pads, IV and tag
+            // buffer outlive this synchronous call.
+            let r = unsafe { run_job(sb, spec) };
+            if op == Op::Decrypt
+                && matches!(plan.mac, MacInput::IcvSlot(_))
+                && let (Some(d), Some(s)) = (buf.get_mut(map.icv.clone()), saved.get(..icv_len))
+            {
+                d.copy_from_slice(s);
+            }
+            r?;
+        }
+        MacInput::Composed => {
+            let ciphered = spec.cipher_mode != sys::IMB_CIPHER_NULL;
+            if ciphered {
+                spec.buf = buf.as_mut_ptr();
+                // SAFETY: as above (cipher only).
+                unsafe { run_job(sb, spec) }?;
+            }
+            let parts: &[&Range<usize>] = if cipher.is_some() {
+                &[&map.aad, &map.payload]
+            } else {
+                &[&map.aad]
+            };
+            let hashed = compose(scratch, buf, layout, parts, true).and_then(|()| {
+                if scratch.is_empty() {
+                    // The library cannot MAC an empty message.
+                    return Err(CryptoError::DriverFailure);
+                }
+                let mut h = JobSpec::empty();
+                set_hash(&mut h, mac, keys, 0, scratch.len(), tag.0.as_mut_ptr());
+                h.buf = scratch.as_mut_ptr();
+                // SAFETY: the hash reads the scratch buffer (not touched until
+                // the call returns); pads and tag buffer outlive the call.
+                unsafe { run_job(sb, h) }
+            });
+            if let Err(e) = hashed {
+                if ciphered {
+                    // A failed request must leave the packet as it was, so
+                    // that the framework can retry it on another driver.
+                    let mut undo = cipher_job(sys::IMB_DIR_DECRYPT);
+                    undo.chain_order = sys::IMB_ORDER_HASH_CIPHER;
+                    undo.buf = buf.as_mut_ptr();
+                    // SAFETY: as for the cipher job above.
+                    let _ = unsafe { run_job(sb, undo) };
+                }
+                return Err(e);
+            }
+        }
+    }
+
+    let computed = tag.0.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
+    let r = match op {
+        Op::Encrypt => {
+            buf.get_mut(map.icv.clone())
+                .ok_or(CryptoError::InvalidRequest)?
+                .copy_from_slice(computed);
+            Ok(())
+        }
+        Op::Decrypt => {
+            if !ct_eq(computed, saved.get(..icv_len).unwrap_or(&[])) {
+                Err(CryptoError::BadIcv)
+            } else {
+                // Verified: now decrypt (RFC 4303 § 3.4.4).
+                let mut spec = cipher_job(sys::IMB_DIR_DECRYPT);
+                if spec.cipher_mode == sys::IMB_CIPHER_NULL {
+                    Ok(())
+                } else {
+                    spec.chain_order = sys::IMB_ORDER_HASH_CIPHER;
+                    spec.buf = buf.as_mut_ptr();
+                    // SAFETY: as for the cipher job above.
+                    unsafe { run_job(sb, spec) }
+                }
+            }
+        }
+    };
+    wipe(&mut tag);
+    r
+}
+
+/// What a batch slot still has to do after its first job completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Unused,
+    /// Submitted, waiting for completion.
+    Pending,
+    /// First job done.
+    Done,
+    /// Decrypt job (phase 2) submitted.
+    Decrypting,
+    /// Finished (result set).
+    Finished,
+    /// The library failed the job.
+    Failed,
+}
+
+/// Per-request state of a batch, kept in the thread context so the pointers
+/// handed to the library stay put while jobs are in flight.
+pub(crate) struct Slot {
+    state: SlotState,
+    /// The request's plan while it is in the batch.
+    plan: Option<Plan>,
+    job: usize,
+    tag: A16<64>,
+    saved: [u8; 64],
+    des_ptrs: [*const c_void; 3],
+}
+
+impl Slot {
+    pub(crate) fn new() -> Slot {
+        Slot {
+            state: SlotState::Unused,
+            plan: None,
+            job: 0,
+            tag: A16([0; 64]),
+            saved: [0; 64],
+            des_ptrs: [core::ptr::null(); 3],
+        }
+    }
+}
+
+fn mark(slots: &mut [Slot], c: Completed) {
+    if let Some(s) = slots.get_mut(c.user) {
+        s.state = match (s.state, c.ok) {
+            (SlotState::Pending, true) => SlotState::Done,
+            (SlotState::Decrypting, true) => SlotState::Finished,
+            _ => SlotState::Failed,
+        };
+    }
+}
+
+/// Up to [`MAX_INFLIGHT`] requests: AEAD, composed-MAC and multi-segment
+/// requests run one at a time; everything else is submitted to one manager
+/// and flushed together.
+fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
+    // Pass 1: plans; synchronous requests run now.
+    let mut n_mb = 0usize;
+    let mut des = false;
+    for (k, j) in jobs.iter_mut().enumerate() {
+        if let Some(slot) = ctx.slots.get_mut(k) {
+            slot.state = SlotState::Unused;
+            slot.plan = None;
+        }
+        let s = match downcast(j.session) {
+            Ok(s) => s,
+            Err(e) => {
+                j.result = Err(e);
+                continue;
+            }
+        };
+        let plan = match Plan::new(s, j.layout, j.pkt.len()) {
+            Ok(p) => p,
+            Err(e) => {
+                j.result = Err(e);
+                continue;
+            }
+        };
+        if let Kind::Eta { cipher, .. } | Kind::Cipher { cipher } = s.kind
+            && cipher.alg == CipherAlg::TripleDesCbc
+        {
+            des = true;
+        }
+        let multi = match s.kind {
+            Kind::Cipher { .. } => true,
+            Kind::Eta { .. } | Kind::Auth { .. } => !matches!(plan.mac, MacInput::Composed),
+            Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => false,
+        } && j.pkt.peek_mut(plan.span.start, plan.span.len).is_some();
+        if multi {
+            if let Some(slot) = ctx.slots.get_mut(k) {
+                slot.plan = Some(plan);
+                n_mb += 1;
+            }
+        } else {
+            let (op, layout) = (j.op, j.layout);
+            j.result = with_span(j.pkt, plan.span, stats, |buf| {
+                run_sync(ctx, s, op, layout, &plan, buf)
+            });
+        }
+    }
+    if n_mb == 0 {
+        return;
+    }
+    let ThreadCtx { mb, sb, slots, .. } = ctx;
+    // 3DES never goes to the SSE manager (its flush is the slowest).
+    let m = if n_mb >= MB_MIN_BATCH || des { mb } else { sb };
+
+    // Pass 2: submit the first job of every multi-buffer request.
+    for (k, j) in jobs.iter_mut().enumerate() {
+        let Some(slot) = slots.get_mut(k) else {
+            continue;
+        };
+        if slot.plan.is_none() {
+            continue;
+        }
+        let Ok(s) = downcast(j.session) else { continue };
+        match submit_first(m, slot, k, s, j.op, j.layout, j.pkt, stats) {
+            Ok(done) => {
+                j.result = Ok(());
+                if let Some(c) = done {
+                    mark(slots, c);
+                }
+            }
+            Err(e) => j.result = Err(e),
+        }
+        while let Some(c) = m.get_completed() {
+            mark(slots, c);
+        }
+    }
+    while let Some(c) = m.flush() {
+        mark(slots, c);
+    }
+
+    // Pass 3: ICVs out / compare; verified decrypts get their cipher job.
+    for (k, j) in jobs.iter_mut().enumerate() {
+        let Some(slot) = slots.get_mut(k) else {
+            continue;
+        };
+        if slot.plan.is_none() || j.result.is_err() {
+            continue;
+        }
+        let Ok(s) = downcast(j.session) else { continue };
+        match finish_first(m, slot, k, s, j.op, j.layout, j.pkt) {
+            Ok(done) => {
+                if let Some(c) = done {
+                    mark(slots, c);
+                }
+            }
+            Err(e) => j.result = Err(e),
+        }
+        while let Some(c) = m.get_completed() {
+            mark(slots, c);
+        }
+    }
+    while let Some(c) = m.flush() {
+        mark(slots, c);
+    }
+
+    // Pass 4: results of the decrypt jobs.
+    for (k, j) in jobs.iter_mut().enumerate() {
+        let Some(slot) = slots.get_mut(k) else {
+            continue;
+        };
+        match slot.state {
+            SlotState::Failed => j.result = Err(CryptoError::DriverFailure),
+            SlotState::Decrypting | SlotState::Pending => {
+                j.result = Err(CryptoError::DriverFailure)
+            }
+            _ => {}
+        }
+        wipe(&mut slot.tag);
+    }
+}
+
+/// Prepares and submits the first job of a multi-buffer request: the
+/// chained cipher+hash for encryption, the hash for decryption, the cipher
+/// alone for cipher-only sessions.
+#[allow(clippy::too_many_arguments)]
+fn submit_first(
+    m: &mut Manager,
+    slot: &mut Slot,
+    k: usize,
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    pkt: &mut dyn PacketBuf,
+    stats: &CryptoStats,
+) -> Result<Option<Completed>, CryptoError> {
+    let Slot {
+        state,
+        plan,
+        job,
+        tag,
+        saved,
+        des_ptrs,
+    } = slot;
+    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
+    let map = &plan.map;
+    let buf = pkt
+        .peek_mut(plan.span.start, plan.span.len)
+        .ok_or(CryptoError::InvalidRequest)?;
+    if !(buf.as_ptr() as usize).is_multiple_of(4) {
+        CryptoStats::inc(&stats.misaligned);
+    }
+    let keys = &*s.keys;
+    *des_ptrs = keys.des3_ptrs();
+    *job = k;
+    let iv = layout.iv.as_slice();
+    let mut spec = JobSpec::empty();
+    match (&s.kind, &plan.mac) {
+        (Kind::Cipher { cipher }, _) => {
+            let dir = if op == Op::Encrypt {
+                sys::IMB_DIR_ENCRYPT
+            } else {
+                sys::IMB_DIR_DECRYPT
+            };
+            set_cipher(&mut spec, cipher, keys, des_ptrs, dir, &map.payload, iv);
+            if spec.cipher_mode == sys::IMB_CIPHER_NULL {
+                *state = SlotState::Finished;
+                return Ok(None);
+            }
+            spec.direction = dir;
+            spec.chain_order = if op == Op::Encrypt {
+                sys::IMB_ORDER_CIPHER_HASH
+            } else {
+                sys::IMB_ORDER_HASH_CIPHER
+            };
+        }
+        (
+            Kind::Eta { mac, .. } | Kind::Auth { mac },
+            MacInput::Direct(r) | MacInput::IcvSlot(r),
+        ) => {
+            let icv_len = map.icv.len();
+            if op == Op::Decrypt {
+                saved
+                    .get_mut(..icv_len)
+                    .ok_or(CryptoError::InvalidRequest)?
+                    .copy_from_slice(
+                        buf.get(map.icv.clone())
+                            .ok_or(CryptoError::InvalidRequest)?,
+                    );
+            }
+            let mut len = r.len();
+            if matches!(plan.mac, MacInput::IcvSlot(_)) {
+                let suffix = layout.auth_suffix.as_slice();
+                let at = map.icv.start;
+                buf.get_mut(at..at + suffix.len())
+                    .ok_or(CryptoError::InvalidRequest)?
+                    .copy_from_slice(suffix);
+                len += suffix.len();
+            }
+            if let (Kind::Eta { cipher, .. }, Op::Encrypt) = (&s.kind, op) {
+                set_cipher(
+                    &mut spec,
+                    cipher,
+                    keys,
+                    des_ptrs,
+                    sys::IMB_DIR_ENCRYPT,
+                    &map.payload,
+                    iv,
+                );
+            }
+            spec.direction = sys::IMB_DIR_ENCRYPT;
+            spec.chain_order = sys::IMB_ORDER_CIPHER_HASH;
+            set_hash(&mut spec, mac, keys, r.start, len, tag.0.as_mut_ptr());
+        }
+        _ => return Err(CryptoError::InvalidRequest),
+    }
+    spec.buf = buf.as_mut_ptr();
+    spec.user = k;
+    *state = SlotState::Pending;
+    // SAFETY: the job's regions lie in this request's span (SpanMap), which
+    // nothing touches until the batch has flushed its manager; the key
+    // schedules (session, alive for the batch), the IV (in the borrowed
+    // layout), the 3DES pointer array and the tag buffer (this slot, in the
+    // thread context, not moved during the batch) stay valid too.
+    Ok(unsafe { m.submit(&spec) })
+}
+
+/// After the first job: writes the ICV (encrypt) or verifies it and
+/// submits the decryption (decrypt).
+#[allow(clippy::too_many_arguments)]
+fn finish_first(
+    m: &mut Manager,
+    slot: &mut Slot,
+    k: usize,
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    pkt: &mut dyn PacketBuf,
+) -> Result<Option<Completed>, CryptoError> {
+    let Slot {
+        state,
+        plan,
+        tag,
+        saved,
+        des_ptrs,
+        ..
+    } = slot;
+    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
+    match *state {
+        SlotState::Finished => return Ok(None),
+        SlotState::Done => {}
+        _ => {
+            // The library failed the job: put the received ICV back over the
+            // ESN bits, so that a retry on another driver sees the packet as
+            // it arrived.
+            if op == Op::Decrypt
+                && matches!(plan.mac, MacInput::IcvSlot(_))
+                && let Some(buf) = pkt.peek_mut(plan.span.start, plan.span.len)
+                && let (Some(d), Some(s)) = (
+                    buf.get_mut(plan.map.icv.clone()),
+                    saved.get(..plan.map.icv.len()),
+                )
+            {
+                d.copy_from_slice(s);
+            }
+            return Err(CryptoError::DriverFailure);
+        }
+    }
+    if let Kind::Cipher { .. } = s.kind {
+        *state = SlotState::Finished;
+        return Ok(None);
+    }
+    let map = &plan.map;
+    let icv_len = map.icv.len();
+    let buf = pkt
+        .peek_mut(plan.span.start, plan.span.len)
+        .ok_or(CryptoError::InvalidRequest)?;
+    let computed = tag.0.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
+    let icv = buf
+        .get_mut(map.icv.clone())
+        .ok_or(CryptoError::InvalidRequest)?;
+    if op == Op::Encrypt {
+        icv.copy_from_slice(computed);
+        *state = SlotState::Finished;
+        return Ok(None);
+    }
+    let received = saved.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
+    if matches!(plan.mac, MacInput::IcvSlot(_)) {
+        icv.copy_from_slice(received);
+    }
+    if !ct_eq(computed, received) {
+        *state = SlotState::Finished;
+        return Err(CryptoError::BadIcv);
+    }
+    let Kind::Eta { cipher, .. } = &s.kind else {
+        *state = SlotState::Finished;
+        return Ok(None);
+    };
+    let mut spec = JobSpec::empty();
+    set_cipher(
+        &mut spec,
+        cipher,
+        &s.keys,
+        des_ptrs,
+        sys::IMB_DIR_DECRYPT,
+        &map.payload,
+        layout.iv.as_slice(),
+    );
+    if spec.cipher_mode == sys::IMB_CIPHER_NULL {
+        *state = SlotState::Finished;
+        return Ok(None);
+    }
+    spec.chain_order = sys::IMB_ORDER_HASH_CIPHER;
+    spec.buf = buf.as_mut_ptr();
+    spec.user = k;
+    *state = SlotState::Decrypting;
+    // SAFETY: as in `submit_first`: the payload lies in the span, untouched
+    // until the manager is flushed; keys, IV and 3DES pointers stay valid.
+    Ok(unsafe { m.submit(&spec) })
+}
