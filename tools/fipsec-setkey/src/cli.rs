@@ -94,14 +94,16 @@ impl fmt::Display for UsageError {
 }
 
 /// The usage text (setkey's, plus the endpoint options).
-pub const USAGE: &str = "usage: fipsec-setkey [-vrk] file ...\n\
-       fipsec-setkey [-nvrk] -c\n\
-       fipsec-setkey [-nvrk] -f filename\n\
-       fipsec-setkey [-Palpvrk] -D\n\
-       fipsec-setkey [-Pv] -F\n\
-       fipsec-setkey [-H] -x\n\
-       fipsec-setkey [-V] [-h]\n\
-endpoint: [--socket PATH] [--dialect linux|freebsd]\n";
+pub const USAGE: &str = concat!(
+    "usage: fipsec-setkey [-vrk] file ...\n",
+    "       fipsec-setkey [-nvrk] -c\n",
+    "       fipsec-setkey [-nvrk] -f filename\n",
+    "       fipsec-setkey [-Palpvrk] -D\n",
+    "       fipsec-setkey [-Pv] -F\n",
+    "       fipsec-setkey [-H] -x\n",
+    "       fipsec-setkey [-V] [-h]\n",
+    "endpoint: [--socket PATH] [--dialect linux|freebsd]\n",
+);
 
 /// Parses the arguments after the program name.
 pub fn parse_args<I, S>(args: I) -> Result<Options, UsageError>
