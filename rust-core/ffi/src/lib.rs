@@ -10,6 +10,10 @@
 //!   malloc(9), panics routed to panic(9), and the `fipsec_*` entry points.
 //!   The glue provides the `fipsec_glue_*` imports.
 //!
+//! * [`sys`] (feature `std`): safe wrappers over the userspace system calls
+//!   `std` lacks (`SOCK_SEQPACKET` and FreeBSD `PF_KEY` sockets,
+//!   `if_nametoindex`, `localtime_r`), so the tools can forbid `unsafe`.
+//!
 //! Rules: every `extern "C"` function documents its safety contract,
 //! null-checks its pointers and returns an error code; every `unsafe` block
 //! says why it is sound. Nothing may unwind across the boundary (the kernel
@@ -25,6 +29,9 @@ pub mod accel;
 pub mod ipsec_mb;
 #[cfg(all(feature = "kmod", not(feature = "std")))]
 pub mod kmod;
+
+#[cfg(feature = "std")]
+pub mod sys;
 
 /// ABI version of the C interface; the glue refuses a staticlib whose version
 /// differs from the one it was compiled against.
