@@ -19,6 +19,7 @@ framing code (padding, AAD, ICV placement, ESN) still does the work:
 """
 
 import json
+import logging
 import os
 import subprocess
 import unittest
@@ -28,6 +29,9 @@ from scapy.layers.inet import IP, UDP, TCP, ICMP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers import ipsec as scapy_ipsec
 from scapy.layers.ipsec import ESP, SecurityAssociation, CryptAlgo, AuthAlgo
+
+# scapy's wrpcap warns about raw-IP link types it writes on purpose.
+logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -332,3 +336,30 @@ def scapy_decrypt(sa, data, seq_hi=0):
     """scapy's decryption (ICV verified) of our packet bytes."""
     sa.esn = seq_hi
     return sa.decrypt(parse_ip(data))
+
+
+def craft_esp(sa, outer, payload, nh, padding=None, pad_len=None, seq=1, esn_hi=0):
+    """An ESP packet built with scapy's own pieces (its `_ESPPlain`, the SA's
+    `crypt_algo.encrypt` and `auth_algo.sign`) but with a trailer we choose:
+    `padding` and `pad_len` default to what scapy's `pad` computes.
+    `outer` is the IP/IPv6 header to put in front (protocol 50)."""
+    algo = sa.crypt_algo
+    esp = scapy_ipsec._ESPPlain(spi=sa.spi, seq=seq, iv=algo.generate_iv(),
+                                data=scapy_ipsec.Raw(bytes(payload)), nh=nh)
+    esp = algo.pad(esp)
+    if padding is not None:
+        esp.padding = padding
+        esp.padlen = len(padding)
+    if pad_len is not None:
+        esp.padlen = pad_len
+    enc = algo.encrypt(sa, esp, sa.crypt_key, sa.crypt_icv_size,
+                       esn_en=sa.esn_en, esn=esn_hi)
+    sa.auth_algo.sign(enc, sa.auth_key, esn_en=sa.esn_en, esn=esn_hi)
+    hdr = outer.copy()
+    if hdr.version == 4:
+        hdr.proto = 50
+        del hdr.len, hdr.chksum
+    else:
+        hdr.nh = 50
+        del hdr.plen
+    return hdr.__class__(bytes(hdr / enc))

@@ -453,6 +453,11 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         Command::Output | Command::Input => {
             let cfg = o.config.as_deref().ok_or("no --config given")?;
+            let cfg = if cfg == "@-" { "-" } else { cfg };
+            let src = o.packets.as_deref().unwrap_or("-");
+            if src == "-" && cfg == "-" {
+                return Err("--config and --packets cannot both be stdin".into());
+            }
             let text = match cfg.strip_prefix('@') {
                 Some(path) => String::from_utf8(read_source(path)?)
                     .map_err(|_| format!("{path}: not UTF-8"))?,
@@ -462,10 +467,6 @@ fn run(args: &[String]) -> Result<(), String> {
             };
             let desc: Value = serde_json::from_str(&text)
                 .map_err(|e| format!("the description is not valid JSON: {e}"))?;
-            let src = o.packets.as_deref().unwrap_or("-");
-            if src == "-" && cfg == "-" {
-                return Err("--config and --packets cannot both be stdin".into());
-            }
             let jobs = parse_packets(&read_source(src)?, o.command)?;
             match o.buf {
                 BufKind::Slice | BufKind::Tight => {
