@@ -48,6 +48,18 @@ def binary():
     raise unittest.SkipTest("fipsec-pkt is not built (make test-interop builds it)")
 
 
+_drivers = None
+
+
+def drivers():
+    """The crypto drivers this fipsec-pkt build can run here (`soft`, and
+    `ipsec-mb` when built with the feature on a CPU it supports)."""
+    global _drivers
+    if _drivers is None:
+        _drivers = run_raw(["drivers"]).stdout.decode().split()
+    return _drivers
+
+
 class Run:
     """The result of one fipsec-pkt run: per-packet (verdict, bytes or
     reason) and the final counters."""

@@ -20,8 +20,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP
 
-from harness import (GW, LAN, SPI, all_algs, esp_sa, inner_packets, parse_ip, policy, run,
-                     scapy_decrypt, scapy_encrypt, seq_split, tunnel_header, Alg)
+from harness import (GW, LAN, SPI, all_algs, drivers, esp_sa, inner_packets, parse_ip, policy,
+                     run, scapy_decrypt, scapy_encrypt, seq_split, tunnel_header, Alg)
 
 ESN_OUT_START = (1 << 32) - 3     # last sequence number sent before the run
 ESN_IN_TOP = (1 << 32) + 4        # highest sequence number already received
@@ -144,29 +144,37 @@ class Checks(unittest.TestCase):
 
 
 class EspScapyInterop(Checks):
+    """Each test runs once per crypto driver of the build (the software
+    driver, and Intel IPsec-MB when present)."""
+
     def test_output_scapy_decrypts_every_algorithm(self):
-        for alg in all_algs():
-            for v in (4, 6):
-                for mode in ("tunnel", "transport"):
-                    for esn in (False, True):
-                        with self.subTest(alg=alg.name, v=v, mode=mode, esn=esn):
-                            self.our_output(alg, v, mode, esn)
+        for d in drivers():
+            for alg in all_algs():
+                for v in (4, 6):
+                    for mode in ("tunnel", "transport"):
+                        for esn in (False, True):
+                            with self.subTest(driver=d, alg=alg.name, v=v, mode=mode, esn=esn):
+                                self.our_output(alg, v, mode, esn, extra=["-d", d])
 
     def test_input_accepts_scapy_every_algorithm(self):
-        for alg in all_algs():
-            for v in (4, 6):
-                for mode in ("tunnel", "transport"):
-                    for esn in (False, True):
-                        with self.subTest(alg=alg.name, v=v, mode=mode, esn=esn):
-                            self.our_input(alg, v, mode, esn)
+        for d in drivers():
+            for alg in all_algs():
+                for v in (4, 6):
+                    for mode in ("tunnel", "transport"):
+                        for esn in (False, True):
+                            with self.subTest(driver=d, alg=alg.name, v=v, mode=mode, esn=esn):
+                                self.our_input(alg, v, mode, esn, extra=["-d", d])
 
     def test_cross_family_tunnels(self):
         """IPv6 inside IPv4 tunnels and IPv4 inside IPv6 tunnels."""
-        for alg in (all_algs()[7], all_algs()[20], all_algs()[-1]):
-            for outer_v, inner_v in ((4, 6), (6, 4)):
-                with self.subTest(alg=alg.name, outer=outer_v, inner=inner_v):
-                    self.our_output(alg, outer_v, "tunnel", False, inner_v=inner_v)
-                    self.our_input(alg, outer_v, "tunnel", True, inner_v=inner_v)
+        for d in drivers():
+            for alg in (all_algs()[7], all_algs()[20], all_algs()[-1]):
+                for outer_v, inner_v in ((4, 6), (6, 4)):
+                    with self.subTest(driver=d, alg=alg.name, outer=outer_v, inner=inner_v):
+                        self.our_output(alg, outer_v, "tunnel", False, inner_v=inner_v,
+                                        extra=["-d", d])
+                        self.our_input(alg, outer_v, "tunnel", True, inner_v=inner_v,
+                                       extra=["-d", d])
 
     def test_buffer_kinds_give_the_same_results(self):
         """The same interop on mbuf chains (as m_devget packs them, and cut
@@ -175,13 +183,15 @@ class EspScapyInterop(Checks):
         algs = [a for a in all_algs() if a.name in (
             "aes-cbc-128/hmac-sha1-96", "aes-gcm-128/icv16", "aes-gmac-128",
             "chacha20-poly1305", "aes-ctr-128/sha2-256-128")]
-        for buf in ("chain", "chain:7", "chain:1", "tight"):
-            for alg in algs:
-                for v, mode in ((4, "tunnel"), (6, "transport")):
-                    with self.subTest(buf=buf, alg=alg.name, v=v, mode=mode):
-                        pkts = inner_packets(v, mode, sizes=(1, 200))
-                        self.our_output(alg, v, mode, True, pkts=pkts, extra=["-b", buf])
-                        self.our_input(alg, v, mode, True, pkts=pkts, extra=["-b", buf])
+        for d in drivers():
+            for buf in ("chain", "chain:7", "chain:1", "tight"):
+                for alg in algs:
+                    for v, mode in ((4, "tunnel"), (6, "transport")):
+                        with self.subTest(driver=d, buf=buf, alg=alg.name, v=v, mode=mode):
+                            pkts = inner_packets(v, mode, sizes=(1, 200))
+                            extra = ["-b", buf, "-d", d]
+                            self.our_output(alg, v, mode, True, pkts=pkts, extra=extra)
+                            self.our_input(alg, v, mode, True, pkts=pkts, extra=extra)
 
     def test_cbc_ivs_are_fresh_and_seeded(self):
         """CBC IVs come from the seeded random source: different for every

@@ -13,8 +13,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP, SecurityAssociation
 
-from harness import (GW, LAN, SPI, Alg, craft_esp, esp_sa, policy, run, scapy_encrypt,
-                     tunnel_header)
+from harness import (GW, LAN, SPI, Alg, craft_esp, drivers, esp_sa, policy, run,
+                     scapy_encrypt, tunnel_header)
 
 CBC = Alg("aes-cbc-128/hmac-sha1-96", "AES-CBC", 16, "HMAC-SHA1-96", 20, seed=60)
 GCM = Alg("aes-gcm-128/icv16", "AES-GCM", 20, seed=61)
@@ -56,8 +56,8 @@ def with_len(pkt, fix=True):
 class DropCounters(unittest.TestCase):
     maxDiff = None
 
-    def expect(self, desc, pkts, command, verdicts, drops):
-        r = run(desc, pkts, command)
+    def expect(self, desc, pkts, command, verdicts, drops, extra=()):
+        r = run(desc, pkts, command, extra=extra)
         got = [v if v == "dropped" else v for v, _ in r.verdicts]
         reasons = [d if v == "dropped" else v for v, d in r.verdicts]
         self.assertEqual(reasons, verdicts, f"verdicts ({got})")
@@ -67,8 +67,8 @@ class DropCounters(unittest.TestCase):
     # ---- ESP input -----------------------------------------------------------
 
     def test_esp_in_bad_icv_wrong_keys(self):
-        for alg in (CBC, GCM, CHACHA, GMAC, NULL_SHA):
-            with self.subTest(alg=alg.name):
+        for d, alg in ((d, a) for d in drivers() for a in (CBC, GCM, CHACHA, GMAC, NULL_SHA)):
+            with self.subTest(driver=d, alg=alg.name):
                 bad = {}
                 if alg.auth_key:
                     bad["auth_key"] = bytes([alg.auth_key[0] ^ 0x80]) + alg.auth_key[1:]
@@ -76,11 +76,11 @@ class DropCounters(unittest.TestCase):
                     bad["crypt_key"] = bytes([alg.crypt_key[0] ^ 0x80]) + alg.crypt_key[1:]
                 pkts = protect(alg, [inner(), inner(n=3)], **bad)
                 self.expect(tunnel_desc(alg), pkts, "input",
-                            ["esp_in_bad_icv"] * 2, {"esp_in_bad_icv": 2})
+                            ["esp_in_bad_icv"] * 2, {"esp_in_bad_icv": 2}, extra=["-d", d])
 
     def test_esp_in_bad_icv_flipped_bits(self):
-        for alg in (CBC, GCM, CHACHA, GMAC):
-            with self.subTest(alg=alg.name):
+        for d, alg in ((d, a) for d in drivers() for a in (CBC, GCM, CHACHA, GMAC)):
+            with self.subTest(driver=d, alg=alg.name):
                 p = bytes(protect(alg, [inner()])[0])
                 pkts = []
                 for at in (20 + 8, 20 + 12, len(p) // 2, len(p) - 1):
@@ -88,7 +88,7 @@ class DropCounters(unittest.TestCase):
                     b[at] ^= 0x04
                     pkts.append(IP(bytes(b)))
                 self.expect(tunnel_desc(alg), pkts, "input",
-                            ["esp_in_bad_icv"] * 4, {"esp_in_bad_icv": 4})
+                            ["esp_in_bad_icv"] * 4, {"esp_in_bad_icv": 4}, extra=["-d", d])
 
     def test_esp_in_bad_icv_esn_high_half_disagrees(self):
         """scapy puts high half 1 into the ICV; our window infers 0."""

@@ -23,7 +23,7 @@ import unittest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from harness import GW, LAN, Alg, run, run_raw
+from harness import GW, LAN, Alg, drivers, run, run_raw
 
 # (our Alg, tshark encryption name, tshark authentication name)
 TSHARK_ALGS = [
@@ -132,19 +132,19 @@ class TsharkEsp(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr.decode(errors="replace"))
         return [dict(zip(FIELDS, line.split("|"))) for line in p.stdout.decode().splitlines()]
 
-    def produce(self, v, linktype, tmp):
+    def produce(self, v, linktype, tmp, driver="soft"):
         desc, pkts, expect, uat = self.setup_run(v)
-        pcap = os.path.join(tmp, f"esp{v}.pcap")
-        r = run(desc, pkts, "output", extra=["-w", pcap, "-l", linktype])
+        pcap = os.path.join(tmp, f"esp{v}-{driver}.pcap")
+        r = run(desc, pkts, "output", extra=["-w", pcap, "-l", linktype, "-d", driver])
         r.packets("transmit")
         self.assertEqual(r.drops, {})
         return pcap, expect, uat
 
     def test_tshark_decrypts_and_verifies_our_output(self):
         with tempfile.TemporaryDirectory() as tmp:
-            for v, linktype in ((4, "raw"), (6, "ether")):
-                with self.subTest(v=v, linktype=linktype):
-                    pcap, expect, uat = self.produce(v, linktype, tmp)
+            for d, (v, linktype) in ((d, x) for d in drivers() for x in ((4, "raw"), (6, "ether"))):
+                with self.subTest(driver=d, v=v, linktype=linktype):
+                    pcap, expect, uat = self.produce(v, linktype, tmp, d)
                     rows = self.dissect(pcap, uat)
                     self.assertEqual(len(rows), len(expect))
                     seqs = {}
