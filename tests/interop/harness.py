@@ -16,6 +16,12 @@ framing code (padding, AAD, ICV placement, ESN) still does the work:
 * AES-XCBC-MAC-96 (RFC 3566): `AES-XCBC-MAC-96` is an `AuthAlgo` whose MAC
   is `Xcbc` below, written from RFC 3566 § 4 on OpenSSL's AES-ECB and
   checked against the RFC's test cases (test_kat.py).
+* AES-GMAC for AH (RFC 4543 § 5): `AES-128-GMAC` & co. are `AuthAlgo`s whose
+  sign/verify put an 8-byte IV before the 16-byte ICV, run scapy's own
+  mutable-field zeroing (RFC 4302 § 3.3.3.1) with the IV kept, append the
+  ESN high half (RFC 4302 § 2.5.1), and take the tag of OpenSSL's AES-GCM
+  over that as AAD with an empty plaintext, nonce = salt || IV. (This one
+  has no second implementation to compare with: scapy and tshark lack it.)
 """
 
 import json
@@ -24,11 +30,15 @@ import os
 import subprocess
 import unittest
 
+import struct
+
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from scapy.layers.inet import IP, UDP, TCP, ICMP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop
 from scapy.layers import ipsec as scapy_ipsec
-from scapy.layers.ipsec import ESP, SecurityAssociation, CryptAlgo, AuthAlgo
+from scapy.layers.ipsec import (AH, ESP, AuthAlgo, CryptAlgo, IPSecIntegrityError,
+                                SecurityAssociation, zero_mutable_fields)
 
 # scapy's wrpcap warns about raw-IP link types it writes on purpose.
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
@@ -58,6 +68,26 @@ def drivers():
     if _drivers is None:
         _drivers = run_raw(["drivers"]).stdout.decode().split()
     return _drivers
+
+
+_ah_ipcomp = None
+
+
+def require_ah_ipcomp():
+    """Skips the calling test while the engine still has its AH/IPCOMP
+    placeholder (every AH or IPCOMP packet dropped as `ah_unsupported`, the
+    state before the AH/IPCOMP protocol paths were merged)."""
+    global _ah_ipcomp
+    if _ah_ipcomp is None:
+        a, b = GW[4]
+        desc = {"sas": [{"spi": 0x100, "proto": "ah", "mode": "transport", "src": a, "dst": b,
+                         "auth": "HMAC-SHA1-96", "auth_key": "00" * 20}],
+                "policies": [{"src": a, "dst": b, "dir": "out",
+                              "requests": [{"proto": "ah", "mode": "transport"}]}]}
+        r = run(desc, [IP(src=a, dst=b) / UDP(sport=1, dport=2)], "output")
+        _ah_ipcomp = r.verdicts[0] != ("dropped", "ah_unsupported")
+    if not _ah_ipcomp:
+        raise unittest.SkipTest("the engine drops AH/IPCOMP as ah_unsupported (not merged yet)")
 
 
 class Run:
@@ -276,6 +306,37 @@ class _XcbcAuth(AuthAlgo):
         return Xcbc(key)
 
 
+class _GmacAhAuth(AuthAlgo):
+    """AES-GMAC in AH (RFC 4543 § 5); the key includes the 4-byte salt."""
+
+    def check_key(self, key):
+        if len(key) != self.key_size[0]:
+            raise TypeError(f"{self.name} takes a {self.key_size[0]}-byte key with salt")
+
+    def _tag(self, pkt, key, iv, esn_en, esn, sending):
+        z = zero_mutable_fields(pkt.copy(), sending=sending)
+        z[AH].icv = iv + bytes(16)
+        aad = bytes(z) + (struct.pack("!L", esn) if esn_en else b"")
+        return AESGCM(key[:-4]).encrypt(key[-4:] + iv, b"", aad)
+
+    def sign(self, pkt, key, esn_en=False, esn=0):
+        ah = pkt[AH]
+        # A unique IV per packet: the 64-bit sequence number.
+        iv = struct.pack("!Q", ((esn << 32) if esn_en else 0) | ah.seq)
+        pkt[AH].icv = iv + self._tag(pkt, key, iv, esn_en, esn, True)
+        return pkt
+
+    def verify(self, pkt, key, esn_en=False, esn=0):
+        ah = pkt[AH]
+        if len(ah.icv) != self.icv_size:
+            ah.padding = ah.icv[self.icv_size:]
+            ah.icv = ah.icv[:self.icv_size]
+        iv, tag = ah.icv[:8], ah.icv[8:24]
+        want = self._tag(pkt, key, iv, esn_en, esn, False)
+        if want != tag:
+            raise IPSecIntegrityError(f"pkt_icv={tag.hex()}, computed_icv={want.hex()}")
+
+
 def _install_scapy_extras():
     fmt = lambda sa, iv, **kw: sa.crypt_salt + iv  # noqa: E731 (RFC 4106 § 4 nonce)
     for icv in (8, 12):
@@ -284,6 +345,10 @@ def _install_scapy_extras():
             salt_size=4, block_size=1, iv_size=8, icv_size=icv, format_mode_iv=fmt)
     scapy_ipsec.AUTH_ALGOS["AES-XCBC-MAC-96"] = _XcbcAuth(
         "AES-XCBC-MAC-96", mac=Xcbc, digestmod=None, icv_size=12, key_size=(16,))
+    for bits in (128, 192, 256):
+        scapy_ipsec.AUTH_ALGOS[f"AES-{bits}-GMAC"] = _GmacAhAuth(
+            f"AES-{bits}-GMAC", mac=AESGCM, digestmod=None, icv_size=24,
+            key_size=(bits // 8 + 4,))
 
 
 _install_scapy_extras()
