@@ -140,6 +140,44 @@ class Errors(unittest.TestCase):
                 self.assertNotIn(b"panicked", p.stderr)
 
 
+    def test_mutated_descriptions_never_panic(self):
+        """Random edits of a valid description, and every field replaced by
+        values of the wrong type or range: exit 0 or 2, never a panic."""
+        rnd = random.Random(11)
+        base = desc(CBC)
+        base["sas"][0].update(esn=True, replay=64, seq=5, replay_top=3, hard_packets=9)
+        text = json.dumps(base)
+        texts = []
+        for _ in range(150):
+            t = list(text)
+            for _ in range(rnd.randrange(1, 4)):
+                i = rnd.randrange(len(t))
+                op = rnd.randrange(3)
+                if op == 0:
+                    del t[i]
+                elif op == 1:
+                    t.insert(i, rnd.choice('{}[]",:0123456789xa-'))
+                else:
+                    t[i] = rnd.choice('{}[]",:0123456789xa-')
+            texts.append("".join(t))
+        weird = [None, True, -1, 2 ** 64, 1.5, "", "0x", "zz", [], {}, "0xffffffffffffffffff"]
+        for field in list(base["sas"][0]):
+            for w in weird:
+                d = json.loads(text)
+                d["sas"][0][field] = w
+                texts.append(json.dumps(d))
+        for field in ("src", "dst", "dir", "ul_proto", "sport", "requests", "priority"):
+            for w in weird:
+                d = json.loads(text)
+                d["policies"][0][field] = w
+                texts.append(json.dumps(d))
+        pkt = (bytes(plain()).hex() + "\n").encode()
+        for t in texts:
+            p = run_raw(["-c", t, "output"], pkt, check=False)
+            self.assertIn(p.returncode, (0, 2), f"{t}: {p.stderr!r}")
+            self.assertNotIn(b"panicked", p.stderr)
+
+
 class Behaviour(unittest.TestCase):
     def test_listing_commands(self):
         algs = json.loads(run_raw(["algorithms"]).stdout)

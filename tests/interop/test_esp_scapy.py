@@ -17,7 +17,7 @@ whose high half must be inferred as 0 and as 1 (RFC 4303 Appendix A).
 import unittest
 
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import ESP
 
 from harness import (GW, LAN, SPI, all_algs, drivers, esp_sa, inner_packets, parse_ip, policy,
@@ -192,6 +192,40 @@ class EspScapyInterop(Checks):
                             extra = ["-b", buf, "-d", d]
                             self.our_output(alg, v, mode, True, pkts=pkts, extra=extra)
                             self.our_input(alg, v, mode, True, pkts=pkts, extra=extra)
+
+    def test_ipv6_extension_header_placement(self):
+        """RFC 4303 § 3.1.1: in transport mode ESP follows hop-by-hop,
+        routing and fragment headers; destination options may be on either
+        side. We put ESP before them (they are encrypted); scapy, like
+        Linux, puts it after a destination options header that no routing
+        header follows. Both directions must still interoperate."""
+        a, b = GW[6]
+        pkts = [
+            IPv6(src=a, dst=b) / IPv6ExtHdrDestOpt() / UDP(sport=1, dport=2) / b"dest",
+            IPv6(src=a, dst=b) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt()
+            / UDP(sport=1, dport=2) / b"hbh, dest",
+            IPv6(src=a, dst=b) / IPv6ExtHdrRouting(addresses=["2001:db8::9"], segleft=0)
+            / IPv6ExtHdrDestOpt() / UDP(sport=1, dport=2) / b"routing, dest",
+        ]
+        pkts = [p.__class__(bytes(p)) for p in pkts]
+        # The headers left in front of ESP on our output.
+        before = [[], [IPv6ExtHdrHopByHop], [IPv6ExtHdrRouting]]
+        for alg in (all_algs()[7], all_algs()[20]):
+            with self.subTest(alg=alg.name):
+                desc = {"sas": [esp_sa(alg, 6, "transport")],
+                        "policies": [policy(6, "transport", "out"), policy(6, "transport", "in")]}
+                out = run(desc, pkts, "output").packets("transmit")
+                for orig, data, hdrs in zip(pkts, out, before):
+                    p = parse_ip(data)
+                    layer = p.payload
+                    for h in hdrs:
+                        self.assertIsInstance(layer, h)
+                        layer = layer.payload
+                    self.assertIsInstance(layer, ESP)
+                    self.assertEqual(bytes(alg.scapy_sa().decrypt(p)), bytes(orig))
+                wire = [scapy_encrypt(alg.scapy_sa(), p, i + 1) for i, p in enumerate(pkts)]
+                self.assertEqual(run(desc, wire, "input").packets("deliver"),
+                                 [bytes(p) for p in pkts])
 
     def test_cbc_ivs_are_fresh_and_seeded(self):
         """CBC IVs come from the seeded random source: different for every
