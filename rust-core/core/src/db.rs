@@ -32,12 +32,18 @@
 //!
 //! # Input (`ipsec_in_reject` with `check_policy_history`)
 //!
-//! After decapsulation the caller passes the transforms it applied
+//! After decapsulation the caller passes the transforms it removed
 //! ([`AppliedXform`], outermost first). The packet's inbound policy must be
-//! satisfied: every `require`/`unique` request (IPComp excepted — RFC 3173
-//! lets a sender skip compression) needs an applied transform with its
-//! protocol, a compatible mode, and its destination (the request's tunnel
-//! endpoint, or inside the policy's destination prefix in transport mode).
+//! satisfied exactly: read innermost first, the removed transforms are the
+//! policy's requests in order, each with the request's protocol, a
+//! compatible mode and its destination (the request's tunnel endpoint; in
+//! transport mode inside the policy's destination prefix, or the endpoint of
+//! the tunnel requested before it). A `use` request may be missing, and so
+//! may IPComp at any level (RFC 3173 lets a sender skip compression); a
+//! missing `require`/`unique` request, a transform out of order or one the
+//! policy does not list is a violation. (FreeBSD's `ipsec_in_reject` only
+//! checks that each required request appears somewhere in the history;
+//! Linux's `xfrm_policy_ok` matches in order like this.)
 //!
 //! # Locks
 //!
@@ -100,6 +106,10 @@ impl Default for DbConfig {
             max_events: 4096,
         }
     }
+}
+
+fn same_addr(a: &SockaddrUnion, b: &SockaddrUnion) -> bool {
+    crate::sa::normalize_addr(a) == crate::sa::normalize_addr(b)
 }
 
 /// Database counters (relaxed atomics).
@@ -517,8 +527,15 @@ impl DbReader {
             len: 0,
         };
         let mut missing_required = false;
+        // A transport-mode request after a tunnel one protects the tunnel's
+        // outer header: its SA runs between the tunnel endpoints (FreeBSD
+        // looks each SA up on the packet as the previous transforms left it).
+        let (mut src, mut dst) = (pkt.src, pkt.dst);
         for (i, req) in policy.requests().iter().enumerate() {
-            let index = req.sa_index(&pkt.src, &pkt.dst);
+            let index = req.sa_index(&src, &dst);
+            if req.mode == Mode::Tunnel {
+                (src, dst) = (req.src, req.dst);
+            }
             match self.sad.lookup_out(&index) {
                 Some(sa) => {
                     if let Some(slot) = bundle.sas.get_mut(bundle.len) {
@@ -578,30 +595,40 @@ impl DbReader {
             PolicyAction::None => return Ok(()),
             PolicyAction::Ipsec => {}
         }
+        // The removed transforms, innermost first, must be the policy's
+        // requests in order; an optional one (level `use`, and IPComp, which
+        // a sender may skip, RFC 3173 § 2.2) may be missing, nothing else may.
+        let mut removed = applied.iter().rev().peekable();
+        let mut tunnel_dst: Option<&SockaddrUnion> = None;
         for req in policy.requests() {
-            if req.proto == SaProto::IpComp
-                || !matches!(self.inner.level(req), Level::Require | Level::Unique)
-            {
-                continue;
-            }
-            let satisfied = applied.iter().any(|x| {
-                x.proto == req.proto
-                    && (x.mode == req.mode || x.mode == Mode::Any)
-                    && match req.mode {
-                        Mode::Tunnel => {
-                            crate::sa::normalize_addr(&x.dst) == crate::sa::normalize_addr(&req.dst)
-                        }
-                        _ => policy
-                            .selector()
-                            .dst()
-                            .prefix_matches(&x.dst, policy.selector().prefd()),
-                    }
+            let dst_ok = |x: &AppliedXform| match (req.mode, tunnel_dst) {
+                (Mode::Tunnel, _) => same_addr(&x.dst, &req.dst),
+                // Transport inside a tunnel: between the tunnel endpoints.
+                (_, Some(t)) => same_addr(&x.dst, t),
+                (_, None) => policy
+                    .selector()
+                    .dst()
+                    .prefix_matches(&x.dst, policy.selector().prefd()),
+            };
+            let matches = removed.peek().is_some_and(|x| {
+                x.proto == req.proto && (x.mode == req.mode || x.mode == Mode::Any) && dst_ok(x)
             });
-            if !satisfied {
+            if matches {
+                removed.next();
+            } else if req.proto != SaProto::IpComp
+                && matches!(self.inner.level(req), Level::Require | Level::Unique)
+            {
                 return Err(violation);
             }
+            if req.mode == Mode::Tunnel {
+                tunnel_dst = Some(&req.dst);
+            }
         }
-        Ok(())
+        match removed.next() {
+            // A transform the policy does not ask for.
+            Some(_) => Err(violation),
+            None => Ok(()),
+        }
     }
 }
 

@@ -38,6 +38,7 @@ pub mod deflate;
 pub mod engine;
 pub mod esp;
 pub mod events;
+pub mod ipcomp;
 pub mod ipip;
 pub mod lifetime;
 pub mod packet;
