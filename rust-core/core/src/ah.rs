@@ -327,14 +327,6 @@ fn layout(shape: &Shape, salt: &[u8], iv: &[u8], body_len: usize, seq: u64) -> O
     Some(l)
 }
 
-/// The largest packet an IP header can describe after adding `add` bytes.
-fn fits(version: IpVersion, len: usize) -> bool {
-    match version {
-        IpVersion::V4 => len <= ipv4::MAX_PACKET_LEN,
-        IpVersion::V6 => len <= ipv6::HEADER_LEN + usize::from(u16::MAX),
-    }
-}
-
 impl<P: PacketBuf> Worker<P> {
     /// AH input, "before" half: header, SA, lengths, replay pre-check (no
     /// state change), mutable fields zeroed, then dispatch the verification.
@@ -402,7 +394,9 @@ impl<P: PacketBuf> Worker<P> {
         // Keep the received ICV, then zero it in the packet (§ 3.3.3.1).
         if pkt.copy_out(iv_at, iv).is_err()
             || pkt.copy_out(icv_at, icv).is_err()
-            || pkt.copy_in(icv_at, &[0u8; MAX_ICV][..icv.len()]).is_err()
+            || pkt
+                .copy_in(icv_at, [0u8; MAX_ICV].get(..icv.len()).unwrap_or(&[]))
+                .is_err()
         {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInBufferError));
         }
@@ -527,7 +521,7 @@ impl<P: PacketBuf> Worker<P> {
         if self.lifetime(&sa, payload_len, now) {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutLifetimeExpired));
         }
-        if !fits(info.version, pkt.len() + hdr_len) {
+        if pkt.len() + hdr_len > packet::max_datagram_len(info.version) {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutTooBig));
         }
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {

@@ -896,6 +896,84 @@ mod test {
     }
 
     #[test]
+    fn transport_after_tunnel_uses_the_tunnel_endpoints() {
+        // ipcomp/tunnel/A-B esp/transport//require: the ESP SA runs A -> B,
+        // not between the hosts.
+        let db = db();
+        let sel = Selector::new(a([10, 1, 0, 0]), 16, a([10, 2, 0, 0]), 16, 255).unwrap();
+        let reqs = vec![
+            IpsecRequest::tunnel(SaProto::IpComp, Level::Require, a(GW_A), a(GW_B)),
+            IpsecRequest::transport(SaProto::Esp, Level::Require),
+        ];
+        db.spd()
+            .add(
+                PolicySpec::new(sel, Direction::Out, PolicyAction::Ipsec, reqs),
+                false,
+                t(0),
+            )
+            .unwrap();
+        let comp = SaIndex::new(a(GW_A), a(GW_B), SaProto::IpComp, Mode::Tunnel, ReqId(0));
+        let esp = SaIndex::new(a(GW_A), a(GW_B), SaProto::Esp, Mode::Transport, ReqId(0));
+        db.add_sa(Spi(0x100), comp, SaParams::default(), t(0))
+            .unwrap();
+        db.add_sa(Spi(0x1000), esp, SaParams::default(), t(0))
+            .unwrap();
+        let mut r = db.reader();
+        r.refresh();
+        let OutputDecision::Apply(b) = r.output(&pkt(), t(0)) else {
+            panic!("no bundle")
+        };
+        let got: Vec<_> = b.sas().map(|s| (s.proto(), s.mode(), *s.dst())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (SaProto::IpComp, Mode::Tunnel, a(GW_B)),
+                (SaProto::Esp, Mode::Transport, a(GW_B))
+            ]
+        );
+    }
+
+    #[test]
+    fn inbound_check_wants_the_bundle_in_order_and_nothing_else() {
+        let db = db();
+        let sel = Selector::new(a([10, 2, 0, 0]), 16, a([10, 1, 0, 0]), 16, 255).unwrap();
+        // esp/tunnel/B-A/require ah/transport//use
+        let reqs = vec![
+            IpsecRequest::tunnel(SaProto::Esp, Level::Require, a(GW_B), a(GW_A)),
+            IpsecRequest::transport(SaProto::Ah, Level::Use),
+        ];
+        db.spd()
+            .add(
+                PolicySpec::new(sel, Direction::In, PolicyAction::Ipsec, reqs),
+                false,
+                t(0),
+            )
+            .unwrap();
+        let mut r = db.reader();
+        r.refresh();
+        let p = PacketSelector::new(a([10, 2, 0, 7]), a([10, 1, 0, 5]), 6);
+        let x = |proto, mode, dst| AppliedXform {
+            proto,
+            mode,
+            spi: Spi(0x1000),
+            dst: a(dst),
+        };
+        let esp = x(SaProto::Esp, Mode::Tunnel, GW_A);
+        let ah = x(SaProto::Ah, Mode::Transport, GW_A);
+        let check = |applied: &[AppliedXform]| r.check_inbound(Direction::In, &p, applied, t(0));
+        // Outermost first: AH over the tunnel, then ESP; AH optional.
+        assert_eq!(check(&[ah, esp]), Ok(()));
+        assert_eq!(check(&[esp]), Ok(()));
+        let v = Err(DropReason::PolicyInViolation);
+        assert_eq!(check(&[esp, ah]), v, "order");
+        assert_eq!(check(&[ah]), v, "required ESP missing");
+        assert_eq!(check(&[ah, esp, esp]), v, "one more than asked for");
+        // AH transport over the tunnel must run to the tunnel endpoint.
+        let ah_elsewhere = x(SaProto::Ah, Mode::Transport, [10, 1, 0, 5]);
+        assert_eq!(check(&[ah_elsewhere, esp]), v);
+    }
+
+    #[test]
     fn rekey_switches_output_and_input_accepts_both() {
         let db = db();
         tunnel_policy(&db, Level::Require);

@@ -43,8 +43,8 @@ use core::sync::atomic::Ordering;
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::Instant;
 use fipsec_wire::ip::{IpProtocol, IpVersion};
+use fipsec_wire::ipcomp as wire_ipcomp;
 use fipsec_wire::pfkey::consts::CompAlgorithm;
-use fipsec_wire::{ipcomp as wire_ipcomp, ipv4, ipv6};
 
 use crate::deflate::{Deflater, InflateError, Inflater, below_threshold, useful_output_limit};
 use crate::engine::{Cont, Next, Worker, ipip_in_reason};
@@ -90,11 +90,9 @@ impl IpcompState {
 /// How much a decompressed payload may grow to at `skip` so that the
 /// datagram still fits its length field.
 fn max_decompressed(version: IpVersion, skip: usize) -> usize {
-    let limit = match version {
-        IpVersion::V4 => ipv4::MAX_PACKET_LEN,
-        IpVersion::V6 => ipv6::HEADER_LEN + usize::from(u16::MAX),
-    };
-    limit.saturating_sub(skip).min(SCRATCH_LEN)
+    packet::max_datagram_len(version)
+        .saturating_sub(skip)
+        .min(SCRATCH_LEN)
 }
 
 /// The SA compresses with DEFLATE (`SADB_X_CALG_DEFLATE`).

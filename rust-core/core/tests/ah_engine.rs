@@ -9,7 +9,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    clippy::std_instead_of_core
 )]
 
 mod common;
@@ -367,8 +368,8 @@ fn pair(auth: u8, k: &[u8], v6: bool, esn: bool, mode: Mode) -> Pair {
         add_ah_sa(e, ga, gb, 0x2001, mode, auth, k, esn, 64);
         add_ah_sa(e, gb, ga, 0x2002, mode, auth, k, esn, 64);
     }
-    add_bundle_policy(&ea, la, lb, Direction::Out, vec![req_ab.clone()]);
-    add_bundle_policy(&ea, lb, la, Direction::In, vec![req_ba.clone()]);
+    add_bundle_policy(&ea, la, lb, Direction::Out, vec![req_ab]);
+    add_bundle_policy(&ea, lb, la, Direction::In, vec![req_ba]);
     add_bundle_policy(&eb, lb, la, Direction::Out, vec![req_ba]);
     add_bundle_policy(&eb, la, lb, Direction::In, vec![req_ab]);
     Pair {

@@ -352,3 +352,78 @@ pub fn fix_ipv4_checksum(p: &mut [u8]) {
     let c = fipsec_wire::checksum::checksum(&p[..hl]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
 }
+
+/// An engine whose crypto runs on a worker thread (the asynchronous path:
+/// verdicts come from [`Worker::poll`]).
+pub fn async_engine() -> Arc<Ipsec<SliceBuf>> {
+    use fipsec_crypto::worker::ThreadedDriver;
+    let mut fw: Framework<SliceBuf, Cont> = Framework::new();
+    let soft: Arc<dyn fipsec_crypto::Engine> = Arc::new(fipsec_crypto_soft::SoftEngine);
+    let td = ThreadedDriver::new(soft, 1, 64, 0, fw.stats.clone()).unwrap();
+    fw.register_async(Box::new(td)).unwrap();
+    engine_with(fw)
+}
+
+/// An engine whose only crypto driver fails every request.
+pub fn broken_engine() -> Arc<Ipsec<SliceBuf>> {
+    let mut fw: Framework<SliceBuf, Cont> = Framework::new();
+    fw.register_engine(Box::new(Broken)).unwrap();
+    engine_with(fw)
+}
+
+fn engine_with(fw: Framework<SliceBuf, Cont>) -> Arc<Ipsec<SliceBuf>> {
+    let mut c = DbConfig::default();
+    c.sad.shards = 16;
+    c.spd.shards = 16;
+    Arc::new(Ipsec::new(
+        fipsec_core::db::SecurityDb::new(c),
+        fw,
+        EngineConfig::default(),
+    ))
+}
+
+struct Broken;
+struct BrokenSession;
+impl fipsec_crypto::EngineSession for BrokenSession {}
+impl fipsec_crypto::Engine for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    fn probe(&self, _: &fipsec_crypto::SessionParams) -> Option<fipsec_crypto::Priority> {
+        Some(fipsec_crypto::PRIORITY_SOFTWARE)
+    }
+    fn new_session(
+        &self,
+        _: &fipsec_crypto::SessionParams,
+    ) -> Result<Box<dyn fipsec_crypto::EngineSession>, fipsec_crypto::CryptoError> {
+        Ok(Box::new(BrokenSession))
+    }
+    fn process(
+        &self,
+        _: &dyn fipsec_crypto::EngineSession,
+        _: fipsec_crypto::Op,
+        _: &fipsec_crypto::Layout,
+        _: &mut dyn fipsec_buf::PacketBuf,
+        _: &fipsec_crypto::CryptoStats,
+    ) -> Result<(), fipsec_crypto::CryptoError> {
+        Err(fipsec_crypto::CryptoError::DriverFailure)
+    }
+}
+
+/// Turns a `Pending` verdict into the packet's final one by polling the
+/// worker (the crypto runs on another thread); a bundle may be pending
+/// several times.
+pub fn settle(w: &mut Gw, v: Verdict<SliceBuf>) -> Verdict<SliceBuf> {
+    let mut v = v;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while matches!(v, Verdict::Pending) {
+        assert!(std::time::Instant::now() < deadline, "no completion");
+        let mut got = None;
+        w.poll(Instant::ZERO, &mut |x| got = Some(x));
+        match got {
+            Some(x) => v = x,
+            None => std::thread::yield_now(),
+        }
+    }
+    v
+}
