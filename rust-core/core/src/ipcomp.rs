@@ -118,6 +118,14 @@ impl<P: PacketBuf> Worker<P> {
         self.ipcomp.as_deref_mut()
     }
 
+    /// Creates the worker's IPCOMP state (about 350 KiB: compressor,
+    /// decompressor, scratch) now rather than on its first IPCOMP packet;
+    /// false when memory is short. Call it at worker setup where the data
+    /// path must not allocate.
+    pub fn reserve_ipcomp(&mut self) -> bool {
+        self.ipcomp_state().is_some()
+    }
+
     /// IPCOMP output: compress the payload after the transport insertion
     /// point, or pass the packet on unchanged (RFC 3173 § 2.2).
     pub(crate) fn ipcomp_output(
