@@ -22,9 +22,9 @@
 //!
 //! The zeroing itself is `fipsec_wire::ipv4::Packet::zero_mutable_fields_for_ah`
 //! and `fipsec_wire::ipv6::zero_mutable_fields_for_ah`. AES-GMAC
-//! ([RFC 4543] § 3.3 and § 5) is the same with an 8-byte IV right after the
-//! sequence number (part of the authenticated data, never zeroed), the nonce
-//! `salt || IV`, and an empty plaintext.
+//! ([RFC 4543] § 4, with § 3.1–3.2 for the IV and nonce) is the same with
+//! an 8-byte IV right after the sequence number (authenticated, never
+//! zeroed), the nonce `salt || IV`, and an empty plaintext.
 //!
 //! # How the request is laid out
 //!

@@ -3,7 +3,7 @@
 implementations: scapy 2.6.1 (`SecurityAssociation(AH, ...)`, which zeroes the
 mutable fields per RFC 4302 § 3.3.3.1 itself) for the HMAC transforms, and
 python `cryptography` (OpenSSL AES-GCM with an empty plaintext) for AES-GMAC
-(RFC 4543 § 5), whose mutable-field handling is written out below.
+(RFC 4543 § 4), whose mutable-field handling is written out below.
 
 Run: python3 gen_ah_vectors.py   (prints the Rust constants)
 """
@@ -70,7 +70,7 @@ out("T4_INNER", "IPv4/UDP inner packet", bytes(inner_t))
 out("T4_AH_SHA512", "scapy AH HMAC-SHA2-512-256 tunnel 192.0.2.1->192.0.2.2, spi 0x300, seq 1, key k(64, 3)",
     bytes(aht))
 
-# 4. IPv4 transport, AES-GMAC-128 for AH (RFC 4543 § 5), ESN (high 2, low 9):
+# 4. IPv4 transport, AES-GMAC-128 for AH (RFC 4543 § 4), ESN (high 2, low 9):
 #    AH = NH, PL, 0, SPI, Seq#lo, IV (8, = 64-bit sequence number), ICV (16);
 #    AAD = the packet with TOS/flags/TTL/checksum and the ICV zeroed (IV kept),
 #    then Seq#hi (RFC 4302 § 2.5.1); nonce = salt || IV; plaintext empty.
