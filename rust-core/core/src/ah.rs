@@ -23,8 +23,11 @@
 //! The zeroing itself is `fipsec_wire::ipv4::Packet::zero_mutable_fields_for_ah`
 //! and `fipsec_wire::ipv6::zero_mutable_fields_for_ah`. AES-GMAC
 //! ([RFC 4543] § 4, with § 3.1–3.2 for the IV and nonce) is the same with
-//! an 8-byte IV right after the sequence number (authenticated, never
-//! zeroed), the nonce `salt || IV`, and an empty plaintext.
+//! an 8-byte IV right after the sequence number, the nonce `salt || IV`, and
+//! an empty plaintext. The IV is carried in the ICV field, so it is zeroed
+//! with the ICV for the computation (as illumos does in
+//! `ah_gmac_params_init`: "The IV and ICV fields are zero'd out"); it is
+//! still authenticated, through the nonce.
 //!
 //! # How the request is laid out
 //!
@@ -34,15 +37,15 @@
 //! 1. zeroes the mutable fields *in the packet*, saving the bytes it changes
 //!    in the continuation ([`SavedFields`]: at most [`SAVE_BYTES`] bytes in
 //!    [`SAVE_RUNS`] runs, inline, no allocation);
-//! 2. zeroes the ICV in the AH header (input: after copying the received ICV
-//!    to the scratch tail);
+//! 2. zeroes the ICV field in the AH header (input: after copying the
+//!    received ICV to the scratch tail and the GMAC IV into the nonce);
 //! 3. appends a scratch tail (`m_pad`) for the ICV — preceded, for GMAC
 //!    with ESN, by the 4 high sequence-number bytes, because an AEAD session
 //!    takes no `auth_suffix` (for the MACs the ESN bits go in
 //!    `Layout::auth_suffix`);
 //!
-//! and the "after" half copies the computed ICV into the header (output),
-//! trims the tail and writes the saved bytes back. FreeBSD instead keeps a
+//! and the "after" half writes the IV and the computed ICV into the header
+//! (output), trims the tail and writes the saved bytes back. FreeBSD instead keeps a
 //! `malloc`'d copy of the whole header area and the ICV in its `xform_data`
 //! and compares the ICV itself.
 //!
@@ -250,11 +253,14 @@ pub struct AhInCont {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AhOutCont {
     bytes: u32,
-    /// Where the ICV goes in the AH header.
-    icv_at: u32,
-    /// Where the driver wrote it (in the scratch tail).
+    /// Where the ICV field (GMAC: IV, then ICV) starts in the AH header.
+    field_at: u32,
+    /// Where the driver wrote the ICV (in the scratch tail).
     icv_from: u32,
+    iv_len: u8,
     icv_len: u8,
+    /// The sequence number (GMAC: the IV).
+    seq: u64,
     tail: u8,
     saved: SavedFields,
 }
@@ -391,11 +397,13 @@ impl<P: PacketBuf> Worker<P> {
         let Some(icv) = icv.get_mut(..shape.icv_len) else {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInCryptoFailed));
         };
-        // Keep the received ICV, then zero it in the packet (§ 3.3.3.1).
+        // Keep the received IV and ICV, then zero them in the packet
+        // (§ 3.3.3.1; for GMAC the IV is part of the ICV field).
+        let zeros = [0u8; GMAC_IV_LEN + MAX_ICV];
         if pkt.copy_out(iv_at, iv).is_err()
             || pkt.copy_out(icv_at, icv).is_err()
             || pkt
-                .copy_in(icv_at, [0u8; MAX_ICV].get(..icv.len()).unwrap_or(&[]))
+                .copy_in(iv_at, zeros.get(..iv.len() + icv.len()).unwrap_or(&[]))
                 .is_err()
         {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInBufferError));
@@ -537,18 +545,11 @@ impl<P: PacketBuf> Worker<P> {
             sequence_number: seq as u32,
             icv_len: hdr_len - wire_ah::HEADER_LEN,
         };
+        // The ICV field (IV included) stays zero until the "after" half.
         let ok = match pkt.make_space(skip, hdr_len, &self.ipsec.buf_stats) {
-            Ok(space) => {
-                let emitted = repr.emit(&mut wire_ah::Packet::new_unchecked(&mut *space));
-                let iv_dst = space.get_mut(wire_ah::HEADER_LEN..wire_ah::HEADER_LEN + iv.len());
-                match (emitted, iv_dst) {
-                    (Ok(()), Some(d)) => {
-                        d.copy_from_slice(iv);
-                        true
-                    }
-                    _ => false,
-                }
-            }
+            Ok(space) => repr
+                .emit(&mut wire_ah::Packet::new_unchecked(&mut *space))
+                .is_ok(),
             Err(_) => false,
         };
         if !ok
@@ -588,9 +589,11 @@ impl<P: PacketBuf> Worker<P> {
         };
         cont.step = Step::AhOut(AhOutCont {
             bytes: payload_len as u32,
-            icv_at: (skip + wire_ah::HEADER_LEN + shape.iv_len()) as u32,
+            field_at: (skip + wire_ah::HEADER_LEN) as u32,
             icv_from: layout.icv_offset as u32,
+            iv_len: shape.iv_len() as u8,
             icv_len: shape.icv_len as u8,
+            seq,
             tail: shape.tail_len() as u8,
             saved,
         });
@@ -610,13 +613,20 @@ impl<P: PacketBuf> Worker<P> {
         if result.is_err() {
             return self.drop_on(&sa, false, DropReason::AhOutCryptoFailed);
         }
-        let mut icv = [0u8; MAX_ICV];
-        let Some(icv) = icv.get_mut(..usize::from(c.icv_len)) else {
+        // IV (GMAC: the sequence number, RFC 4543 § 3.1) || ICV, into the
+        // ICV field.
+        let (iv_len, icv_len) = (usize::from(c.iv_len), usize::from(c.icv_len));
+        let mut buf = [0u8; GMAC_IV_LEN + MAX_ICV];
+        let Some(field) = buf.get_mut(..iv_len + icv_len) else {
             return self.drop_on(&sa, false, DropReason::AhOutBufferError);
         };
+        let (iv, icv) = field.split_at_mut(iv_len);
+        for (d, s) in iv.iter_mut().zip(c.seq.to_be_bytes()) {
+            *d = s;
+        }
         let done = pkt
             .copy_out(c.icv_from as usize, icv)
-            .and_then(|()| pkt.copy_in(c.icv_at as usize, icv))
+            .and_then(|()| pkt.copy_in(c.field_at as usize, field))
             .and_then(|()| pkt.trim_back(usize::from(c.tail)))
             .and_then(|()| c.saved.restore(&mut pkt));
         if done.is_err() {

@@ -72,8 +72,9 @@ out("T4_AH_SHA512", "scapy AH HMAC-SHA2-512-256 tunnel 192.0.2.1->192.0.2.2, spi
 
 # 4. IPv4 transport, AES-GMAC-128 for AH (RFC 4543 § 4), ESN (high 2, low 9):
 #    AH = NH, PL, 0, SPI, Seq#lo, IV (8, = 64-bit sequence number), ICV (16);
-#    AAD = the packet with TOS/flags/TTL/checksum and the ICV zeroed (IV kept),
-#    then Seq#hi (RFC 4302 § 2.5.1); nonce = salt || IV; plaintext empty.
+#    AAD = the packet with TOS/flags/TTL/checksum and the ICV field (IV and
+#    ICV, as illumos' ah_gmac_params_init does) zeroed, then Seq#hi
+#    (RFC 4302 § 2.5.1); nonce = salt || IV; plaintext empty.
 gkey = key(20, 4)
 k, salt = gkey[:16], gkey[16:]
 seq = (2 << 32) | 9
@@ -92,7 +93,7 @@ ip[9] = 51
 ip[10:12] = b"\0\0"
 mut = bytearray(ip)
 mut[1] = 0; mut[6:8] = b"\0\0"; mut[8] = 0; mut[10:12] = b"\0\0"
-aad = bytes(mut) + ah_hdr + b"\0" * 16 + payload + struct.pack("!I", seq >> 32)
+aad = bytes(mut) + ah_hdr[:12] + b"\0" * (8 + 16) + payload + struct.pack("!I", seq >> 32)
 tag = AESGCM(k).encrypt(salt + iv, b"", aad)
 assert len(tag) == 16
 # real checksum
