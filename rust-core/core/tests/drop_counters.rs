@@ -822,3 +822,57 @@ fn every_reason_of_these_protocols_has_a_negative_test() {
     }
     assert!(checked >= 38, "{checked}");
 }
+
+mod random_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An IPv4 or IPv6 header to GB with `proto` and `body`.
+    fn wrap(v6: bool, proto: u8, body: &[u8]) -> Vec<u8> {
+        if v6 {
+            let mut p = udp6(G6A, G6B, b"")[..40].to_vec();
+            p[6] = proto;
+            p.extend_from_slice(body);
+            let plen = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&plen.to_be_bytes());
+            p
+        } else {
+            let mut p = ip4(proto);
+            p.extend_from_slice(body);
+            finish4(p)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Random AH, IPComp and IP-in-IP payloads that name existing SAs
+        /// (so they get past the lookup) are dropped or delivered, and
+        /// every drop is counted once.
+        #[test]
+        fn random_payloads_never_panic(
+            v6 in any::<bool>(),
+            kind in 0u8..4,
+            mut body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let e = engine();
+            let (src, dst) = if v6 { (G6A, G6B) } else { (GA, GB) };
+            add_ah_sa(&e, src, dst, 0xa00, Mode::Transport, 11, &key(20, 1), true, 64);
+            add_ipcomp_sa(&e, src, dst, 0x77, Mode::Tunnel);
+            let mut w = worker(&e, 2);
+            let proto = [51u8, 108, 4, 41][usize::from(kind)];
+            if proto == 51 && body.len() >= 8 {
+                body[4..8].copy_from_slice(&0xa00u32.to_be_bytes());
+            }
+            if proto == 108 && body.len() >= 4 {
+                body[2..4].copy_from_slice(&0x77u16.to_be_bytes());
+            }
+            let total = e.drops.total();
+            let v = w.input(Instant::ZERO, buf(&wrap(v6, proto, &body)));
+            match v {
+                Verdict::Dropped(_) => prop_assert_eq!(e.drops.total(), total + 1),
+                Verdict::Deliver(_) => prop_assert_eq!(e.drops.total(), total),
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
