@@ -15,8 +15,9 @@ import unittest
 from scapy.layers.inet import IP
 from scapy.layers.ipsec import AH, SecurityAssociation
 
-from harness import (require_ah_ipcomp, GW, drivers, inner_packets, key, parse_ip, policy, run,
-                     scapy_decrypt, scapy_encrypt, seq_split, tunnel_header)
+from harness import (GW, drivers, inner_packets, key, matrix, parse_ip, policy,
+                     require_ah_ipcomp, run, scapy_decrypt, scapy_encrypt, seq_split,
+                     tunnel_header)
 
 SPI = 0x3001
 ESN_OUT_START = (1 << 32) - 3
@@ -117,20 +118,16 @@ class AhScapyInterop(unittest.TestCase):
     def test_output_scapy_verifies_every_algorithm(self):
         for d in drivers():
             for name, klen, icv in AH_ALGS:
-                for v in (4, 6):
-                    for mode in ("tunnel", "transport"):
-                        for esn in (False, True):
-                            with self.subTest(driver=d, alg=name, v=v, mode=mode, esn=esn):
-                                self.our_output(name, klen, icv, v, mode, esn, ["-d", d])
+                for v, mode, esn in matrix(d):
+                    with self.subTest(driver=d, alg=name, v=v, mode=mode, esn=esn):
+                        self.our_output(name, klen, icv, v, mode, esn, ["-d", d])
 
     def test_input_accepts_scapy_every_algorithm(self):
         for d in drivers():
             for name, klen, _ in AH_ALGS:
-                for v in (4, 6):
-                    for mode in ("tunnel", "transport"):
-                        for esn in (False, True):
-                            with self.subTest(driver=d, alg=name, v=v, mode=mode, esn=esn):
-                                self.our_input(name, klen, v, mode, esn, ["-d", d])
+                for v, mode, esn in matrix(d):
+                    with self.subTest(driver=d, alg=name, v=v, mode=mode, esn=esn):
+                        self.our_input(name, klen, v, mode, esn, ["-d", d])
 
     def test_mutable_fields_may_change_in_flight(self):
         """RFC 4302 § 3.3.3.1: TOS/DSCP, flags, TTL and the checksum

@@ -15,8 +15,10 @@ import zlib
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import AH, ESP, SecurityAssociation
+from scapy.packet import bind_layers, split_layers
 
-from harness import require_ah_ipcomp, GW, LAN, inner_packets, key, parse_ip, run, scapy_encrypt
+from harness import (GW, LAN, inner_packets, key, parse_ip, require_ah_ipcomp, run,
+                     scapy_encrypt)
 
 ESP_SPI, AH_SPI, CPI = 0x5001, 0x5002, 0x5003
 ESP_KEY = key(20, 80)
@@ -59,6 +61,20 @@ def ah_sa():
     return SecurityAssociation(AH, spi=AH_SPI, auth_algo="SHA2-256-128", auth_key=AH_KEY)
 
 
+def ah_over_esp(sa, pkt, seq):
+    """scapy's AH of an ESP packet. scapy's `AuthAlgo.sign` takes its ESP
+    branch whenever the packet has an ESP layer (it would append the ICV to
+    the ESP data and leave AH's zero), so the ESP binding is lifted while
+    AH is built: the ESP part is then opaque payload, as it is to AH."""
+    split_layers(IP, ESP, proto=50)
+    split_layers(IPv6, ESP, nh=50)
+    try:
+        return scapy_encrypt(sa, pkt.__class__(bytes(pkt)), seq)
+    finally:
+        bind_layers(IP, ESP, proto=50)
+        bind_layers(IPv6, ESP, nh=50)
+
+
 def big(v, n=600):
     s, d = LAN[v][2], LAN[v][3]
     ip = IP(src=s, dst=d) if v == 4 else IPv6(src=s, dst=d)
@@ -95,8 +111,7 @@ class Bundles(unittest.TestCase):
                 e, a = esp_sa(), ah_sa()
                 wire = []
                 for i, p in enumerate(pkts, 1):
-                    inner = scapy_encrypt(e, p, i)
-                    wire.append(scapy_encrypt(a, inner.__class__(bytes(inner)), i))
+                    wire.append(ah_over_esp(a, scapy_encrypt(e, p, i), i))
                 r = run(ah_esp_desc(v, "in"), wire, "input")
                 self.assertEqual(r.packets("deliver"), [bytes(p) for p in pkts])
                 self.assertEqual(r.drops, {})
@@ -112,7 +127,7 @@ class Bundles(unittest.TestCase):
     def test_ipcomp_in_esp_output(self):
         for v in (4, 6):
             with self.subTest(v=v):
-                pkts = [big(v), big(v, 3000)]
+                pkts = [big(v), big(v, 1800)]
                 r = run(ipcomp_esp_desc(v, "out"), pkts, "output")
                 for orig, data in zip(pkts, r.packets("transmit")):
                     outer = esp_sa().decrypt(parse_ip(data))
@@ -129,7 +144,7 @@ class Bundles(unittest.TestCase):
         for v in (4, 6):
             with self.subTest(v=v):
                 a, b = GW[v]
-                pkts = [big(v), big(v, 3000)]
+                pkts = [big(v), big(v, 1800)]
                 wire = []
                 for i, p in enumerate(pkts, 1):
                     c = zlib.compressobj(9, zlib.DEFLATED, -15)

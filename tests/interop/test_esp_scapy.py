@@ -20,8 +20,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.ipsec import ESP
 
-from harness import (GW, LAN, SPI, all_algs, drivers, esp_sa, inner_packets, parse_ip, policy,
-                     run, scapy_decrypt, scapy_encrypt, seq_split, tunnel_header, Alg)
+from harness import (GW, LAN, SPI, all_algs, drivers, esp_sa, inner_packets, matrix, parse_ip,
+                     policy, run, scapy_decrypt, scapy_encrypt, seq_split, tunnel_header, Alg)
 
 ESN_OUT_START = (1 << 32) - 3     # last sequence number sent before the run
 ESN_IN_TOP = (1 << 32) + 4        # highest sequence number already received
@@ -150,20 +150,16 @@ class EspScapyInterop(Checks):
     def test_output_scapy_decrypts_every_algorithm(self):
         for d in drivers():
             for alg in all_algs():
-                for v in (4, 6):
-                    for mode in ("tunnel", "transport"):
-                        for esn in (False, True):
-                            with self.subTest(driver=d, alg=alg.name, v=v, mode=mode, esn=esn):
-                                self.our_output(alg, v, mode, esn, extra=["-d", d])
+                for v, mode, esn in matrix(d):
+                    with self.subTest(driver=d, alg=alg.name, v=v, mode=mode, esn=esn):
+                        self.our_output(alg, v, mode, esn, extra=["-d", d])
 
     def test_input_accepts_scapy_every_algorithm(self):
         for d in drivers():
             for alg in all_algs():
-                for v in (4, 6):
-                    for mode in ("tunnel", "transport"):
-                        for esn in (False, True):
-                            with self.subTest(driver=d, alg=alg.name, v=v, mode=mode, esn=esn):
-                                self.our_input(alg, v, mode, esn, extra=["-d", d])
+                for v, mode, esn in matrix(d):
+                    with self.subTest(driver=d, alg=alg.name, v=v, mode=mode, esn=esn):
+                        self.our_input(alg, v, mode, esn, extra=["-d", d])
 
     def test_cross_family_tunnels(self):
         """IPv6 inside IPv4 tunnels and IPv4 inside IPv6 tunnels."""
@@ -183,7 +179,7 @@ class EspScapyInterop(Checks):
         algs = [a for a in all_algs() if a.name in (
             "aes-cbc-128/hmac-sha1-96", "aes-gcm-128/icv16", "aes-gmac-128",
             "chacha20-poly1305", "aes-ctr-128/sha2-256-128")]
-        for d in drivers():
+        for d in drivers()[:1]:
             for buf in ("chain", "chain:7", "chain:1", "tight"):
                 for alg in algs:
                     for v, mode in ((4, "tunnel"), (6, "transport")):

@@ -18,10 +18,9 @@ import zlib
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from harness import require_ah_ipcomp, GW, LAN, parse_ip, run
+from harness import GW, LAN, parse_ip, require_ah_ipcomp, run
 
 CPI = 0x4242
-THRESHOLD = 90  # the engine's default (comp_algo_deflate.minlen)
 
 
 def ipcomp_desc(v, mode, direction, **more):
@@ -104,50 +103,72 @@ class IpcompZlib(unittest.TestCase):
 
     maxDiff = None
 
-    def test_output_inflates_with_zlib(self):
-        for v in (4, 6):
-            for mode in ("transport", "tunnel"):
-                with self.subTest(v=v, mode=mode):
-                    pkts = [packet(v, mode, text(n, n)) for n in (200, 1000, 1400, 8000, 60000)]
-                    r = run(ipcomp_desc(v, mode, "out"), pkts, "output")
-                    for orig, data in zip(pkts, r.packets("transmit")):
-                        out = parse_ip(data)
-                        a, b = GW[v]
-                        if mode == "tunnel":
-                            self.assertEqual((out.src, out.dst), (a, b))
-                        else:
-                            self.assertEqual((out.src, out.dst), (orig.src, orig.dst))
-                        if v == 4:
-                            self.assertEqual(out.proto, 108)
-                            self.assertEqual(out.len, len(data))
-                            body = bytes(out.payload)
-                        else:
-                            self.assertEqual(out.nh, 108)
-                            self.assertEqual(out.plen, len(data) - 40)
-                            body = bytes(out.payload)
-                        nh, flags, cpi = body[0], body[1], int.from_bytes(body[2:4], "big")
-                        want_nh = (4 if v == 4 else 41) if mode == "tunnel" else 17
-                        self.assertEqual((nh, flags, cpi), (want_nh, 0, CPI))
-                        plain, eof, rest = inflate(body[4:])
-                        self.assertTrue(eof, "the stream ends with a final block")
-                        self.assertEqual(rest, b"", "nothing after the stream")
-                        self.assertEqual(plain, protected_part(orig, mode))
-                        outer_len = (20 if v == 4 else 40) if mode == "tunnel" else 0
-                        self.assertLess(len(data), len(bytes(orig)) + outer_len)
-                    st = r.counters["stats"]
-                    self.assertEqual(st["ipcomp"]["output"], len(pkts))
-                    self.assertEqual(r.drops, {})
+    def check_output(self, v, mode, pkts, config=None, wbits=(-15,)):
+        """Our output of `pkts`: every packet IPComp'd, and its stream
+        inflating (with each window in `wbits`) to exactly the payload."""
+        desc = ipcomp_desc(v, mode, "out")
+        if config:
+            desc["config"] = config
+        r = run(desc, pkts, "output")
+        a, b = GW[v]
+        for orig, data in zip(pkts, r.packets("transmit")):
+            out = parse_ip(data)
+            if mode == "tunnel":
+                self.assertEqual((out.src, out.dst), (a, b))
+            else:
+                self.assertEqual((out.src, out.dst), (orig.src, orig.dst))
+            if v == 4:
+                self.assertEqual(out.proto, 108)
+                self.assertEqual(out.len, len(data))
+            else:
+                self.assertEqual(out.nh, 108)
+                self.assertEqual(out.plen, len(data) - 40)
+            body = bytes(out.payload)
+            nh, flags, cpi = body[0], body[1], int.from_bytes(body[2:4], "big")
+            want_nh = (4 if v == 4 else 41) if mode == "tunnel" else 17
+            self.assertEqual((nh, flags, cpi), (want_nh, 0, CPI))
+            for w in wbits:
+                d = zlib.decompressobj(w)
+                plain = d.decompress(body[4:])
+                self.assertTrue(d.eof, "the stream ends with a final block")
+                self.assertEqual(d.unused_data, b"", "nothing after the stream")
+                self.assertEqual(plain, protected_part(orig, mode), f"wbits {w}")
+            outer_len = (20 if v == 4 else 40) if mode == "tunnel" else 0
+            self.assertLess(len(data), len(bytes(orig)) + outer_len)
+        self.assertEqual(r.counters["stats"]["ipcomp"]["output"], len(pkts))
+        self.assertEqual(r.counters["stats"]["ipcomp_uncompressed"], 0)
+        self.assertEqual(r.drops, {})
 
-    def test_output_sends_small_or_incompressible_packets_uncompressed(self):
-        """RFC 3173 § 2.2: not worth compressing → sent as is, no IPComp
-        header (the tunnel still encapsulates)."""
+    def test_output_inflates_with_zlib(self):
+        """The default window is 11 bits (what Linux inflates IPComp with):
+        the stream must inflate with a 2 KiB window too."""
         for v in (4, 6):
             for mode in ("transport", "tunnel"):
                 with self.subTest(v=v, mode=mode):
-                    small = packet(v, mode, text(THRESHOLD - 40))
-                    noise = packet(v, mode, os.urandom(1200))
-                    r = run(ipcomp_desc(v, mode, "out"), [small, noise], "output")
-                    for orig, data in zip([small, noise], r.packets("transmit")):
+                    pkts = [packet(v, mode, text(n, n)) for n in (100, 200, 1000, 1400, 1900)]
+                    self.check_output(v, mode, pkts, wbits=(-15, -11))
+
+    def test_output_levels_and_32k_window(self):
+        for v in (4, 6):
+            for level in (1, 6, 9):
+                with self.subTest(v=v, level=level):
+                    pkts = [packet(v, "transport", text(n, n)) for n in (500, 8000, 60000)]
+                    self.check_output(v, "transport", pkts,
+                                      {"ipcomp_level": level, "ipcomp_window_bits": 15})
+
+    def test_output_sends_some_packets_uncompressed(self):
+        """RFC 3173 § 2.2: a packet at or below the threshold, one that would
+        not get smaller, and one longer than the peer's window go out as
+        they are, without an IPComp header (a tunnel still encapsulates)."""
+        for v in (4, 6):
+            for mode in ("transport", "tunnel"):
+                with self.subTest(v=v, mode=mode):
+                    pkts = [packet(v, mode, text(200)), packet(v, mode, os.urandom(1200)),
+                            packet(v, mode, text(3000))]
+                    desc = ipcomp_desc(v, mode, "out")
+                    r1 = run(dict(desc, config={"ipcomp_threshold": 400}), pkts[:1], "output")
+                    r2 = run(desc, pkts[1:], "output")
+                    for orig, data in zip(pkts, r1.packets("transmit") + r2.packets("transmit")):
                         out = parse_ip(data)
                         if mode == "transport":
                             self.assertEqual(data, bytes(orig))
@@ -155,8 +176,9 @@ class IpcompZlib(unittest.TestCase):
                             self.assertEqual(bytes(out.payload), bytes(orig))
                             self.assertEqual(out.proto if v == 4 else out.nh,
                                              4 if v == 4 else 41)
-                    self.assertEqual(r.counters["stats"]["ipcomp_uncompressed"], 2)
-                    self.assertEqual(r.drops, {})
+                    self.assertEqual(r1.counters["stats"]["ipcomp_uncompressed"], 1)
+                    self.assertEqual(r2.counters["stats"]["ipcomp_uncompressed"], 2)
+                    self.assertEqual((r1.drops, r2.drops), ({}, {}))
 
     def test_input_accepts_zlib_streams(self):
         variants = [dict(level=lv) for lv in (0, 1, 6, 9)]
@@ -179,6 +201,21 @@ class IpcompZlib(unittest.TestCase):
                         self.assertEqual(data.hex(), bytes(orig).hex(), str(kw))
                     self.assertEqual(r.drops, {})
                     self.assertEqual(r.counters["stats"]["ipcomp"]["input"], len(pkts))
+
+    def test_input_bare_tunnel_packet(self):
+        """A tunnel-mode IPCOMP SA's uncompressed datagrams arrive as bare
+        IP-in-IP between the gateways (RFC 3173 § 2.2, Linux's IPIP
+        companion state): they are decapsulated like decompressed ones."""
+        for v in (4, 6):
+            with self.subTest(v=v):
+                a, b = GW[v]
+                orig = packet(v, "tunnel", b"short")
+                outer = IP(src=a, dst=b) if v == 4 else IPv6(src=a, dst=b)
+                w = outer / orig
+                w = w.__class__(bytes(w))
+                r = run(ipcomp_desc(v, "tunnel", "in"), [w], "input")
+                self.assertEqual(r.packets("deliver"), [bytes(orig)])
+                self.assertEqual(r.drops, {})
 
     def test_input_accepts_the_largest_datagram(self):
         orig = packet(4, "transport", text(65535 - 28))

@@ -3,7 +3,8 @@
 //! ```json
 //! {
 //!   "config":   { "check_inbound_policy": true, "df": "clear", "outer_hop_limit": 64,
-//!                 "ipcomp_threshold": 90, "default_action": "none" },
+//!                 "ipcomp_threshold": 90, "ipcomp_level": 6, "ipcomp_window_bits": 11,
+//!                 "default_action": "none", "default_level": "use" },
 //!   "sas": [ { "spi": "0x1001", "proto": "esp", "mode": "tunnel",
 //!              "src": "192.0.2.1", "dst": "192.0.2.2",
 //!              "enc": "AES-GCM", "enc_key": "00..", "icv_len": 16,
@@ -209,6 +210,8 @@ fn engine_config(o: Option<&Value>) -> Result<(EngineConfig, DbConfig), Error> {
             "df",
             "outer_hop_limit",
             "ipcomp_threshold",
+            "ipcomp_level",
+            "ipcomp_window_bits",
             "default_action",
             "default_level",
         ],
@@ -230,6 +233,18 @@ fn engine_config(o: Option<&Value>) -> Result<(EngineConfig, DbConfig), Error> {
     }
     if let Some(t) = get_u64(o, "ipcomp_threshold", path)? {
         ec.ipcomp_threshold = usize::try_from(t).map_err(|_| format!("{path}: threshold"))?;
+    }
+    if let Some(l) = get_u64(o, "ipcomp_level", path)? {
+        ec.ipcomp_deflate.level = u8::try_from(l)
+            .ok()
+            .filter(|&l| l <= 10)
+            .ok_or_else(|| format!("{path}.ipcomp_level: {l} is not 0..=10"))?;
+    }
+    if let Some(w) = get_u64(o, "ipcomp_window_bits", path)? {
+        ec.ipcomp_deflate.window_bits = u8::try_from(w)
+            .ok()
+            .filter(|w| (8..=15).contains(w))
+            .ok_or_else(|| format!("{path}.ipcomp_window_bits: {w} is not 8..=15"))?;
     }
     if let Some(s) = get_str(o, "default_action", path)? {
         db.default_action = match s {
