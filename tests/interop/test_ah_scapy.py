@@ -12,7 +12,8 @@ bytes by both sides.
 
 import unittest
 
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, IPOption_NOP, UDP
+from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.ipsec import AH, SecurityAssociation
 
 from harness import (GW, drivers, inner_packets, key, matrix, parse_ip, policy,
@@ -129,6 +130,36 @@ class AhScapyInterop(unittest.TestCase):
                     with self.subTest(driver=d, alg=name, v=v, mode=mode, esn=esn):
                         self.our_input(name, klen, v, mode, esn, ["-d", d])
 
+    def test_mutable_options(self):
+        """Options that may change en route (RFC 4302 § 3.3.3.1: IPv4
+        Record Route, IPv6 options with the 0x20 bit) are zeroed for the
+        ICV by both sides; immutable ones are covered."""
+        from scapy.layers.inet import IPOption_RR, IPOption_Router_Alert
+        from scapy.layers.inet6 import IPv6ExtHdrDestOpt
+        a4, b4 = GW[4]
+        a6, b6 = GW[6]
+        pkts = {
+            4: IP(src=a4, dst=b4, options=[IPOption_Router_Alert(),
+                                           IPOption_RR(routers=["198.51.100.1", "0.0.0.0"])])
+            / UDP(sport=1, dport=2) / b"options",
+            6: IPv6(src=a6, dst=b6)
+            / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x3e, optdata=bytes(range(1, 41))),
+                                          HBHOptUnknown(otype=0x1e, optdata=b"\x01\x02")])
+            / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x3f, optdata=b"\x05" * 6)])
+            / UDP(sport=1, dport=2) / b"options",
+        }
+        for v, p in pkts.items():
+            p = p.__class__(bytes(p))
+            for name, klen, _ in (AH_ALGS[2], AH_ALGS[6]):
+                with self.subTest(v=v, alg=name):
+                    r = run(ah_desc(name, klen, v, "transport", "out"), [p], "output")
+                    out = r.packets("transmit")[0]
+                    sa = scapy_ah(name, klen, v, "transport")
+                    self.assertEqual(bytes(sa.decrypt(parse_ip(out))), bytes(p))
+                    w = scapy_encrypt(scapy_ah(name, klen, v, "transport"), p, 1)
+                    r = run(ah_desc(name, klen, v, "transport", "in"), [w], "input")
+                    self.assertEqual(r.packets("deliver"), [bytes(p)])
+
     def test_mutable_fields_may_change_in_flight(self):
         """RFC 4302 § 3.3.3.1: TOS/DSCP, flags, TTL and the checksum
         (IPv4), traffic class, flow label and hop limit (IPv6) are not
@@ -217,6 +248,54 @@ class AhDropCounters(unittest.TestCase):
         pkts = [self.wire(seq=s) for s in (1, 2)]
         self.expect(self.desc(hard_packets=1), pkts, ["deliver", "ah_in_lifetime_expired"],
                     {"ah_in_lifetime_expired": 1})
+
+    def test_ah_mutable_invalid(self):
+        """An IPv4 option whose length runs past the header (and an IPv6
+        hop-by-hop option past its header): the mutable fields cannot be
+        found, so nothing can be checked or computed."""
+        a, b = GW[4]
+        p = IP(src=a, dst=b, options=[IPOption_NOP()] * 4) / UDP(sport=1, dport=2) / b"x"
+        w = bytearray(bytes(scapy_encrypt(scapy_ah("HMAC-SHA1-96", 20, 4, "transport"),
+                                          IP(bytes(p)), 1)))
+        w[20:24] = b"\x07\xff\x00\x00"  # Record Route, length 255
+        desc = ah_desc("HMAC-SHA1-96", 20, 4, "transport", "in")
+        self.expect(desc, [bytes(w)], ["ah_in_mutable_invalid"], {"ah_in_mutable_invalid": 1})
+        bad = bytearray(bytes(p))
+        bad[20:24] = b"\x07\xff\x00\x00"
+        desc = ah_desc("HMAC-SHA1-96", 20, 4, "transport", "out")
+        self.expect(desc, [bytes(bad)], ["ah_out_mutable_invalid"], {"ah_out_mutable_invalid": 1},
+                    command="output")
+        a6, b6 = GW[6]
+        p6 = IPv6(src=a6, dst=b6) / IPv6ExtHdrHopByHop(
+            options=[HBHOptUnknown(otype=0x1e, optdata=b"\x00" * 4)]) / UDP(sport=1, dport=2)
+        bad6 = bytearray(bytes(p6))
+        bad6[43] = 0x30  # the option's length now runs past the 8-byte header
+        desc = ah_desc("HMAC-SHA1-96", 20, 6, "transport", "out")
+        self.expect(desc, [bytes(bad6)], ["ah_out_mutable_invalid"],
+                    {"ah_out_mutable_invalid": 1}, command="output")
+
+    def test_ah_mutable_too_large(self):
+        """More mutable option bytes than the continuation saves (64): an
+        IPv6 hop-by-hop option of type 0x3e (may change en route) with 80
+        non-zero bytes of data (zero bytes need no saving: the engine keeps
+        only what zeroing changes)."""
+        a, b = GW[6]
+        p = IPv6(src=a, dst=b) / IPv6ExtHdrHopByHop(
+            options=[HBHOptUnknown(otype=0x3e, optdata=bytes(range(1, 81)))]) \
+            / UDP(sport=1, dport=2)
+        p = IPv6(bytes(p))
+        desc = ah_desc("HMAC-SHA1-96", 20, 6, "transport", "out")
+        self.expect(desc, [p], ["ah_out_mutable_too_large"], {"ah_out_mutable_too_large": 1},
+                    command="output")
+        w = scapy_encrypt(scapy_ah("HMAC-SHA1-96", 20, 6, "transport"), p, 1)
+        desc = ah_desc("HMAC-SHA1-96", 20, 6, "transport", "in")
+        self.expect(desc, [w], ["ah_in_mutable_too_large"], {"ah_in_mutable_too_large": 1})
+
+    def test_ah_out_too_big(self):
+        a, b = GW[4]
+        big = IP(src=a, dst=b) / UDP(sport=1, dport=2) / bytes(65535 - 28)
+        desc = ah_desc("HMAC-SHA1-96", 20, 4, "transport", "out")
+        self.expect(desc, [big], ["ah_out_too_big"], {"ah_out_too_big": 1}, command="output")
 
     def test_ah_out_seq_overflow(self):
         desc = ah_desc("HMAC-SHA1-96", 20, 4, "tunnel", "out", seq=0xFFFFFFFF)

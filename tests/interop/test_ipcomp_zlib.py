@@ -271,6 +271,15 @@ class IpcompDropCounters(unittest.TestCase):
         p = IP(src=a, dst=b, proto=108) / b"\x11\x00"
         self.expect(self.desc, [p], ["ipcomp_in_truncated"], {"ipcomp_in_truncated": 1})
 
+    def test_ipcomp_no_xform(self):
+        """An IPCOMP SA whose algorithm is not DEFLATE (LZS, 3)."""
+        d = ipcomp_desc(4, "transport", "in", comp=3)
+        p = ipcomp_packet(4, "transport", self.orig, self.good)
+        self.expect(d, [p], ["ipcomp_no_xform"], {"ipcomp_no_xform": 1})
+        d = ipcomp_desc(4, "transport", "out", comp=3)
+        self.expect(d, [self.orig], ["ipcomp_no_xform"], {"ipcomp_no_xform": 1},
+                    command="output")
+
     def test_ipcomp_lifetimes(self):
         ok = ipcomp_packet(4, "transport", self.orig, self.good)
         d = ipcomp_desc(4, "transport", "in", hard_packets=1)
