@@ -74,26 +74,6 @@ def drivers():
     return _drivers
 
 
-_ah_ipcomp = None
-
-
-def require_ah_ipcomp():
-    """Skips the calling test while the engine still has its AH/IPCOMP
-    placeholder (every AH or IPCOMP packet dropped as `ah_unsupported`, the
-    state before the AH/IPCOMP protocol paths were merged)."""
-    global _ah_ipcomp
-    if _ah_ipcomp is None:
-        a, b = GW[4]
-        desc = {"sas": [{"spi": 0x100, "proto": "ah", "mode": "transport", "src": a, "dst": b,
-                         "auth": "HMAC-SHA1-96", "auth_key": "00" * 20}],
-                "policies": [{"src": a, "dst": b, "dir": "out",
-                              "requests": [{"proto": "ah", "mode": "transport"}]}]}
-        r = run(desc, [IP(src=a, dst=b) / UDP(sport=1, dport=2)], "output")
-        _ah_ipcomp = r.verdicts[0] != ("dropped", "ah_unsupported")
-    if not _ah_ipcomp:
-        raise unittest.SkipTest("the engine drops AH/IPCOMP as ah_unsupported (not merged yet)")
-
-
 FULL_MATRIX = [(v, mode, esn) for v in (4, 6) for mode in ("tunnel", "transport")
                for esn in (False, True)]
 

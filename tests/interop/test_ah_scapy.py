@@ -17,7 +17,7 @@ from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrHopByHop
 from scapy.layers.ipsec import AH, SecurityAssociation
 
 from harness import (GW, drivers, inner_packets, key, matrix, parse_ip, policy,
-                     require_ah_ipcomp, run, scapy_decrypt, scapy_encrypt, seq_split,
+                     run, scapy_decrypt, scapy_encrypt, seq_split,
                      tunnel_header)
 
 SPI = 0x3001
@@ -63,10 +63,6 @@ def esn_input_seqs(n):
 
 
 class AhScapyInterop(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        require_ah_ipcomp()
-
     maxDiff = None
 
     def check_outer(self, outer, orig, v, mode, auth_len):
@@ -188,10 +184,6 @@ class AhScapyInterop(unittest.TestCase):
 
 class AhDropCounters(unittest.TestCase):
     """Each crafted packet increments exactly its counter."""
-    @classmethod
-    def setUpClass(cls):
-        require_ah_ipcomp()
-
 
     def expect(self, desc, pkts, verdicts, drops, command="input"):
         r = run(desc, pkts, command)

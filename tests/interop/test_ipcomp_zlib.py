@@ -18,7 +18,7 @@ import zlib
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 
-from harness import GW, LAN, parse_ip, require_ah_ipcomp, run
+from harness import GW, LAN, parse_ip, run
 
 CPI = 0x4242
 
@@ -97,10 +97,6 @@ def inflate(stream):
 
 
 class IpcompZlib(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        require_ah_ipcomp()
-
     maxDiff = None
 
     def check_output(self, v, mode, pkts, config=None, wbits=(-15,)):
@@ -225,10 +221,6 @@ class IpcompZlib(unittest.TestCase):
 
 
 class IpcompDropCounters(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        require_ah_ipcomp()
-
     def expect(self, desc, pkts, verdicts, drops, command="input"):
         r = run(desc, pkts, command)
         self.assertEqual([d if v == "dropped" else v for v, d in r.verdicts], verdicts)
