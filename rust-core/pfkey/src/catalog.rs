@@ -232,7 +232,10 @@ mod test {
                 assert_eq!(l.auth.len(), l.table.auth.len());
                 assert_eq!(l.encrypt.len(), l.table.encrypt.len());
                 for (a, b) in l.encrypt.iter().zip(l.table.encrypt) {
-                    assert_eq!((a.id, a.min_bits, a.max_bits), (b.id, b.min_bits, b.max_bits));
+                    assert_eq!(
+                        (a.id, a.min_bits, a.max_bits),
+                        (b.id, b.min_bits, b.max_bits)
+                    );
                 }
             }
         }

@@ -57,9 +57,8 @@ pub(crate) fn error_reply(dialect: Dialect, bytes: &[u8], errno: u8) -> Vec<u8> 
         .get(4..6)
         .and_then(|l| <[u8; 2]>::try_from(l).ok())
         .map(|l| usize::from(u16::from_ne_bytes(l)) * 8);
-    let whole = dialect == Dialect::FreeBsd
-        && bytes.len() >= SADB_MSG_LEN
-        && declared == Some(bytes.len());
+    let whole =
+        dialect == Dialect::FreeBsd && bytes.len() >= SADB_MSG_LEN && declared == Some(bytes.len());
     let mut out = if whole {
         bytes.to_vec()
     } else {

@@ -30,6 +30,7 @@ use fipsec_wire::pfkey::{
 };
 use fipsec_wire::{AddressFamily, SockaddrUnion};
 
+use crate::Error;
 use crate::catalog::{CALG_DEFLATE, Catalog};
 use crate::convert::{
     dir_from_wire, level_from_wire, lifetime_from, linux_xfrm_dir, mode_from_wire, sa_proto,
@@ -37,7 +38,6 @@ use crate::convert::{
 use crate::emit;
 use crate::session::{SessionError, SessionFactory, SessionSpec};
 use crate::socket::{Route, Sink, SocketId, SocketInfo};
-use crate::Error;
 
 /// How a [`PfKey`] speaks and what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,9 +402,7 @@ impl PfKey {
             MsgType::Flush => self.flush(&msg),
             MsgType::Dump => self.dump(&msg),
             MsgType::XPromisc => self.promisc(from, &msg),
-            MsgType::XSpdUpdate | MsgType::XSpdAdd | MsgType::XSpdSetIdx => {
-                self.spdadd(&msg, now)
-            }
+            MsgType::XSpdUpdate | MsgType::XSpdAdd | MsgType::XSpdSetIdx => self.spdadd(&msg, now),
             MsgType::XSpdDelete => self.spddelete(&msg),
             MsgType::XSpdDelete2 => self.spddelete2(&msg),
             MsgType::XSpdGet => self.spdget(&msg),
@@ -524,7 +522,10 @@ impl PfKey {
             }
             SaProto::Esp => {
                 let salt_len = xform::enc_salt_len(sa.encrypt);
-                let cut = enc_key.len().checked_sub(salt_len).ok_or(Error::Transform)?;
+                let cut = enc_key
+                    .len()
+                    .checked_sub(salt_len)
+                    .ok_or(Error::Transform)?;
                 let (k, s) = enc_key.split_at_checked(cut).ok_or(Error::Transform)?;
                 config.enc_key = secret(k)?;
                 config.salt = Salt::new(s).ok_or(Error::Transform)?;
@@ -532,7 +533,10 @@ impl PfKey {
             }
             SaProto::Ah => {
                 let salt_len = xform::auth_salt_len(sa.auth);
-                let cut = auth_key.len().checked_sub(salt_len).ok_or(Error::Transform)?;
+                let cut = auth_key
+                    .len()
+                    .checked_sub(salt_len)
+                    .ok_or(Error::Transform)?;
                 let (k, s) = auth_key.split_at_checked(cut).ok_or(Error::Transform)?;
                 config.auth_key = secret(k)?;
                 config.salt = Salt::new(s).ok_or(Error::Transform)?;
@@ -584,15 +588,11 @@ impl PfKey {
         match self.dialect {
             Dialect::Linux => n.orig_initiator = msg.nat_t_oa().map(|a| a.addr),
             Dialect::FreeBsd if mode != Mode::Tunnel => {
-                let pick = |oa: Option<&AddressRepr>, own: Option<&AddressRepr>| {
-                    match oa {
-                        None => Ok(None),
-                        Some(a) if a.addr.family() != AddressFamily::Inet => {
-                            Err(Error::BadNatTAddress)
-                        }
-                        Some(a) if own.is_some_and(|o| o.addr.ip() == a.addr.ip()) => Ok(None),
-                        Some(a) => Ok(Some(a.addr)),
-                    }
+                let pick = |oa: Option<&AddressRepr>, own: Option<&AddressRepr>| match oa {
+                    None => Ok(None),
+                    Some(a) if a.addr.family() != AddressFamily::Inet => Err(Error::BadNatTAddress),
+                    Some(a) if own.is_some_and(|o| o.addr.ip() == a.addr.ip()) => Ok(None),
+                    Some(a) => Ok(Some(a.addr)),
                 };
                 n.orig_initiator = pick(msg.nat_t_oa(), msg.address_src())?;
                 n.orig_responder = pick(msg.nat_t_oar(), msg.address_dst())?;
@@ -1138,7 +1138,9 @@ impl PfKey {
                 });
             }
         }
-        let (lifetime, validtime) = msg.lifetime_hard().map_or((0, 0), |l| (l.addtime, l.usetime));
+        let (lifetime, validtime) = msg
+            .lifetime_hard()
+            .map_or((0, 0), |l| (l.addtime, l.usetime));
         let spec = PolicySpec {
             selector,
             dir,
@@ -1456,10 +1458,7 @@ impl PfKey {
             }),
         ));
         for (t, port) in [(ExtType::NatTSport, n.sport), (ExtType::NatTDport, n.dport)] {
-            exts.push((
-                t,
-                ExtData::NatTPort(NatTPortRepr { port, reserved: 0 }),
-            ));
+            exts.push((t, ExtData::NatTPort(NatTPortRepr { port, reserved: 0 })));
         }
         let oa = |a: &SockaddrUnion| AddressRepr {
             proto: fipsec_wire::ip::IpProtocol::from(match self.dialect {
@@ -1525,7 +1524,12 @@ impl PfKey {
         policy: Option<&alloc::sync::Arc<SecPolicy>>,
     ) -> Result<Vec<u8>, Error> {
         let dialect = self.dialect;
-        let h = SadbMsgHeader::new(MsgType::Acquire, crate::convert::satype(index.proto), seq, 0);
+        let h = SadbMsgHeader::new(
+            MsgType::Acquire,
+            crate::convert::satype(index.proto),
+            seq,
+            0,
+        );
         let mut src = crate::convert::sa_address(dialect, &index.src);
         let mut dst = crate::convert::sa_address(dialect, &index.dst);
         if dialect == Dialect::FreeBsd
@@ -1601,8 +1605,8 @@ impl PfKey {
         p.requests()
             .iter()
             .map(|r| {
-                let endpoints = (r.src.ip().is_some() && r.dst.ip().is_some())
-                    .then_some((r.src, r.dst));
+                let endpoints =
+                    (r.src.ip().is_some() && r.dst.ip().is_some()).then_some((r.src, r.dst));
                 fipsec_wire::pfkey::IpsecRequestRepr::new(
                     u16::from(r.proto.ip_proto()),
                     crate::convert::mode_to_wire(r.mode),

@@ -67,10 +67,9 @@ fn with_enc(c: CombRepr, e: &AlgInfo) -> CombRepr {
 pub(crate) fn combs(dialect: Dialect, catalog: Catalog, proto: SaProto) -> Vec<CombRepr> {
     let lists = catalog.lists(dialect);
     let auths = || {
-        lists
-            .auth
-            .iter()
-            .filter(|a| a.id != NULL_AUTH && !(dialect == Dialect::FreeBsd && AH_ONLY.contains(&a.id)))
+        lists.auth.iter().filter(|a| {
+            a.id != NULL_AUTH && !(dialect == Dialect::FreeBsd && AH_ONLY.contains(&a.id))
+        })
     };
     let base = lifetimes(dialect, CombRepr::default());
     let mut out = Vec::new();

@@ -84,7 +84,9 @@ impl<P: PacketBuf> SessionFactory for Ipsec<P> {
                 )?
                 .params
             }
-            SaProto::Ah => xform::ah_xform(spec.auth_alg, spec.auth_key, spec.salt, spec.esn)?.params,
+            SaProto::Ah => {
+                xform::ah_xform(spec.auth_alg, spec.auth_key, spec.salt, spec.esn)?.params
+            }
             SaProto::IpComp => return Err(SessionError::Unsupported),
         };
         Ok(self.crypto.new_session(params)?)

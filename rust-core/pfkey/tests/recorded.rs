@@ -134,7 +134,10 @@ impl Replay {
             0,
             Requests::EMPTY,
         );
-        self.ask(&build(D, h, &[(ExtType::Policy, p.into())]), MsgType::XSpdGet)
+        self.ask(
+            &build(D, h, &[(ExtType::Policy, p.into())]),
+            MsgType::XSpdGet,
+        )
     }
 }
 
@@ -152,22 +155,30 @@ fn lifetime(m: &SadbMsg<'_>, t: ExtType) -> fipsec_wire::pfkey::LifetimeRepr {
 /// The SA a GET returned has what the ADD/UPDATE `req` configured.
 fn check_sa(case: &str, req: &SadbMsg<'_>, got_bytes: &[u8], state: SaState) {
     let got = parse(D, got_bytes);
-    assert_eq!(got.header().errno, 0, "{case}: GET after {:?}", req.msg_type());
+    assert_eq!(
+        got.header().errno,
+        0,
+        "{case}: GET after {:?}",
+        req.msg_type()
+    );
     let (r, g) = (req.sa().unwrap(), got.sa().unwrap());
     assert_eq!(g.spi, r.spi, "{case}");
     assert_eq!(g.state, state, "{case}");
     if state != SaState::Larval {
-        assert_eq!((g.auth, g.encrypt), (r.auth, r.encrypt), "{case}: algorithms");
+        assert_eq!(
+            (g.auth, g.encrypt),
+            (r.auth, r.encrypt),
+            "{case}: algorithms"
+        );
         assert_eq!(g.replay, r.replay, "{case}: replay window");
         assert_eq!(g.flags, r.flags, "{case}: flags");
     }
-    let (mode, reqid) = req
-        .sa2()
-        .map_or((IpsecMode::Any, 0), |s| (s.mode, s.reqid));
+    let (mode, reqid) = req.sa2().map_or((IpsecMode::Any, 0), |s| (s.mode, s.reqid));
     let g2 = got.sa2().unwrap();
     assert_eq!((g2.mode, g2.reqid), (mode, reqid), "{case}: mode/reqid");
     for ty in [ExtType::AddressSrc, ExtType::AddressDst] {
-        let (ExtData::Address(a), ExtData::Address(b)) = (req.ext(ty).unwrap(), got.ext(ty).unwrap())
+        let (ExtData::Address(a), ExtData::Address(b)) =
+            (req.ext(ty).unwrap(), got.ext(ty).unwrap())
         else {
             panic!()
         };
@@ -178,7 +189,9 @@ fn check_sa(case: &str, req: &SadbMsg<'_>, got_bytes: &[u8], state: SaState) {
     }
     assert_eq!(
         got.key_auth().map(|k| k.key().to_vec()),
-        req.key_auth().map(|k| k.key().to_vec()).filter(|k| !k.is_empty()),
+        req.key_auth()
+            .map(|k| k.key().to_vec())
+            .filter(|k| !k.is_empty()),
         "{case}: authentication key"
     );
     if req.satype() == SaType::Esp {
@@ -229,7 +242,11 @@ fn check_policy(case: &str, req: &SadbMsg<'_>, got_bytes: &[u8], id: u32) {
     let gr: Vec<_> = g.requests.iter().collect();
     assert_eq!(rr.len(), gr.len(), "{case}: requests");
     for (a, b) in rr.iter().zip(&gr) {
-        assert_eq!((a.proto, a.mode, a.level), (b.proto, b.mode, b.level), "{case}");
+        assert_eq!(
+            (a.proto, a.mode, a.level),
+            (b.proto, b.mode, b.level),
+            "{case}"
+        );
         match a.level {
             IpsecLevel::Unique if a.reqid != 0 && a.reqid <= 0x3fff => {
                 assert_eq!(b.reqid, a.reqid, "{case}")
@@ -237,9 +254,8 @@ fn check_policy(case: &str, req: &SadbMsg<'_>, got_bytes: &[u8], id: u32) {
             IpsecLevel::Unique => assert!(b.reqid > 0x3fff, "{case}: automatic reqid"),
             _ => assert_eq!(b.reqid, 0, "{case}"),
         }
-        let ips = |r: &fipsec_wire::pfkey::IpsecRequestRepr| {
-            r.endpoints.map(|(s, d)| (s.ip(), d.ip()))
-        };
+        let ips =
+            |r: &fipsec_wire::pfkey::IpsecRequestRepr| r.endpoints.map(|(s, d)| (s.ip(), d.ip()));
         assert_eq!(ips(a), ips(b), "{case}: tunnel endpoints");
     }
     for ty in [ExtType::AddressSrc, ExtType::AddressDst] {
@@ -249,7 +265,10 @@ fn check_policy(case: &str, req: &SadbMsg<'_>, got_bytes: &[u8], id: u32) {
             (b.prefixlen, b.proto, b.addr.port()),
             "{case}: {ty:?}"
         );
-        assert!(b.addr.prefix_matches(&a.addr, a.prefixlen), "{case}: {ty:?}");
+        assert!(
+            b.addr.prefix_matches(&a.addr, a.prefixlen),
+            "{case}: {ty:?}"
+        );
     }
     assert_eq!(
         got.sec_ctx().map(|c| c.context().to_vec()),
@@ -327,7 +346,11 @@ fn run_case(case: &Path, rp: &mut Replay) -> Vec<u8> {
             }
             MsgType::XSpdDelete => {
                 let id = rm.policy().unwrap().id;
-                assert_eq!(errno_of(&rp.spdget(id)), 2, "{what}: policy {id} still there");
+                assert_eq!(
+                    errno_of(&rp.spdget(id)),
+                    2,
+                    "{what}: policy {id} still there"
+                );
             }
             MsgType::Flush => {
                 let d = bare(D, MsgType::Dump, req.satype(), 0, CHECKER_PID);
@@ -374,7 +397,12 @@ fn racoon_spis(case: &Path) -> Vec<u32> {
             let m = parse(D, b);
             (m.msg_type() == MsgType::Update).then(|| m.sa().unwrap().spi)
         })
-        .inspect(|spi| assert!(log.contains(&format!("spi={spi}(")), "{spi:#x} not in the log"))
+        .inspect(|spi| {
+            assert!(
+                log.contains(&format!("spi={spi}(")),
+                "{spi:#x} not in the log"
+            )
+        })
         .collect()
 }
 
@@ -470,8 +498,20 @@ fn acquire_matches_the_injected_one() {
     }
     let (p1, p2) = (ours.policy().unwrap(), theirs.policy().unwrap());
     assert_eq!(
-        (p1.policy_type, p1.dir, p1.id, p1.priority, p1.requests.len()),
-        (p2.policy_type, p2.dir, p2.id, p2.priority, p2.requests.len())
+        (
+            p1.policy_type,
+            p1.dir,
+            p1.id,
+            p1.priority,
+            p1.requests.len()
+        ),
+        (
+            p2.policy_type,
+            p2.dir,
+            p2.id,
+            p2.priority,
+            p2.requests.len()
+        )
     );
     let combos = |m: &SadbMsg<'_>| {
         let p = m.proposal().unwrap();

@@ -13,10 +13,10 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use fipsec_core::SecurityDb;
 use fipsec_core::db::DbConfig;
 use fipsec_core::sad::RandomSource;
 use fipsec_core::time::Instant;
-use fipsec_core::SecurityDb;
 use fipsec_pfkey::{Catalog, Dialect, Outgoing, PfKey, PfKeyConfig, Route, SocketId};
 use fipsec_wire::pfkey::{ExtData, ExtType, MsgType, MsgWriter, SaType, SadbMsg, SadbMsgHeader};
 
@@ -129,7 +129,7 @@ pub fn plain_to(out: &[Outgoing], sock: SocketId) -> Vec<&Outgoing> {
 
 /// The reply to a request of type `t` sent by `sock`: the first message of
 /// that type `sock` received (its own, not a promiscuous copy).
-pub fn reply<'o>(out: &'o [Outgoing], sock: SocketId, t: MsgType) -> Option<&'o Outgoing> {
+pub fn reply(out: &[Outgoing], sock: SocketId, t: MsgType) -> Option<&Outgoing> {
     out.iter()
         .find(|o| o.to == sock && o.route != Route::Promisc && o.msg.get(1) == Some(&u8::from(t)))
 }
