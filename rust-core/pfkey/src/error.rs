@@ -91,8 +91,8 @@ pub enum Error {
     /// `SADB_X_PROMISC` with a payload (a message to broadcast), which the
     /// decoder cannot tell from garbage (`EINVAL`).
     PromiscPayload,
-    /// A message type this implementation does not handle (`SADB_X_MIGRATE`,
-    /// the FreeBSD `X_NEW_ADDRESS_*` move of a mature SA): `EOPNOTSUPP`.
+    /// A message type this implementation does not handle
+    /// (`SADB_X_MIGRATE`): `EOPNOTSUPP`.
     NotImplemented,
     /// A reply could not be built (`ENOBUFS`, as key.c on mbuf shortage).
     Emit(EmitError),

@@ -760,20 +760,14 @@ impl PfKey {
                     if has_keys {
                         return Err(Error::UpdateKeys);
                     }
-                    if msg.has(ExtType::NewAddressSrc) || msg.has(ExtType::NewAddressDst) {
-                        return Err(Error::NotImplemented);
-                    }
-                    if msg.has(ExtType::NatTType) || old.config().natt.is_some() {
-                        // key_updateaddresses: a NAT-T change needs the
-                        // whole set; moving an SA is not implemented.
-                        let complete = msg.has(ExtType::NatTType)
-                            && msg.has(ExtType::NatTSport)
-                            && msg.has(ExtType::NatTDport);
-                        return Err(if complete && proto == SaProto::Esp {
-                            Error::NotImplemented
-                        } else {
-                            missing(self.dialect, ExtType::NatTType)
-                        });
+                    let (new_src, new_dst) = (msg.new_address_src(), msg.new_address_dst());
+                    if new_src.is_some()
+                        || new_dst.is_some()
+                        || msg.has(ExtType::NatTType)
+                        || old.config().natt.is_some()
+                    {
+                        self.update_addresses(msg, &old, now)?;
+                        return Ok(Reply::one(Route::All, reply));
                     }
                 }
                 let soft = msg.lifetime_soft().map(lifetime_from).unwrap_or_default();
@@ -793,6 +787,85 @@ impl PfKey {
             SaState::Dead => return Err(Error::UpdateNoSuchSa),
         }
         Ok(Reply::one(Route::All, reply))
+    }
+
+    /// key.c `key_updateaddresses` (FreeBSD's extension to RFC 2367, e.g.
+    /// for MOBIKE, RFC 4555): an UPDATE of a mature SA with
+    /// `X_NEW_ADDRESS_SRC`/`_DST` moves it to the new addresses, and one with
+    /// the NAT-T extensions changes its UDP encapsulation; keys, session,
+    /// counters and the output sequence number go with it. Without new
+    /// addresses the whole NAT-T set is required (`EINVAL`), also merely to
+    /// change the lifetimes of a NAT-T SA, as in key.c.
+    fn update_addresses(
+        &mut self,
+        msg: &SadbMsg<'_>,
+        old: &SaRef,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let (new_src, new_dst) = (msg.new_address_src(), msg.new_address_dst());
+        let natt_set = msg.has(ExtType::NatTType)
+            && msg.has(ExtType::NatTSport)
+            && msg.has(ExtType::NatTDport);
+        if new_src.is_none() && new_dst.is_none() && (old.proto() != SaProto::Esp || !natt_set) {
+            return Err(missing(self.dialect, ExtType::NatTType));
+        }
+        let mut index = old.index();
+        if let Some(a) = new_src {
+            index.src = normalize_addr(&a.addr);
+        }
+        if let Some(a) = new_dst {
+            index.dst = normalize_addr(&a.addr);
+        }
+        if index.src.family() != index.dst.family() {
+            return Err(Error::BadAddresses);
+        }
+        let mut config = old.config().clone();
+        if natt_set {
+            config.natt = self.nat_t(msg, old.proto(), index.mode)?.map(Box::new);
+        }
+        let params = SaParams {
+            config,
+            soft: msg.lifetime_soft().map(lifetime_from).unwrap_or_default(),
+            hard: msg.lifetime_hard().map(lifetime_from).unwrap_or_default(),
+        };
+        self.replace_sa(old, index, params, now).map(drop)
+    }
+
+    /// Replaces `old` by an SA with the same SPI at `index` (the old one is
+    /// restored if the new one cannot be added).
+    fn replace_sa(
+        &mut self,
+        old: &SaRef,
+        index: SaIndex,
+        params: SaParams,
+        now: Instant,
+    ) -> Result<SaRef, Error> {
+        let (spi, proto) = (old.spi(), old.proto());
+        let backup = SaParams {
+            config: old.config().clone(),
+            soft: old.lifetime().soft(),
+            hard: old.lifetime().hard(),
+        };
+        let seq = old.last_seq();
+        self.db
+            .sad()
+            .delete(old.dst(), proto, spi, Some(old.src()))
+            .map_err(|_| Error::NoSuchSa)?;
+        let extra = self.sas.remove(&old.id());
+        let (result, sa) = match self.db.add_sa(spi, index, params, now) {
+            Ok(new) => (Ok(new.clone()), Some(new)),
+            Err(e) => (
+                Err(sad_error(e)),
+                self.db.add_sa(spi, old.index(), backup, now).ok(),
+            ),
+        };
+        if let Some(sa) = sa {
+            sa.set_last_seq(seq);
+            if let Some(x) = extra {
+                self.sas.insert(sa.id(), x);
+            }
+        }
+        result
     }
 
     /// SADB_GETSPI (key.c `key_getspi`): a larval SA with a free SPI of the

@@ -589,3 +589,157 @@ fn getspi_update_flow_with_acquire_seq() {
         assert_eq!(e, if d == Dialect::Linux { ESRCH } else { EINVAL });
     }
 }
+
+/// FreeBSD's SADB_UPDATE extension (key.c `key_updateaddresses`): a mature
+/// SA moves to new addresses with its keys and sequence counter, or gets
+/// UDP encapsulation; a NAT-T SA's update without the NAT-T set is refused.
+#[test]
+fn freebsd_update_moves_an_sa_and_changes_nat_t() {
+    use fipsec_wire::pfkey::consts::NatTType;
+    use fipsec_wire::pfkey::{NatTPortRepr, NatTTypeRepr};
+    let d = Dialect::FreeBsd;
+    let mut w = world(d);
+    let out =
+        w.pk.handle(w.plain, &add(d, SaType::Esp, 0x8000, 9, None), t0());
+    assert_eq!(errno_of(&out.last().unwrap().msg), 0);
+    let sa =
+        w.pk.db()
+            .sad()
+            .get(
+                &a("192.0.2.2"),
+                fipsec_core::sa::SaProto::Esp,
+                fipsec_core::sa::Spi(0x8000),
+            )
+            .unwrap();
+    for _ in 0..3 {
+        sa.next_seq().unwrap();
+    }
+    let sa_ext = |spi| {
+        ExtData::from(SaRepr {
+            spi,
+            replay: 8,
+            state: SaState::Mature,
+            auth: 3,
+            encrypt: 12,
+            flags: 0,
+        })
+    };
+    let sa2 = || {
+        ExtData::from(Sa2Repr {
+            mode: IpsecMode::Transport,
+            reserved1: 0,
+            reserved2: 0,
+            sequence: 0,
+            reqid: 0,
+        })
+    };
+    let update = |extra: &[(ExtType, ExtData<'static>)]| {
+        let mut exts = vec![
+            (ExtType::Sa, sa_ext(0x8000)),
+            (ExtType::Sa2, sa2()),
+            (ExtType::AddressSrc, addr("192.0.2.1", 32)),
+            (ExtType::AddressDst, addr("192.0.2.2", 32)),
+        ];
+        exts.extend_from_slice(extra);
+        build(
+            d,
+            SadbMsgHeader::new(MsgType::Update, SaType::Esp, 0, 9),
+            &exts,
+        )
+    };
+    let out = w.pk.handle(
+        w.plain,
+        &update(&[(ExtType::NewAddressDst, addr("192.0.2.9", 32))]),
+        t0(),
+    );
+    assert_eq!(errno_of(&out.last().unwrap().msg), 0);
+    assert!(
+        w.pk.db()
+            .sad()
+            .get(
+                &a("192.0.2.2"),
+                fipsec_core::sa::SaProto::Esp,
+                fipsec_core::sa::Spi(0x8000)
+            )
+            .is_none()
+    );
+    let moved =
+        w.pk.db()
+            .sad()
+            .get(
+                &a("192.0.2.9"),
+                fipsec_core::sa::SaProto::Esp,
+                fipsec_core::sa::Spi(0x8000),
+            )
+            .unwrap();
+    assert_eq!(moved.last_seq(), 3, "the sequence counter moves along");
+    assert_eq!(moved.config().enc_key.expose(), ENC_KEY);
+    assert_eq!(moved.config().replay_window, 64);
+
+    // Now at 192.0.2.9: give it UDP encapsulation (RFC 3948).
+    let natt = [
+        (
+            ExtType::NatTType,
+            ExtData::from(NatTTypeRepr {
+                nat_t_type: NatTType::EspInUdp,
+                reserved: [0; 3],
+            }),
+        ),
+        (
+            ExtType::NatTSport,
+            NatTPortRepr {
+                port: 4500,
+                reserved: 0,
+            }
+            .into(),
+        ),
+        (
+            ExtType::NatTDport,
+            NatTPortRepr {
+                port: 4501,
+                reserved: 0,
+            }
+            .into(),
+        ),
+    ];
+    // Same message, but at the SA's new destination.
+    let moved_dst = build(
+        d,
+        SadbMsgHeader::new(MsgType::Update, SaType::Esp, 0, 9),
+        &[
+            (ExtType::Sa, sa_ext(0x8000)),
+            (ExtType::Sa2, sa2()),
+            (ExtType::AddressSrc, addr("192.0.2.1", 32)),
+            (ExtType::AddressDst, addr("192.0.2.9", 32)),
+            natt[0],
+            natt[1],
+            natt[2],
+        ],
+    );
+    let out = w.pk.handle(w.plain, &moved_dst, t0());
+    assert_eq!(errno_of(&out.last().unwrap().msg), 0);
+    let n =
+        w.pk.db()
+            .sad()
+            .get(
+                &a("192.0.2.9"),
+                fipsec_core::sa::SaProto::Esp,
+                fipsec_core::sa::Spi(0x8000),
+            )
+            .unwrap();
+    let natt_cfg = n.config().natt.as_deref().copied().unwrap();
+    assert_eq!((natt_cfg.sport, natt_cfg.dport), (4500, 4501));
+    // A lifetime-only update of a NAT-T SA needs the NAT-T set (key.c).
+    let lifetimes_only = build(
+        d,
+        SadbMsgHeader::new(MsgType::Update, SaType::Esp, 0, 9),
+        &[
+            (ExtType::Sa, sa_ext(0x8000)),
+            (ExtType::Sa2, sa2()),
+            (ExtType::AddressSrc, addr("192.0.2.1", 32)),
+            (ExtType::AddressDst, addr("192.0.2.9", 32)),
+        ],
+    );
+    let out = w.pk.handle(w.plain, &lifetimes_only, t0());
+    assert_eq!(errno_of(&out.last().unwrap().msg), EINVAL);
+}
