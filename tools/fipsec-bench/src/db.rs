@@ -546,13 +546,17 @@ fn run_pfkey(quick: bool, shards: usize) -> Result<(), String> {
             pf.build_ns
         );
     }
-    println!("  SADB_ADD through PfKey::handle (Linux dialect, one socket, replies discarded) vs");
     println!(
-        "  SecurityDb::add_sa of the same SAs, each on a fresh database, alternating, best of 2-20"
+        "  PF_KEY: SADB_ADD through PfKey::handle (Linux dialect, one socket, replies discarded,"
     );
-    println!("  runs (20 at 1k SAs, 2 at 100k and 1M); message building");
     println!(
-        "  excluded; +session: with the engine's session factory (software driver, AES-256-GCM)"
+        "  message building excluded); direct: SecurityDb::add_sa of the same SAs. Each run on a"
+    );
+    println!(
+        "  fresh database, the two alternating, best of 20 runs at 1k SAs, of 2 above; +session:"
+    );
+    println!(
+        "  PF_KEY with the engine's session factory (software driver, AES-256-GCM key schedule)."
     );
     Ok(())
 }
