@@ -353,6 +353,46 @@ impl PfKey {
         self.sweep();
     }
 
+    /// Checks the databases' invariants, for fuzzers and property tests:
+    /// one SA per (destination, protocol, SPI), each found by its key and
+    /// none dead; one policy per (direction, selector); the counts agree.
+    /// Walks everything: not for the data path.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let mut all: Vec<SaRef> = Vec::new();
+        // (for_each holds the SAD writer lock: collect first, then look up.)
+        self.db.sad().for_each(|sa| all.push(sa.clone()));
+        if all.len() != self.db.sad().len() {
+            return Err("SAD count disagrees with its contents");
+        }
+        let mut keys = alloc::collections::BTreeSet::new();
+        for sa in &all {
+            if !keys.insert((*sa.dst().as_bytes(), sa.proto(), sa.spi())) {
+                return Err("two SAs with one (destination, protocol, SPI)");
+            }
+            if sa.state() == SaState::Dead {
+                return Err("a dead SA in the SAD");
+            }
+            match self.db.sad().get(sa.dst(), sa.proto(), sa.spi()) {
+                Some(found) if found.id() == sa.id() => {}
+                _ => return Err("an SA not found by its key"),
+            }
+        }
+        let mut sels = alloc::collections::BTreeSet::new();
+        let mut n = 0usize;
+        let mut dup = false;
+        self.db.spd().for_each(|p| {
+            n += 1;
+            dup |= !sels.insert((p.dir(), *p.selector()));
+        });
+        if dup {
+            return Err("two policies with one (direction, selector)");
+        }
+        if n != self.db.spd().len() {
+            return Err("SPD count disagrees with its contents");
+        }
+        Ok(())
+    }
+
     /// When [`PfKey::poll`] next has work.
     pub fn poll_at(&self, now: Instant) -> Option<Instant> {
         self.db.poll_at(now)

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use common::*;
@@ -53,35 +52,11 @@ fn dialect(b: bool) -> Dialect {
     if b { Dialect::FreeBsd } else { Dialect::Linux }
 }
 
-/// The databases are consistent: one live SA per (dst, proto, SPI), each
-/// found by its key, none dead; one policy per (direction, selector); the
-/// counts agree.
+/// The databases are consistent (see `PfKey::check_invariants`).
 fn check_invariants(pk: &PfKey) {
-    let db = pk.db();
-    let mut keys = BTreeSet::new();
-    // (for_each holds the SAD's writer lock: collect, then look up.)
-    let mut all = Vec::new();
-    db.sad().for_each(|sa| all.push(sa.clone()));
-    for sa in &all {
-        assert!(
-            keys.insert((*sa.dst().as_bytes(), sa.proto(), sa.spi())),
-            "two SAs with one (dst, proto, spi): {sa:?}"
-        );
-        assert_ne!(sa.state(), fipsec_core::sa::SaState::Dead);
-        let found = db.sad().get(sa.dst(), sa.proto(), sa.spi()).unwrap();
-        assert_eq!(found.id(), sa.id());
+    if let Err(e) = pk.check_invariants() {
+        panic!("{e}");
     }
-    assert_eq!(all.len(), db.sad().len());
-    let mut sels = BTreeSet::new();
-    let mut m = 0;
-    db.spd().for_each(|p| {
-        m += 1;
-        assert!(
-            sels.insert((p.dir(), *p.selector())),
-            "two policies with one selector"
-        );
-    });
-    assert_eq!(m, db.spd().len());
 }
 
 /// Sends `bytes` and checks the answer: a refusal is exactly one message to
