@@ -288,7 +288,7 @@ pub struct Summary {
     pub connections: u64,
     /// Messages dropped on full queues.
     pub dropped: u64,
-    /// SAs and policies left in the databases.
+    /// SAs left in the SAD.
     pub sas: usize,
     /// Policies left.
     pub policies: usize,
