@@ -743,3 +743,83 @@ fn freebsd_update_moves_an_sa_and_changes_nat_t() {
     let out = w.pk.handle(w.plain, &lifetimes_only, t0());
     assert_eq!(errno_of(&out.last().unwrap().msg), EINVAL);
 }
+
+fn policy_by_id(d: Dialect, t: MsgType, id: u32) -> Vec<u8> {
+    let p = PolicyRepr::new(
+        PolicyType::Ipsec,
+        Direction::Outbound,
+        id,
+        0,
+        Requests::EMPTY,
+    );
+    build(
+        d,
+        SadbMsgHeader::new(t, SaType::Unspec, 0, 3),
+        &[(ExtType::Policy, p.into())],
+    )
+}
+
+/// A policy's hard lifetime: SADB_X_SPDEXPIRE to registered sockets and
+/// the policy gone (key.c `key_spdexpire`); SADB_X_SPDDELETE2 by id.
+#[test]
+fn spd_expire_and_delete_by_id() {
+    for d in DIALECTS {
+        let mut w = world(d);
+        let mut m = spdadd(d, 3);
+        // Append LIFETIME_HARD (addtime 5 s) and fix sadb_msg_len.
+        let lt = build(
+            d,
+            SadbMsgHeader::new(MsgType::XSpdAdd, SaType::Unspec, 0, 3),
+            &[(
+                ExtType::LifetimeHard,
+                LifetimeRepr {
+                    addtime: 5,
+                    ..Default::default()
+                }
+                .into(),
+            )],
+        );
+        m.extend_from_slice(&lt[16..]);
+        let units = u16::try_from(m.len() / 8).unwrap();
+        m[4..6].copy_from_slice(&units.to_ne_bytes());
+        let out = w.pk.handle(w.plain, &m, t(1000));
+        let id = parse(d, &reply(&out, w.plain, MsgType::XSpdAdd).unwrap().msg)
+            .policy()
+            .unwrap()
+            .id;
+        assert!(w.pk.poll(t(1004)).is_empty(), "{d:?}");
+        let out = w.pk.poll(t(1005));
+        let r = receivers(&out);
+        assert!(r.contains(&(w.esp, Route::Registered(None))), "{d:?} {r:?}");
+        assert!(r.contains(&(w.ah, Route::Registered(None))));
+        assert!(r.contains(&(w.promisc, Route::Promisc)));
+        assert!(plain_to(&out, w.plain).is_empty(), "not registered");
+        let e = parse(d, &plain_to(&out, w.esp)[0].msg);
+        assert_eq!(e.msg_type(), MsgType::XSpdExpire);
+        assert_eq!(e.policy().unwrap().id, id);
+        assert_eq!(e.lifetime_hard().unwrap().addtime, 5);
+        assert_eq!(e.lifetime_current().unwrap().addtime, 1000);
+        let out =
+            w.pk.handle(w.plain, &policy_by_id(d, MsgType::XSpdGet, id), t(1006));
+        assert_eq!(errno_of(&out.last().unwrap().msg), ENOENT, "{d:?}: expired");
+
+        // SADB_X_SPDDELETE2 by the id the SPDADD returned.
+        let out = w.pk.handle(w.plain, &spdadd(d, 3), t(1006));
+        let id = parse(d, &out.last().unwrap().msg).policy().unwrap().id;
+        let out =
+            w.pk.handle(w.plain, &policy_by_id(d, MsgType::XSpdGet, id), t(1006));
+        assert_eq!(errno_of(&out.last().unwrap().msg), 0);
+        let del = policy_by_id(d, MsgType::XSpdDelete2, id);
+        let out = w.pk.handle(w.plain, &del, t(1006));
+        assert_eq!(errno_of(&out.last().unwrap().msg), 0);
+        assert!(r.len() > 2 && out.len() >= 4, "to every socket");
+        assert!(w.pk.db().spd().is_empty());
+        let out = w.pk.handle(w.plain, &del, t(1006));
+        let e = errno_of(&out.last().unwrap().msg);
+        assert_eq!(
+            e,
+            if d == Dialect::Linux { ENOENT } else { EINVAL },
+            "{d:?}"
+        );
+    }
+}
