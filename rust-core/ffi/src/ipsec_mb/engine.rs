@@ -27,6 +27,9 @@
 //! * anything else (`aad_prefix`, a gap between `aad` and `payload`, a
 //!   suffix not adjacent to the ICV): the MAC input is composed in a
 //!   per-thread buffer and hashed there; the cipher runs as its own job.
+//! * nothing at all (AH or ESP-NULL over zero bytes): the library rejects a
+//!   zero-length MAC message; the MAC of the empty message, a constant of
+//!   the key, is computed at session set-up (see `empty_mac`) and used.
 
 use alloc::boxed::Box;
 use core::ffi::c_void;
@@ -368,7 +371,50 @@ fn setup_mac(
         Some(h) => keys.hmac_pads(m, h, key)?,
         None => keys.xcbc(m, key)?,
     }
+    empty_mac(alg, key, &mut keys.empty_mac.0)?;
     Ok(spec)
+}
+
+/// The MAC of the empty message under `key`, untruncated, into `out`.
+///
+/// The library rejects a job with nothing to authenticate (AH or ESP-NULL
+/// over zero bytes: RFC 3566 § 4.6 Test Case #1 is one), and it exposes no
+/// compression function that could finish HMAC's inner hash from the
+/// `ipad` state (RFC 2104 § 2) — its `*_one_block` functions start from the
+/// hash's initial value. Being a constant of the key, the value is computed
+/// once, here, by the software driver (RustCrypto's HMAC and the RFC 3566
+/// XCBC), and a request with an empty MAC input uses it.
+fn empty_mac(alg: MacAlg, key: &[u8], out: &mut [u8; 64]) -> Result<(), CryptoError> {
+    use fipsec_crypto::{Region, SecretKey};
+    let len = alg.output_len();
+    let params = SessionParams {
+        transform: Transform::Auth {
+            mac: alg,
+            key: SecretKey::new(key).ok_or(CryptoError::InvalidParams)?,
+            icv_len: len,
+        },
+        esn: false,
+    };
+    let soft = fipsec_crypto_soft::SoftEngine::new();
+    let session = soft.new_session(&params)?;
+    let layout = Layout {
+        aad: Region::new(0, 0),
+        icv_offset: 0,
+        ..Layout::default()
+    };
+    let mut pkt =
+        fipsec_buf::SliceBuf::from_slice(&[0u8; 64]).map_err(|_| CryptoError::NoMemory)?;
+    soft.process(
+        &*session,
+        Op::Encrypt,
+        &layout,
+        &mut pkt,
+        &CryptoStats::new(),
+    )?;
+    out.get_mut(..len)
+        .ok_or(CryptoError::InvalidParams)?
+        .copy_from_slice(pkt.bytes().get(..len).ok_or(CryptoError::InvalidParams)?);
+    Ok(())
 }
 
 /// Where the MAC input of an ETA/Auth request lies (span-relative).
@@ -1015,8 +1061,10 @@ fn eta_sync(
             };
             let hashed = compose(scratch, buf, layout, parts, true).and_then(|()| {
                 if scratch.is_empty() {
-                    // The library cannot MAC an empty message.
-                    return Err(CryptoError::DriverFailure);
+                    // Nothing to authenticate: the library rejects that; the
+                    // MAC of the empty message was computed at set-up.
+                    tag.0.copy_from_slice(&keys.empty_mac.0);
+                    return Ok(());
                 }
                 let mut h = JobSpec::empty();
                 set_hash(&mut h, mac, keys, 0, scratch.len(), tag.0.as_mut_ptr());
