@@ -105,6 +105,7 @@ pub trait AsyncDriver<P, C>: Send + Sync {
 
 /// The smallest region covering every byte a request touches, after
 /// checking that each region lies inside a packet of `pkt_len` bytes.
+#[inline]
 pub fn request_span(
     layout: &Layout,
     icv_len: usize,
@@ -133,6 +134,7 @@ pub fn request_span(
 /// in place when the span lies in one segment, otherwise through a
 /// temporary linear copy that is written back (counted as `linearized`).
 /// A payload start that is not 4-byte aligned is counted as `misaligned`.
+#[inline]
 pub fn with_span<R>(
     pkt: &mut dyn PacketBuf,
     span: Region,
@@ -173,6 +175,7 @@ pub struct SpanMap {
 impl SpanMap {
     /// Maps the request's regions into span-relative ranges. The ICV must not
     /// overlap the AAD or the payload.
+    #[inline]
     pub fn new(layout: &Layout, icv_len: usize, span: Region) -> Result<SpanMap, CryptoError> {
         let rel = |r: Region| -> Result<core::ops::Range<usize>, CryptoError> {
             if r.len == 0 {

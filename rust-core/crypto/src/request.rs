@@ -44,6 +44,7 @@ impl Region {
     }
 
     /// One past the last byte, or `None` on overflow.
+    #[inline]
     pub fn end(&self) -> Option<usize> {
         self.start.checked_add(self.len)
     }
@@ -145,6 +146,9 @@ pub struct Request<P, C> {
     pub order_key: u32,
     /// Drivers already tried for this request (bit per driver index).
     pub(crate) tried: u32,
+    /// Set by [`crate::Framework::dispatch_batch`] once the request has
+    /// completed on a synchronous engine.
+    pub(crate) outcome: Option<Result<(), CryptoError>>,
 }
 
 impl<P, C> Request<P, C> {
@@ -158,6 +162,7 @@ impl<P, C> Request<P, C> {
             cont,
             order_key: 0,
             tried: 0,
+            outcome: None,
         }
     }
 

@@ -43,7 +43,7 @@ use fipsec_crypto::{
 };
 
 use super::keys::{A16, HmacHash, Keys, aes_index, wipe};
-use super::mgr::{Api, AuthFields, Completed, JobSpec, Manager, ThreadCtx, with_ctx};
+use super::mgr::{Api, AuthFields, Completed, Io, JobSpec, Manager, ThreadCtx, with_ctx};
 use super::sys;
 
 /// Fewest job-API requests in a batch for which the wide (auto-arch)
@@ -80,7 +80,7 @@ impl IpsecMbEngine {
     /// thread's managers) and returns the engine. Fails with
     /// [`CryptoError::DriverFailure`] when it does not.
     pub fn new() -> Result<IpsecMbEngine, CryptoError> {
-        let arch = with_ctx(|ctx| Ok(ctx.mb.arch))?;
+        let arch = with_ctx(|ctx| Ok(ctx.io.mb.arch))?;
         Ok(IpsecMbEngine { arch })
     }
 
@@ -139,6 +139,13 @@ pub struct MbSession {
 }
 
 impl EngineSession for MbSession {}
+
+impl MbSession {
+    /// Whether the session's cipher is 3DES-CBC.
+    fn is_3des(&self) -> bool {
+        matches!(self.kind, Kind::Eta { cipher, .. } | Kind::Cipher { cipher } if cipher.alg == CipherAlg::TripleDesCbc)
+    }
+}
 
 impl core::fmt::Debug for MbSession {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -239,8 +246,8 @@ impl Engine for IpsecMbEngine {
         if self.probe(params).is_none() {
             return Err(CryptoError::Unsupported);
         }
-        let (kind, keys) = with_ctx(|ctx| setup(params, &ctx.mb))?;
-        let api = with_ctx(|ctx| Ok(ctx.mb.api))?;
+        let (kind, keys) = with_ctx(|ctx| setup(params, &ctx.io.mb))?;
+        let api = with_ctx(|ctx| Ok(ctx.io.mb.api))?;
         Ok(Box::new(MbSession {
             api,
             kind,
@@ -270,7 +277,7 @@ impl Engine for IpsecMbEngine {
         }
         with_ctx(|ctx| {
             with_span(pkt, plan.span, stats, |buf| {
-                run_sync(ctx, s, op, layout, &plan, buf)
+                run_sync(&mut ctx.io, s, op, layout, &plan, buf)
             })
         })
     }
@@ -440,7 +447,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(s: &MbSession, layout: &Layout, pkt_len: usize) -> Result<Plan, CryptoError> {
         let span = request_span(layout, s.icv_len, pkt_len)?;
         let map = SpanMap::new(layout, s.icv_len, span)?;
@@ -637,7 +644,7 @@ fn compose(
 
 /// One request, synchronously, on a contiguous span.
 fn run_sync(
-    ctx: &mut ThreadCtx,
+    io: &mut Io,
     s: &MbSession,
     op: Op,
     layout: &Layout,
@@ -646,13 +653,13 @@ fn run_sync(
 ) -> Result<(), CryptoError> {
     match s.kind {
         Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
-            aead_sync(&mut ctx.scratch, s, op, layout, plan, buf)
+            aead_sync(&mut io.scratch, s, op, layout, plan, buf)
         }
         Kind::Eta { cipher, mac } => {
-            eta_sync(ctx, s, Some(&cipher), Some(&mac), op, layout, plan, buf)
+            eta_sync(io, s, Some(&cipher), Some(&mac), op, layout, plan, buf)
         }
-        Kind::Cipher { cipher } => eta_sync(ctx, s, Some(&cipher), None, op, layout, plan, buf),
-        Kind::Auth { mac } => eta_sync(ctx, s, None, Some(&mac), op, layout, plan, buf),
+        Kind::Cipher { cipher } => eta_sync(io, s, Some(&cipher), None, op, layout, plan, buf),
+        Kind::Auth { mac } => eta_sync(io, s, None, Some(&mac), op, layout, plan, buf),
     }
 }
 
@@ -946,7 +953,7 @@ fn chacha(
 /// time on the SSE manager.
 #[allow(clippy::too_many_arguments)]
 fn eta_sync(
-    ctx: &mut ThreadCtx,
+    io: &mut Io,
     s: &MbSession,
     cipher: Option<&CipherSpec>,
     mac: Option<&MacSpec>,
@@ -963,9 +970,7 @@ fn eta_sync(
     let suffix = layout.auth_suffix.as_slice();
     let mut tag = A16([0u8; 64]);
     let mut saved = [0u8; 64];
-    let ThreadCtx {
-        mb, sb, scratch, ..
-    } = ctx;
+    let Io { mb, sb, scratch } = io;
     // 3DES on the wide manager: a lone job on the SSE path costs ~20x more.
     let sb = if cipher.is_some_and(|c| c.alg == CipherAlg::TripleDesCbc) {
         mb
@@ -1121,6 +1126,9 @@ fn eta_sync(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     Unused,
+    /// Runs alone after the multi-buffer jobs (AEAD, composed MAC input,
+    /// multi-segment packet).
+    Deferred,
     /// Submitted, waiting for completion.
     Pending,
     /// First job done.
@@ -1137,9 +1145,18 @@ enum SlotState {
 /// handed to the library stay put while jobs are in flight.
 pub(crate) struct Slot {
     state: SlotState,
-    /// The request's plan while it is in the batch.
-    plan: Option<Plan>,
-    job: usize,
+    /// The request's session and span, recorded when its first job is
+    /// submitted (pass 1 of [`run_batch`]) and valid until the batch
+    /// returns; with the span-relative regions pass 2 needs.
+    session: *const MbSession,
+    span: *mut u8,
+    span_len: usize,
+    payload: Range<usize>,
+    icv: Range<usize>,
+    /// The ESN high bits were hashed from the ICV slot ([`MacInput::IcvSlot`]).
+    icv_slot: bool,
+    /// Submitted to the wide manager (else the SSE one).
+    wide: bool,
     tag: A16<64>,
     saved: [u8; 64],
     des_ptrs: [*const c_void; 3],
@@ -1149,13 +1166,39 @@ impl Slot {
     pub(crate) fn new() -> Slot {
         Slot {
             state: SlotState::Unused,
-            plan: None,
-            job: 0,
+            session: core::ptr::null(),
+            span: core::ptr::null_mut(),
+            span_len: 0,
+            payload: 0..0,
+            icv: 0..0,
+            icv_slot: false,
+            wide: false,
             tag: A16([0; 64]),
             saved: [0; 64],
             des_ptrs: [core::ptr::null(); 3],
         }
     }
+}
+
+/// The session and span recorded in a slot.
+///
+/// # Safety
+/// Only between pass 1 and the end of the [`run_batch`] call that recorded
+/// them: the session is borrowed by the batch's job for the whole call, and
+/// the span was handed out by the job's packet (`peek_mut`), which nothing
+/// else touches until the call returns.
+unsafe fn parts<'a>(
+    session: *const MbSession,
+    span: *mut u8,
+    span_len: usize,
+) -> Result<(&'a MbSession, &'a mut [u8]), CryptoError> {
+    if session.is_null() || span.is_null() {
+        return Err(CryptoError::InvalidRequest);
+    }
+    // SAFETY: per this function's contract both pointers came from live
+    // borrows that outlast the batch; `span_len` is the length of the slice
+    // `span` was taken from.
+    Ok(unsafe { (&*session, core::slice::from_raw_parts_mut(span, span_len)) })
 }
 
 fn mark(slots: &mut [Slot], c: Completed) {
@@ -1168,18 +1211,25 @@ fn mark(slots: &mut [Slot], c: Completed) {
     }
 }
 
-/// Up to [`MAX_INFLIGHT`] requests: AEAD, composed-MAC and multi-segment
-/// requests run one at a time; everything else is submitted to one manager
-/// and flushed together.
+/// Up to [`MAX_INFLIGHT`] requests. Those whose MAC input is one run of
+/// packet bytes in one segment (and cipher-only ones) go to a multi-buffer
+/// manager as they are planned; the rest (AEAD, composed MAC input,
+/// multi-segment packets) run one at a time once the managers are empty.
 fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
-    // Pass 1: plans; synchronous requests run now.
-    let mut n_mb = 0usize;
-    let mut des = false;
+    let ThreadCtx { io, slots } = ctx;
+    let slots = &mut slots[..];
+    // The wide manager pays off from a few requests on; 3DES always uses it
+    // (its flush on the SSE manager is the slowest).
+    let wide = jobs.len() >= MB_MIN_BATCH;
+
+    // Pass 1: plan; submit the first job of every multi-buffer request.
+    // Each session is looked up and each span taken once, and kept in the
+    // slot for pass 2.
     for (k, j) in jobs.iter_mut().enumerate() {
-        if let Some(slot) = ctx.slots.get_mut(k) {
-            slot.state = SlotState::Unused;
-            slot.plan = None;
-        }
+        let Some(slot) = slots.get_mut(k) else {
+            continue;
+        };
+        slot.state = SlotState::Unused;
         let s = match downcast(j.session) {
             Ok(s) => s,
             Err(e) => {
@@ -1194,45 +1244,25 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
                 continue;
             }
         };
-        if let Kind::Eta { cipher, .. } | Kind::Cipher { cipher } = s.kind
-            && cipher.alg == CipherAlg::TripleDesCbc
-        {
-            des = true;
-        }
         let multi = match s.kind {
             Kind::Cipher { .. } => true,
             Kind::Eta { .. } | Kind::Auth { .. } => !matches!(plan.mac, MacInput::Composed),
             Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => false,
-        } && j.pkt.peek_mut(plan.span.start, plan.span.len).is_some();
-        if multi {
-            if let Some(slot) = ctx.slots.get_mut(k) {
-                slot.plan = Some(plan);
-                n_mb += 1;
-            }
-        } else {
-            let (op, layout) = (j.op, j.layout);
-            j.result = with_span(j.pkt, plan.span, stats, |buf| {
-                run_sync(ctx, s, op, layout, &plan, buf)
-            });
-        }
-    }
-    if n_mb == 0 {
-        return;
-    }
-    let ThreadCtx { mb, sb, slots, .. } = ctx;
-    // 3DES never goes to the SSE manager (its flush is the slowest).
-    let m = if n_mb >= MB_MIN_BATCH || des { mb } else { sb };
-
-    // Pass 2: submit the first job of every multi-buffer request.
-    for (k, j) in jobs.iter_mut().enumerate() {
-        let Some(slot) = slots.get_mut(k) else {
+        };
+        let buf = match multi {
+            true => j.pkt.peek_mut(plan.span.start, plan.span.len),
+            false => None,
+        };
+        let Some(buf) = buf else {
+            slot.state = SlotState::Deferred;
             continue;
         };
-        if slot.plan.is_none() {
-            continue;
+        if !(buf.as_ptr() as usize).is_multiple_of(4) {
+            CryptoStats::inc(&stats.misaligned);
         }
-        let Ok(s) = downcast(j.session) else { continue };
-        match submit_first(m, slot, k, s, j.op, j.layout, j.pkt, stats) {
+        slot.wide = wide || s.is_3des();
+        let m = io.manager(slot.wide);
+        match submit_first(m, slot, k, s, buf, &plan, j.op, j.layout) {
             Ok(done) => {
                 j.result = Ok(());
                 if let Some(c) = done {
@@ -1245,20 +1275,19 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             mark(slots, c);
         }
     }
-    while let Some(c) = m.flush() {
-        mark(slots, c);
-    }
+    io.flush(slots);
 
-    // Pass 3: ICVs out / compare; verified decrypts get their cipher job.
+    // Pass 2: ICVs out / compare; verified decrypts get their cipher job.
     for (k, j) in jobs.iter_mut().enumerate() {
         let Some(slot) = slots.get_mut(k) else {
             continue;
         };
-        if slot.plan.is_none() || j.result.is_err() {
+        if matches!(slot.state, SlotState::Unused | SlotState::Deferred) || j.result.is_err() {
             continue;
         }
-        let Ok(s) = downcast(j.session) else { continue };
-        match finish_first(m, slot, k, s, j.op, j.layout, j.pkt) {
+        let m = io.manager(slot.wide);
+        // SAFETY: pass 1 of this call recorded the slot's parts.
+        match unsafe { finish_first(m, slot, k, j.op, j.layout) } {
             Ok(done) => {
                 if let Some(c) = done {
                     mark(slots, c);
@@ -1270,59 +1299,82 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             mark(slots, c);
         }
     }
-    while let Some(c) = m.flush() {
-        mark(slots, c);
-    }
+    io.flush(slots);
 
-    // Pass 4: results of the decrypt jobs.
-    for (k, j) in jobs.iter_mut().enumerate() {
-        let Some(slot) = slots.get_mut(k) else {
-            continue;
-        };
+    // Pass 3: results of the decrypt jobs; the slots forget the batch. The
+    // requests left for last run one at a time, with the managers empty.
+    for (j, slot) in jobs.iter_mut().zip(slots.iter_mut()) {
         match slot.state {
-            SlotState::Failed => j.result = Err(CryptoError::DriverFailure),
-            SlotState::Decrypting | SlotState::Pending => {
+            SlotState::Unused => continue,
+            SlotState::Deferred => {
+                slot.state = SlotState::Unused;
+                let (op, layout) = (j.op, j.layout);
+                j.result = downcast(j.session).and_then(|s| {
+                    let plan = Plan::new(s, layout, j.pkt.len())?;
+                    with_span(j.pkt, plan.span, stats, |buf| {
+                        run_sync(io, s, op, layout, &plan, buf)
+                    })
+                });
+                continue;
+            }
+            SlotState::Failed | SlotState::Decrypting | SlotState::Pending => {
                 j.result = Err(CryptoError::DriverFailure)
             }
             _ => {}
         }
+        slot.state = SlotState::Unused;
+        slot.session = core::ptr::null();
+        slot.span = core::ptr::null_mut();
         wipe(&mut slot.tag);
+    }
+}
+
+impl Io {
+    /// The manager for a batch slot: the wide one or the SSE one.
+    fn manager(&mut self, wide: bool) -> &mut Manager {
+        if wide { &mut self.mb } else { &mut self.sb }
+    }
+
+    /// Completes every job both managers hold.
+    fn flush(&mut self, slots: &mut [Slot]) {
+        for m in [&mut self.mb, &mut self.sb] {
+            while let Some(c) = m.flush() {
+                mark(slots, c);
+            }
+        }
     }
 }
 
 /// Prepares and submits the first job of a multi-buffer request: the
 /// chained cipher+hash for encryption, the hash for decryption, the cipher
-/// alone for cipher-only sessions.
+/// alone for cipher-only sessions. Records in the slot what pass 2 needs.
 #[allow(clippy::too_many_arguments)]
 fn submit_first(
     m: &mut Manager,
     slot: &mut Slot,
     k: usize,
     s: &MbSession,
+    buf: &mut [u8],
+    plan: &Plan,
     op: Op,
     layout: &Layout,
-    pkt: &mut dyn PacketBuf,
-    stats: &CryptoStats,
 ) -> Result<Option<Completed>, CryptoError> {
+    slot.session = s;
+    slot.span = buf.as_mut_ptr();
+    slot.span_len = buf.len();
+    slot.payload = plan.map.payload.clone();
+    slot.icv = plan.map.icv.clone();
+    slot.icv_slot = matches!(plan.mac, MacInput::IcvSlot(_));
     let Slot {
         state,
-        plan,
-        job,
         tag,
         saved,
         des_ptrs,
+        ..
     } = slot;
-    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
     let map = &plan.map;
-    let buf = pkt
-        .peek_mut(plan.span.start, plan.span.len)
-        .ok_or(CryptoError::InvalidRequest)?;
-    if !(buf.as_ptr() as usize).is_multiple_of(4) {
-        CryptoStats::inc(&stats.misaligned);
-    }
     let keys = &*s.keys;
     *des_ptrs = keys.des3_ptrs();
-    *job = k;
     let iv = layout.iv.as_slice();
     let mut spec = JobSpec::empty();
     match (&s.kind, &plan.mac) {
@@ -1397,25 +1449,32 @@ fn submit_first(
 
 /// After the first job: writes the ICV (encrypt) or verifies it and
 /// submits the decryption (decrypt).
-#[allow(clippy::too_many_arguments)]
-fn finish_first(
+///
+/// # Safety
+/// As [`parts`].
+unsafe fn finish_first(
     m: &mut Manager,
     slot: &mut Slot,
     k: usize,
-    s: &MbSession,
     op: Op,
     layout: &Layout,
-    pkt: &mut dyn PacketBuf,
 ) -> Result<Option<Completed>, CryptoError> {
     let Slot {
         state,
-        plan,
+        session,
+        span,
+        span_len,
+        payload,
+        icv,
+        icv_slot,
         tag,
         saved,
         des_ptrs,
         ..
     } = slot;
-    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
+    // SAFETY: forwarded contract.
+    let (s, buf) = unsafe { parts(*session, *span, *span_len) }?;
+    let icv_len = icv.len();
     match *state {
         SlotState::Finished => return Ok(None),
         SlotState::Done => {}
@@ -1424,12 +1483,8 @@ fn finish_first(
             // ESN bits, so that a retry on another driver sees the packet as
             // it arrived.
             if op == Op::Decrypt
-                && matches!(plan.mac, MacInput::IcvSlot(_))
-                && let Some(buf) = pkt.peek_mut(plan.span.start, plan.span.len)
-                && let (Some(d), Some(s)) = (
-                    buf.get_mut(plan.map.icv.clone()),
-                    saved.get(..plan.map.icv.len()),
-                )
+                && *icv_slot
+                && let (Some(d), Some(s)) = (buf.get_mut(icv.clone()), saved.get(..icv_len))
             {
                 d.copy_from_slice(s);
             }
@@ -1440,14 +1495,9 @@ fn finish_first(
         *state = SlotState::Finished;
         return Ok(None);
     }
-    let map = &plan.map;
-    let icv_len = map.icv.len();
-    let buf = pkt
-        .peek_mut(plan.span.start, plan.span.len)
-        .ok_or(CryptoError::InvalidRequest)?;
     let computed = tag.0.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
     let icv = buf
-        .get_mut(map.icv.clone())
+        .get_mut(icv.clone())
         .ok_or(CryptoError::InvalidRequest)?;
     if op == Op::Encrypt {
         icv.copy_from_slice(computed);
@@ -1455,7 +1505,7 @@ fn finish_first(
         return Ok(None);
     }
     let received = saved.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
-    if matches!(plan.mac, MacInput::IcvSlot(_)) {
+    if *icv_slot {
         icv.copy_from_slice(received);
     }
     if !ct_eq(computed, received) {
@@ -1473,7 +1523,7 @@ fn finish_first(
         &s.keys,
         des_ptrs,
         sys::IMB_DIR_DECRYPT,
-        &map.payload,
+        payload,
         layout.iv.as_slice(),
     );
     if spec.cipher_mode == sys::IMB_CIPHER_NULL {
