@@ -9,7 +9,7 @@ use fipsec_buf::PacketBuf;
 
 use crate::CryptoError;
 use crate::params::SessionParams;
-use crate::request::{Done, Layout, Op, Region, Request};
+use crate::request::{Layout, Op, Region, Request};
 use crate::stats::CryptoStats;
 
 /// Index of a registered driver in its framework.
@@ -99,8 +99,9 @@ pub trait AsyncDriver<P, C>: Send + Sync {
     #[allow(clippy::result_large_err)]
     fn submit(&self, req: Request<P, C>, me: DriverId) -> Result<(), (Request<P, C>, CryptoError)>;
 
-    /// Hands every finished request to `out`; returns how many.
-    fn poll(&self, out: &mut dyn FnMut(Done<P, C>)) -> usize;
+    /// Hands every finished request to `out`, with its outcome; returns how
+    /// many.
+    fn poll(&self, out: &mut dyn FnMut(Request<P, C>, Result<(), CryptoError>)) -> usize;
 }
 
 /// The smallest region covering every byte a request touches, after

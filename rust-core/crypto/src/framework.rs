@@ -239,11 +239,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
         loop {
             let Some((di, ci)) = self.pick(&req.session, req.tried) else {
                 CryptoStats::inc(&self.stats.err_no_driver);
-                req.tried = 0;
-                return Some(Done {
-                    req,
-                    result: Err(CryptoError::NoDriver),
-                });
+                return Some(req.into_done(Err(CryptoError::NoDriver)));
             };
             if req.tried != 0 {
                 CryptoStats::inc(&self.stats.fallbacks);
@@ -274,8 +270,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         }
                         r => {
                             self.count_result(slot, &r);
-                            req.tried = 0;
-                            return Some(Done { req, result: r });
+                            return Some(req.into_done(r));
                         }
                     }
                 }
@@ -331,12 +326,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
         // `dispatch` (queued on an asynchronous driver, or retried after a
         // driver failure).
         let mut delivered = 0;
-        for mut req in reqs.drain(..) {
-            match req.outcome.take() {
+        for req in reqs.drain(..) {
+            match req.outcome {
                 Some(result) => {
-                    req.tried = 0;
                     delivered += 1;
-                    out(Done { req, result });
+                    out(req.into_done(result));
                 }
                 None => {
                     if let Some(done) = self.dispatch(req, now) {
@@ -492,17 +486,16 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 continue;
             };
             let mut retry: Vec<Request<P, C>> = Vec::new();
-            driver.poll(&mut |mut done: Done<P, C>| {
+            driver.poll(&mut |req: Request<P, C>, result| {
                 slot.inflight.fetch_sub(1, Ordering::AcqRel);
                 slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
-                if done.result == Err(CryptoError::DriverFailure) {
+                if result == Err(CryptoError::DriverFailure) {
                     self.note_error(slot);
-                    retry.push(done.req);
+                    retry.push(req);
                 } else {
-                    self.count_result(slot, &done.result);
-                    done.req.tried = 0;
+                    self.count_result(slot, &result);
                     delivered += 1;
-                    out(done);
+                    out(req.into_done(result));
                 }
             });
             for req in retry {

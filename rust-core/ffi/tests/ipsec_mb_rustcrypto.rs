@@ -470,29 +470,24 @@ fn rustcrypto_cross_check_framework_batches() {
         assert!(reqs.is_empty());
         // Completions in submission order.
         assert_eq!(
-            sealed.iter().map(|d| d.req.cont).collect::<Vec<_>>(),
+            sealed.iter().map(|d| d.cont).collect::<Vec<_>>(),
             range.clone().collect::<Vec<_>>()
         );
         for d in &sealed {
-            let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
+            let (c, b) = (&cases[d.cont], &built[d.cont]);
             assert_eq!(d.result, Ok(()), "{}", c.name);
             assert_eq!(
-                region(d.req.pkt.bytes(), b.payload),
+                region(d.pkt.bytes(), b.payload),
                 &c.ciphertext[..],
                 "{}: ciphertext",
                 c.name
             );
-            assert_eq!(
-                region(d.req.pkt.bytes(), b.icv),
-                &c.icv[..],
-                "{}: icv",
-                c.name
-            );
+            assert_eq!(region(d.pkt.bytes(), b.icv), &c.icv[..], "{}: icv", c.name);
         }
         // Decrypt the batch back, one request in three tampered with.
         for d in sealed {
-            let k = d.req.cont;
-            let mut pkt = d.req.pkt;
+            let k = d.cont;
+            let mut pkt = d.pkt;
             if k % 3 == 0 && cases[k].params.icv_len() > 0 {
                 let at = built[k].icv.start;
                 let mut byte = [0u8];
@@ -508,11 +503,11 @@ fn rustcrypto_cross_check_framework_batches() {
             ));
         }
         fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
-            let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
-            if d.req.cont % 3 == 0 && c.params.icv_len() > 0 {
+            let (c, b) = (&cases[d.cont], &built[d.cont]);
+            if d.cont % 3 == 0 && c.params.icv_len() > 0 {
                 assert_eq!(d.result, Err(CryptoError::BadIcv), "{}", c.name);
                 assert_eq!(
-                    region(d.req.pkt.bytes(), b.payload),
+                    region(d.pkt.bytes(), b.payload),
                     &c.ciphertext[..],
                     "{}: kept",
                     c.name
@@ -520,7 +515,7 @@ fn rustcrypto_cross_check_framework_batches() {
             } else {
                 assert_eq!(d.result, Ok(()), "{}", c.name);
                 assert_eq!(
-                    region(d.req.pkt.bytes(), b.payload),
+                    region(d.pkt.bytes(), b.payload),
                     &c.plaintext[..],
                     "{}",
                     c.name
@@ -557,12 +552,12 @@ fn framework_dispatch_matches_dispatch_batch() {
             .unwrap();
         assert_eq!(one.result, Ok(()), "{}", c.name);
         assert_eq!(
-            region(one.req.pkt.bytes(), b.payload),
+            region(one.pkt.bytes(), b.payload),
             &c.ciphertext[..],
             "{}",
             c.name
         );
-        assert_eq!(region(one.req.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
+        assert_eq!(region(one.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
     }
 }
 
@@ -624,10 +619,10 @@ fn dispatch_batch_falls_back_and_counts() {
         10
     );
     for d in &got {
-        let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
+        let (c, b) = (&cases[d.cont], &built[d.cont]);
         assert_eq!(d.result, Ok(()), "{}", c.name);
         assert_eq!(
-            region(d.req.pkt.bytes(), b.payload),
+            region(d.pkt.bytes(), b.payload),
             &c.ciphertext[..],
             "{}",
             c.name
@@ -742,15 +737,15 @@ fn threaded_driver_runs_the_engine() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while done < cases.len() && std::time::Instant::now() < deadline {
         fw.poll(Instant::ZERO, &mut |d| {
-            let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
+            let (c, b) = (&cases[d.cont], &built[d.cont]);
             assert_eq!(d.result, Ok(()), "{}", c.name);
             assert_eq!(
-                region(d.req.pkt.bytes(), b.payload),
+                region(d.pkt.bytes(), b.payload),
                 &c.ciphertext[..],
                 "{}",
                 c.name
             );
-            assert_eq!(region(d.req.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
+            assert_eq!(region(d.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
             done += 1;
         });
         std::thread::yield_now();

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use fipsec_buf::SliceBuf;
 use fipsec_crypto::{
-    AeadAlg, CipherAlg, Framework, InlineBytes, Instant, Layout, MacAlg, Op, Region, Request,
+    AeadAlg, CipherAlg, Done, Framework, InlineBytes, Instant, Layout, MacAlg, Op, Region, Request,
     SecretKey, SessionParams, Transform,
 };
 use fipsec_ffi::accel::{self, EngineFactory};
@@ -422,10 +422,12 @@ fn bench_engine(
         for _ in 0..reps {
             let Some(pkt) = slot.take() else { return };
             let req = Request::new(session.clone(), Op::Encrypt, *layout, pkt, ());
+            // The "after" half takes the completion apart, as a protocol's
+            // would: the packet goes on, the session reference is dropped.
             match fw.dispatch(req, now) {
-                Some(done) => {
-                    failed += usize::from(done.result.is_err());
-                    slot = Some(done.req.pkt);
+                Some(Done { pkt, result, .. }) => {
+                    failed += usize::from(result.is_err());
+                    slot = Some(pkt);
                 }
                 None => failed += 1,
             }
@@ -442,9 +444,9 @@ fn bench_engine(
             for pkt in pool.drain(..) {
                 reqs.push(Request::new(session.clone(), Op::Encrypt, *layout, pkt, ()));
             }
-            fw.dispatch_batch(&mut reqs, now, &mut |done| {
-                failed += usize::from(done.result.is_err());
-                pool.push(done.req.pkt);
+            fw.dispatch_batch(&mut reqs, now, &mut |Done { pkt, result, .. }| {
+                failed += usize::from(result.is_err());
+                pool.push(pkt);
             });
         }
     });

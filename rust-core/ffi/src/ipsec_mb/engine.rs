@@ -96,7 +96,9 @@ pub(crate) struct CipherSpec {
     alg: CipherAlg,
     mode: sys::IMB_CIPHER_MODE,
     key_len: u64,
-    block: usize,
+    /// Block length minus one: payloads must have no bits of it set (every
+    /// block length is a power of two; a mask costs no division per packet).
+    block_mask: usize,
     iv_len: usize,
 }
 
@@ -156,6 +158,13 @@ impl core::fmt::Debug for MbSession {
     }
 }
 
+const _: () = assert!(
+    CipherAlg::Null.block_len().is_power_of_two()
+        && CipherAlg::AesCtr.block_len().is_power_of_two()
+        && CipherAlg::AesCbc.block_len().is_power_of_two()
+        && CipherAlg::TripleDesCbc.block_len().is_power_of_two()
+);
+
 fn cipher_spec(alg: CipherAlg, key_len: usize) -> CipherSpec {
     let mode = match alg {
         CipherAlg::Null => sys::IMB_CIPHER_NULL,
@@ -167,7 +176,7 @@ fn cipher_spec(alg: CipherAlg, key_len: usize) -> CipherSpec {
         alg,
         mode,
         key_len: key_len as u64,
-        block: alg.block_len(),
+        block_mask: alg.block_len().saturating_sub(1),
         iv_len: alg.request_iv_len(),
     }
 }
@@ -463,7 +472,7 @@ impl Plan {
                 if cipher.alg != CipherAlg::Null && layout.iv.len() != cipher.iv_len {
                     return Err(CryptoError::InvalidRequest);
                 }
-                if !payload_len.is_multiple_of(cipher.block) {
+                if payload_len & cipher.block_mask != 0 {
                     return Err(CryptoError::InvalidRequest);
                 }
             }
@@ -1126,7 +1135,7 @@ fn eta_sync(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     Unused,
-    /// Runs alone after the multi-buffer jobs (AEAD, composed MAC input,
+    /// Runs alone after the multi-buffer jobs (composed MAC input,
     /// multi-segment packet).
     Deferred,
     /// Submitted, waiting for completion.
@@ -1213,8 +1222,9 @@ fn mark(slots: &mut [Slot], c: Completed) {
 
 /// Up to [`MAX_INFLIGHT`] requests. Those whose MAC input is one run of
 /// packet bytes in one segment (and cipher-only ones) go to a multi-buffer
-/// manager as they are planned; the rest (AEAD, composed MAC input,
-/// multi-segment packets) run one at a time once the managers are empty.
+/// manager as they are planned; AEAD requests run as they come (their
+/// direct APIs use no manager); the rest (composed MAC input, multi-segment
+/// packets) run one at a time once the managers are empty.
 fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
     let ThreadCtx { io, slots } = ctx;
     let slots = &mut slots[..];
@@ -1247,7 +1257,14 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
         let multi = match s.kind {
             Kind::Cipher { .. } => true,
             Kind::Eta { .. } | Kind::Auth { .. } => !matches!(plan.mac, MacInput::Composed),
-            Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => false,
+            Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
+                // The AEAD direct APIs use no manager: run it now.
+                let (op, layout, scratch) = (j.op, j.layout, &mut io.scratch);
+                j.result = with_span(j.pkt, plan.span, stats, |buf| {
+                    aead_sync(scratch, s, op, layout, &plan, buf)
+                });
+                continue;
+            }
         };
         let buf = match multi {
             true => j.pkt.peek_mut(plan.span.start, plan.span.len),
