@@ -246,8 +246,6 @@ impl<P: PacketBuf, C> Framework<P, C> {
             }
             req.tried |= 1u32 << di;
             let slot = self.slots.get(di)?;
-            CryptoStats::inc(&self.stats.requests);
-            DriverStats::inc(&slot.stats.requests);
             match &slot.kind {
                 Kind::Sync(engine) => {
                     // Borrow the session's keyed state and the packet side by
@@ -263,6 +261,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         continue;
                     };
                     let r = engine.process(state, *op, layout, pkt, &self.stats);
+                    // Counted once the engine returns (it completes before
+                    // anyone could observe the request in between): the
+                    // counter updates do not wait on the request's stores.
+                    CryptoStats::inc(&self.stats.requests);
+                    DriverStats::inc(&slot.stats.requests);
                     match r {
                         Err(CryptoError::DriverFailure) => {
                             self.note_error(slot);
@@ -275,6 +278,8 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     }
                 }
                 Kind::Async(driver) => {
+                    CryptoStats::inc(&self.stats.requests);
+                    DriverStats::inc(&slot.stats.requests);
                     if slot.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
                         slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
                     }
@@ -329,8 +334,22 @@ impl<P: PacketBuf, C> Framework<P, C> {
         for req in reqs.drain(..) {
             match req.outcome {
                 Some(result) => {
+                    // Only what the completion carries is moved.
+                    let Request {
+                        session,
+                        op,
+                        pkt,
+                        cont,
+                        ..
+                    } = req;
                     delivered += 1;
-                    out(req.into_done(result));
+                    out(Done {
+                        session,
+                        op,
+                        pkt,
+                        cont,
+                        result,
+                    });
                 }
                 None => {
                     if let Some(done) = self.dispatch(req, now) {

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | AES-GCM, AES-GMAC | direct GCM/GMAC API (auto arch), through function pointers kept in the session: no thread context unless the AAD must be composed | same, one call per request |
 //! | ChaCha20-Poly1305 | direct API, likewise | same |
-//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API on the thread's SSE manager (SHA-NI), submit + flush | job API: every job of the batch submitted to the thread's auto-arch manager (16 lanes on AVX-512), then flushed; batches under [`MB_MIN_BATCH`] use the SSE manager |
+//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API on the thread's SSE manager (SHA-NI), submit + flush | job API: every job of the batch submitted to the thread's auto-arch manager (16 lanes on AVX-512) as it is planned, then flushed; batches under [`MB_MIN_BATCH`] use the SSE manager (3DES never does); on encryption an ICV of the RFC length is written by the library straight into the packet |
 //!
 //! The library (v1.3) has no multi-buffer AES-GCM or ChaCha20-Poly1305:
 //! those gain nothing from batching, while CBC encryption and HMAC run
@@ -110,6 +110,10 @@ pub(crate) struct MacSpec {
     /// Tag length requested from the library (it accepts only the full
     /// digest or the RFC truncation); the ICV is its first `icv_len` bytes.
     tag_len: usize,
+    /// The RFC truncation (`MacAlg::ipsec_icv_len`), which the library
+    /// also produces: an ICV of that length can be written by the library
+    /// straight into the packet.
+    short_len: usize,
 }
 
 /// What a session computes, in the library's terms.
@@ -196,6 +200,7 @@ fn mac_spec(alg: MacAlg) -> (MacSpec, Option<HmacHash>) {
             alg: a,
             xcbc: h.is_none(),
             tag_len,
+            short_len: alg.ipsec_icv_len(),
         },
         h,
     )
@@ -1164,6 +1169,9 @@ pub(crate) struct Slot {
     icv: Range<usize>,
     /// The ESN high bits were hashed from the ICV slot ([`MacInput::IcvSlot`]).
     icv_slot: bool,
+    /// The library writes the ICV into the packet itself (encryption, MAC
+    /// input in the packet, ICV of the RFC length).
+    icv_out: bool,
     /// Submitted to the wide manager (else the SSE one).
     wide: bool,
     tag: A16<64>,
@@ -1181,6 +1189,7 @@ impl Slot {
             payload: 0..0,
             icv: 0..0,
             icv_slot: false,
+            icv_out: false,
             wide: false,
             tag: A16([0; 64]),
             saved: [0; 64],
@@ -1234,18 +1243,27 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
 
     // Pass 1: plan; submit the first job of every multi-buffer request.
     // Each session is looked up and each span taken once, and kept in the
-    // slot for pass 2.
+    // slot for pass 2. A batch is mostly one SA's packets: a session that
+    // is the previous request's is not looked up again.
+    let mut last: Option<(*const (), &MbSession)> = None;
     for (k, j) in jobs.iter_mut().enumerate() {
         let Some(slot) = slots.get_mut(k) else {
             continue;
         };
         slot.state = SlotState::Unused;
-        let s = match downcast(j.session) {
-            Ok(s) => s,
-            Err(e) => {
-                j.result = Err(e);
-                continue;
-            }
+        let id = (j.session as *const dyn EngineSession).cast::<()>();
+        let s = match last {
+            Some((prev, s)) if prev == id => s,
+            _ => match downcast(j.session) {
+                Ok(s) => {
+                    last = Some((id, s));
+                    s
+                }
+                Err(e) => {
+                    j.result = Err(e);
+                    continue;
+                }
+            },
         };
         let plan = match Plan::new(s, j.layout, j.pkt.len()) {
             Ok(p) => p,
@@ -1342,7 +1360,9 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
         slot.state = SlotState::Unused;
         slot.session = core::ptr::null();
         slot.span = core::ptr::null_mut();
-        wipe(&mut slot.tag);
+        if !slot.icv_out {
+            wipe(&mut slot.tag);
+        }
     }
 }
 
@@ -1382,8 +1402,10 @@ fn submit_first(
     slot.payload = plan.map.payload.clone();
     slot.icv = plan.map.icv.clone();
     slot.icv_slot = matches!(plan.mac, MacInput::IcvSlot(_));
+    slot.icv_out = false;
     let Slot {
         state,
+        icv_out,
         tag,
         saved,
         des_ptrs,
@@ -1450,6 +1472,20 @@ fn submit_first(
             spec.direction = sys::IMB_DIR_ENCRYPT;
             spec.chain_order = sys::IMB_ORDER_CIPHER_HASH;
             set_hash(&mut spec, mac, keys, r.start, len, tag.0.as_mut_ptr());
+            if op == Op::Encrypt
+                && matches!(plan.mac, MacInput::Direct(_))
+                && map.icv.len() == mac.short_len
+            {
+                // The ICV goes straight into the packet: it lies in the
+                // span and overlaps neither the hashed bytes nor the
+                // ciphered ones (SpanMap).
+                let icv = buf
+                    .get_mut(map.icv.clone())
+                    .ok_or(CryptoError::InvalidRequest)?;
+                spec.tag = icv.as_mut_ptr();
+                spec.tag_len = mac.short_len as u64;
+                *icv_out = true;
+            }
         }
         _ => return Err(CryptoError::InvalidRequest),
     }
@@ -1484,6 +1520,7 @@ unsafe fn finish_first(
         payload,
         icv,
         icv_slot,
+        icv_out,
         tag,
         saved,
         des_ptrs,
@@ -1509,6 +1546,11 @@ unsafe fn finish_first(
         }
     }
     if let Kind::Cipher { .. } = s.kind {
+        *state = SlotState::Finished;
+        return Ok(None);
+    }
+    if *icv_out {
+        // Encryption whose ICV the library wrote into the packet.
         *state = SlotState::Finished;
         return Ok(None);
     }
