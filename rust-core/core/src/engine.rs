@@ -478,11 +478,21 @@ impl<P: PacketBuf> Worker<P> {
         Next::Input(pkt, cont)
     }
 
-    fn output_step(&mut self, now: Instant, mut pkt: P, cont: Cont) -> Started<P> {
-        let Some(sa) = cont.sa().cloned() else {
+    fn output_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Started<P> {
+        let idx = usize::from(cont.idx);
+        let Some(proto) = cont.sa().map(|sa| sa.proto()) else {
             return Started::Next(Next::Verdict(Verdict::Transmit(pkt)));
         };
-        if sa.mode() == Mode::Tunnel {
+        // ESP borrows the continuation's reference (taken out here and put
+        // back by `esp_output_before`); AH and IPCOMP get their own.
+        let sa = match proto {
+            SaProto::Esp => cont.sas.get_mut(idx).and_then(Option::take),
+            _ => cont.sa().cloned(),
+        };
+        let Some(sa) = sa else {
+            return Started::Next(Next::Verdict(Verdict::Transmit(pkt)));
+        };
+        let info = if sa.mode() == Mode::Tunnel {
             let df = match sa.config().df {
                 DfBit::Copy => self.ipsec.config.df,
                 DfBit::Set => DfPolicy::Set,
@@ -496,19 +506,33 @@ impl<P: PacketBuf> Worker<P> {
                 ipv4_id: self.ip_id,
                 flow_label: 0,
             };
-            if let Err(e) =
-                ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
-            {
-                return Started::Next(self.drop_on(&sa, false, ipip_out_reason(e)));
-            }
+            let mut first = [0u8; 1];
+            let inner = pkt
+                .copy_out(0, &mut first)
+                .ok()
+                .and_then(|()| IpVersion::of(first[0]).ok());
+            let outer =
+                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
+                {
+                    Ok(v) => v,
+                    Err(e) => return Started::Next(self.drop_on(&sa, false, ipip_out_reason(e))),
+                };
             self.ipsec.stats.ipip.count_out(pkt.len());
-        }
-        let info = match packet::parse(&mut pkt, false) {
-            Ok(i) => i,
-            Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+            // The outer header was just built: its facts are known, no need
+            // to parse it back.
+            match inner.and_then(|v| packet::outer_info(outer, v, &sa, pkt.len())) {
+                Some(i) => i,
+                None => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+            }
+        } else {
+            match packet::parse(&mut pkt, false) {
+                Ok(i) => i,
+                Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+            }
         };
+        let own_header = sa.mode() == Mode::Tunnel;
         match sa.proto() {
-            SaProto::Esp => self.esp_output_before(now, pkt, info, cont, sa),
+            SaProto::Esp => self.esp_output_before(now, pkt, info, cont, sa, own_header),
             SaProto::Ah => self.ah_output_before(now, pkt, info, cont, sa),
             SaProto::IpComp => Started::Next(self.ipcomp_output(now, pkt, info, cont, sa)),
         }
