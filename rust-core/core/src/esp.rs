@@ -26,7 +26,7 @@ use fipsec_wire::esp::{
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Started, Step, Worker};
+use crate::engine::{Cont, Next, Step, Verdict, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -104,7 +104,9 @@ impl Shape {
 
 /// Builds the request layout for an ESP packet whose header starts at
 /// `skip`, with `enc_len` bytes of payload+padding+trailer after the IV.
-/// `explicit_iv` is the IV as carried in the packet.
+/// `explicit_iv` is the IV as carried in the packet. Inlined so that the
+/// layout is built where the request holds it, not copied there.
+#[inline(always)]
 fn layout(
     shape: &Shape,
     salt: &[u8],
@@ -197,13 +199,13 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         mut pkt: P,
-        info: IpInfo,
+        info: &IpInfo,
         mut cont: Cont,
-    ) -> Started<P> {
+    ) -> Next<P> {
         let skip = info.offset;
         let mut hdr = [0u8; ESP_HDR_LEN];
         if pkt.copy_out(skip, &mut hdr).is_err() {
-            return Started::Next(self.drop_pkt(DropReason::EspInTruncated));
+            return self.drop_pkt(DropReason::EspInTruncated);
         }
         let [s0, s1, s2, s3, q0, q1, q2, q3] = hdr;
         let spi = u32::from_be_bytes([s0, s1, s2, s3]);
@@ -211,39 +213,39 @@ impl<P: PacketBuf> Worker<P> {
         // Borrowed from this worker's snapshot: the one reference count the
         // packet takes is the continuation's, below.
         let Some(sa) = self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi)) else {
-            return Started::Next(self.drop_pkt(DropReason::EspInNoSa));
+            return self.drop_pkt(DropReason::EspInNoSa);
         };
         if !sa.is_valid() {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspInSaNotValid));
+            return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
         let Some(session) = sa.session() else {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspNoSession));
+            return self.drop_on(sa, true, DropReason::EspNoSession);
         };
         let params = session.params();
         let shape = Shape::of(params);
         let plen = pkt.len().saturating_sub(skip);
         let overhead = ESP_HDR_LEN + shape.iv_len + shape.icv_len;
         let Some(enc_len) = plen.checked_sub(overhead).filter(|&n| n >= 2) else {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspInTruncated));
+            return self.drop_on(sa, true, DropReason::EspInTruncated);
         };
         if shape.block > 1 && !block_multiple(enc_len, shape.block) {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspInPayloadNotBlockMultiple));
+            return self.drop_on(sa, true, DropReason::EspInPayloadNotBlockMultiple);
         }
         // RFC 4303 § 3.4.3: check before the ICV, commit only after it.
         let seq = match sa.replay() {
             Some(r) => match r.lock().check(seq_lo) {
                 Ok(s) => s,
-                Err(e) => return Started::Next(self.drop_on(sa, true, replay_reason(e))),
+                Err(e) => return self.drop_on(sa, true, replay_reason(e)),
             },
             None => u64::from(seq_lo),
         };
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspInBufferError));
+            return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         let mut iv = [0u8; 16];
         let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
         if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspInTruncated));
+            return self.drop_on(sa, true, DropReason::EspInTruncated);
         }
         let Ok(layout) = layout(
             &shape,
@@ -254,7 +256,7 @@ impl<P: PacketBuf> Worker<P> {
             iv,
             pkt.len(),
         ) else {
-            return Started::Next(self.drop_on(sa, true, DropReason::EspInCryptoFailed));
+            return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
         };
         let session = session.clone();
         let order_key = sa.id().0 as u32;
@@ -271,11 +273,16 @@ impl<P: PacketBuf> Worker<P> {
             iv_len: shape.iv_len as u8,
             icv_len: shape.icv_len as u8,
         });
-        let req = Request::new(session, Op::Decrypt, layout, pkt, cont).with_order_key(order_key);
-        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+        let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
+        req.order_key = order_key;
+        match self.ipsec.crypto.dispatch(req, now) {
+            Some(done) => self.esp_input_after(now, done),
+            None => Next::Verdict(Verdict::Pending),
+        }
     }
 
     /// ESP input, "after" half.
+    #[inline]
     pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
         let Done { req, result } = done;
         let Request { mut pkt, cont, .. } = req;
@@ -350,7 +357,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         sa.counters.count_in(enc_len as u64);
-        self.ipsec.stats.esp.count_in(enc_len);
+        self.stats.esp.count_in_local(enc_len);
         self.input_continue(pkt, cont, version, skip, next_header)
     }
 
@@ -367,26 +374,26 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         mut pkt: P,
-        info: IpInfo,
+        info: &IpInfo,
         mut cont: Cont,
         sa: SaRef,
         own_header: bool,
-    ) -> Started<P> {
+    ) -> Next<P> {
         let Some(session) = sa.session().cloned() else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspNoSession));
+            return self.drop_on(&sa, false, DropReason::EspNoSession);
         };
         let params = session.params();
         let shape = Shape::of(params);
-        let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, &info) {
+        let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, info) {
             Ok(p) => p,
-            Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+            Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
         };
         let Ok(seq) = sa.next_seq() else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutSeqOverflow));
+            return self.drop_on(&sa, false, DropReason::EspOutSeqOverflow);
         };
         let payload_len = pkt.len().saturating_sub(skip);
         if self.lifetime(&sa, payload_len, now) {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutLifetimeExpired));
+            return self.drop_on(&sa, false, DropReason::EspOutLifetimeExpired);
         }
         // RFC 4303 § 2.7: TFC padding only where the inner datagram's length
         // tells the receiver where it ends (tunnel mode).
@@ -400,16 +407,16 @@ impl<P: PacketBuf> Worker<P> {
             0
         };
         let Ok(pad_len) = pad_len_for(payload_len + tfc, shape.block.max(1)) else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         };
         let pad = usize::from(pad_len);
         let enc_len = payload_len + tfc + pad + 2;
         let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
         if new_len > fipsec_wire::ipv4::MAX_PACKET_LEN + fipsec_wire::ipv6::HEADER_LEN {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutTooBig));
+            return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         // The explicit IV: unpredictable for CBC (RFC 3602 § 2.3); unique for
         // counter modes, where the 64-bit sequence number serves (RFC 4106
@@ -438,7 +445,7 @@ impl<P: PacketBuf> Worker<P> {
             Err(_) => false,
         };
         if !ok {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         let ok = match pkt.pad(tfc + pad + 2 + shape.icv_len) {
             Ok(t) => {
@@ -455,7 +462,7 @@ impl<P: PacketBuf> Worker<P> {
             Err(_) => false,
         };
         if !ok {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         let fixed =
             packet::set_next_header_and_length(&mut pkt, info.version, nh_offset, IpProtocol::Esp)
@@ -467,7 +474,7 @@ impl<P: PacketBuf> Worker<P> {
                     }
                 });
         if fixed.is_err() {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         let Ok(layout) = layout(
             &shape,
@@ -478,7 +485,7 @@ impl<P: PacketBuf> Worker<P> {
             iv,
             pkt.len(),
         ) else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutCryptoFailed));
+            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
         };
         cont.step = Step::EspOut(EspOutCont {
             bytes: payload_len as u32,
@@ -487,11 +494,16 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(slot) = cont.sas.get_mut(usize::from(cont.idx)) {
             *slot = Some(sa);
         }
-        let req = Request::new(session, Op::Encrypt, layout, pkt, cont).with_order_key(order_key);
-        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+        let mut req = Request::new(session, Op::Encrypt, layout, pkt, cont);
+        req.order_key = order_key;
+        match self.ipsec.crypto.dispatch(req, now) {
+            Some(done) => self.esp_output_after(now, done),
+            None => Next::Verdict(Verdict::Pending),
+        }
     }
 
     /// ESP output, "after" half.
+    #[inline]
     pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
         let Done { req, result } = done;
         let Request { pkt, cont, .. } = req;
@@ -502,7 +514,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
         }
         sa.counters.count_out(u64::from(c.bytes));
-        self.ipsec.stats.esp.count_out(c.bytes as usize);
+        self.stats.esp.count_out_local(c.bytes as usize);
         self.output_continue(pkt, cont)
     }
 }

@@ -52,19 +52,10 @@ pub struct IpInfo {
     pub fragment: bool,
 }
 
-fn sa4(b: &[u8]) -> SockaddrUnion {
-    let mut a = [0u8; 4];
-    for (d, s) in a.iter_mut().zip(b) {
-        *d = *s;
-    }
-    SockaddrUnion::v4(a.into(), 0)
-}
-
+/// The IPv6 address in `b` (16 bytes), port 0, no zone.
+#[inline]
 fn sa6(b: &[u8]) -> SockaddrUnion {
-    let mut a = [0u8; 16];
-    for (d, s) in a.iter_mut().zip(b) {
-        *d = *s;
-    }
+    let a: [u8; 16] = b.try_into().unwrap_or_default();
     SockaddrUnion::v6(a.into(), 0, 0, 0)
 }
 
@@ -75,8 +66,10 @@ fn sa6(b: &[u8]) -> SockaddrUnion {
 ///
 /// Generic so that it inlines into the engine for each buffer type; the
 /// headers are read in place when they lie in one segment ([`PacketBuf::peek`])
-/// and copied out only otherwise.
-#[inline]
+/// and copied out only otherwise. Always inlined: the [`IpInfo`] is then
+/// built where the caller keeps it instead of being copied out of a
+/// returned `Result` (a copy that stalls on store-to-load forwarding).
+#[inline(always)]
 pub fn parse<P: PacketBuf + ?Sized>(pkt: &mut P, stop_at_ipsec: bool) -> Result<IpInfo, IpError> {
     let mut first = [0u8; 1];
     pkt.copy_out(0, &mut first)
@@ -96,28 +89,52 @@ pub fn parse<P: PacketBuf + ?Sized>(pkt: &mut P, stop_at_ipsec: bool) -> Result<
     Ok(info)
 }
 
-#[inline]
+#[inline(always)]
 fn parse_v4<P: PacketBuf + ?Sized>(pkt: &P) -> Result<IpInfo, IpError> {
     let mut h = [0u8; ipv4::HEADER_LEN];
     pkt.copy_out(0, &mut h).map_err(|_| IpError::Truncated)?;
-    let p = ipv4::Packet::new_unchecked(&h[..]);
-    let hlen = p.header_len();
+    // RFC 791 § 3.1, field by field.
+    let [
+        vihl,
+        _tos,
+        l0,
+        l1,
+        _,
+        _,
+        f0,
+        f1,
+        _ttl,
+        proto,
+        _,
+        _,
+        s0,
+        s1,
+        s2,
+        s3,
+        d0,
+        d1,
+        d2,
+        d3,
+    ] = h;
+    let hlen = usize::from(vihl & 0x0f) * 4;
     if hlen < ipv4::HEADER_LEN {
         return Err(IpError::Malformed);
     }
-    let total = usize::from(p.total_len());
+    let total = usize::from(u16::from_be_bytes([l0, l1]));
     if total < hlen {
         return Err(IpError::Malformed);
     }
+    let flags_frag = u16::from_be_bytes([f0, f1]);
     Ok(IpInfo {
         version: IpVersion::V4,
-        src: sa4(h.get(12..16).unwrap_or(&[])),
-        dst: sa4(h.get(16..20).unwrap_or(&[])),
-        proto: p.next_header(),
+        src: SockaddrUnion::v4([s0, s1, s2, s3].into(), 0),
+        dst: SockaddrUnion::v4([d0, d1, d2, d3].into(), 0),
+        proto: IpProtocol::from(proto),
         offset: hlen,
         nh_offset: 9,
         total_len: total,
-        fragment: p.more_frags() || p.frag_offset() != 0,
+        // MF (0x2000) set or a non-zero fragment offset.
+        fragment: flags_frag & 0x3fff != 0,
     })
 }
 
@@ -138,6 +155,7 @@ fn with_head<P: PacketBuf + ?Sized, R>(
     f(head)
 }
 
+#[inline(never)]
 fn parse_v6<P: PacketBuf + ?Sized>(pkt: &P, stop_at_ipsec: bool) -> Result<IpInfo, IpError> {
     with_head(pkt, |head| parse_v6_head(head, stop_at_ipsec))
 }
@@ -269,7 +287,7 @@ fn insertion_point_v6(head: &[u8]) -> Result<(usize, usize, IpProtocol), IpError
 /// protocol and ports (TCP/UDP/SCTP), or ICMP type/code in the port fields
 /// (the KAME convention setkey uses: type as source port, code as
 /// destination port).
-#[inline]
+#[inline(always)]
 pub fn selector<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> PacketSelector {
     let proto = u8::from(info.proto);
     let mut ports = [0u8; 4];

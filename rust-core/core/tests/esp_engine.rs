@@ -235,6 +235,30 @@ fn tunnel_round_trip_every_algorithm_v4_v6_esn() {
 }
 
 #[test]
+fn protocol_counters_add_up_over_workers() {
+    let alg = &algs()[0].1;
+    let mut p = pair(alg, false, false);
+    // A second worker on B's engine: its counters are its own until summed.
+    let mut b2 = worker(p.b.ipsec(), 3);
+    let inner = udp4([10, 1, 0, 5], [10, 2, 0, 7], &[7u8; 100]);
+    for i in 0..10 {
+        let out = transmit(p.a.output(Instant::ZERO, SliceBuf::from_slice(&inner).unwrap()));
+        let w = if i % 2 == 0 { &mut p.b } else { &mut b2 };
+        deliver(w.input(Instant::ZERO, out));
+    }
+    let a = p.a.ipsec().proto_stats();
+    let b = p.b.ipsec().proto_stats();
+    // ESP counts the payload it protects: the 128-byte inner packet.
+    assert_eq!((a.esp.output, a.esp.obytes), (10, 10 * 128));
+    assert_eq!((a.ipip.output, a.esp.input), (10, 0));
+    // Inbound ESP counts the decrypted payload: inner packet, padding (2,
+    // to a multiple of 4 with the 2 trailer bytes) and trailer.
+    assert_eq!((b.esp.input, b.esp.ibytes), (10, 10 * 132));
+    assert_eq!((b.ipip.input, b.ipip.ibytes), (10, 10 * 128));
+    assert_eq!((b.plain_in, a.plain_out), (0, 0));
+}
+
+#[test]
 fn replay_and_tamper_are_dropped_and_counted() {
     let alg = &algs()[0].1;
     let mut p = pair(alg, false, false);

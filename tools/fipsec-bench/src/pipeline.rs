@@ -51,7 +51,8 @@
 //! Options: `--quick`, `--seconds S` (measured time per row), `--sizes
 //! 64,512,1400,imix`, `--algs gcm,cbc,chacha`, `--drivers ipsec-mb,soft`,
 //! `--buffers slice,noreplay,chain`, `--batch N`, `--wall`,
-//! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers).
+//! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers),
+//! `--breakdown` (the path's parts timed alone: where the overhead goes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,6 +181,9 @@ struct Opts {
     csv: Option<String>,
     /// Skip the bare-crypto phases (for profilers: only the pipeline runs).
     no_bare: bool,
+    /// Also time the pipeline's parts alone (policy and SA lookups, IP
+    /// parsing, the crypto framework's dispatch) for one row per driver.
+    breakdown: bool,
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -202,6 +206,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         buffers: vec![Buffers::Slice, Buffers::NoReplay, Buffers::Chain],
         csv: None,
         no_bare: false,
+        breakdown: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -251,6 +256,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--wall" => o.clock = Clock::Wall,
             "--no-bare" => o.no_bare = true,
+            "--breakdown" => o.breakdown = true,
             "--pipeline-csv" => o.csv = Some(val("--pipeline-csv")?),
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
@@ -857,6 +863,208 @@ fn check_replay<P: PacketBuf>(p: &Pair<P>, replay: u32) -> Result<(), String> {
     }
 }
 
+// ---- breakdown ----------------------------------------------------------------------
+
+/// ns per call of `f`, median of `rounds` rounds of `n` calls.
+fn time_ns(clock: Clock, cost: f64, n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let mut s = Samples::default();
+    for r in 0..40 {
+        let t = clock.now();
+        for i in 0..n {
+            f(i);
+        }
+        let d = clock.since(t);
+        if r >= 5 {
+            s.0.push((d.as_nanos() as f64 - cost).max(0.0) / n as f64);
+        }
+    }
+    s.median()
+}
+
+/// Times the parts of the path alone, on the same SA, policies and packets
+/// as the 64-byte slice row: where the overhead goes.
+fn breakdown(f: &EngineFactory, alg: &Alg, o: &Opts, cost: f64) -> Result<(), String> {
+    use fipsec_core::packet;
+    let Some(mut p) = pair::<SliceBuf>(f, alg, REPLAY_WINDOW)? else {
+        return Ok(());
+    };
+    let clock = o.clock;
+    let n = 1000;
+    let now = Instant::ZERO;
+    let inner = inner_packet(64, 0);
+    let esp = match p.a.output(
+        now,
+        SliceBuf::from_slice(&inner).map_err(|e| e.to_string())?,
+    ) {
+        Verdict::Transmit(e) => e,
+        v => return Err(format!("breakdown: output {}", verdict_name(&v))),
+    };
+    let esp_bytes = esp.bytes().to_vec();
+    let reader_a = p.a.ipsec().db.reader();
+    let reader_b = p.b.ipsec().db.reader();
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+    let mut buf = SliceBuf::from_slice(&inner).map_err(|e| e.to_string())?;
+    let info = packet::parse(&mut buf, false).map_err(|e| format!("{e:?}"))?;
+    let sel = packet::selector(&buf, &info);
+    rows.push((
+        "IPv4 parse (packet::parse)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(packet::parse(std::hint::black_box(&mut buf), false).ok());
+        }),
+    ));
+    rows.push((
+        "selector (packet::selector)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(packet::selector(std::hint::black_box(&buf), &info));
+        }),
+    ));
+    rows.push((
+        "SPD lookup (SpdReader::lookup, out)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(
+                reader_a
+                    .spd()
+                    .lookup(Direction::Out, std::hint::black_box(&sel)),
+            );
+        }),
+    ));
+    rows.push((
+        "output decision (DbReader::output: SPD + SAD)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(matches!(
+                reader_a.output(std::hint::black_box(&sel), now),
+                fipsec_core::OutputDecision::Apply(_)
+            ));
+        }),
+    ));
+    rows.push((
+        "SAD input lookup (DbReader::lookup_in)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(reader_b.lookup_in(
+                std::hint::black_box(&addr(GW_B)),
+                SaProto::Esp,
+                Spi(SPI),
+            ));
+        }),
+    ));
+    let sa = reader_b
+        .lookup_in(&addr(GW_B), SaProto::Esp, Spi(SPI))
+        .ok_or("input SA missing")?
+        .clone();
+    let applied = [fipsec_core::AppliedXform::from(&*sa)];
+    rows.push((
+        "inbound policy check (DbReader::check_inbound)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(
+                reader_b
+                    .check_inbound(Direction::In, std::hint::black_box(&sel), &applied, now)
+                    .is_ok(),
+            );
+        }),
+    ));
+    rows.push((
+        "replay window check + commit (two lock round trips)",
+        time_ns(clock, cost, n, |_| {
+            if let Some(r) = sa.replay() {
+                let top = r.lock().top();
+                let checked = r.lock().check(top.wrapping_add(1) as u32);
+                if let Ok(q) = checked {
+                    let _ = r.lock().commit(q);
+                }
+            }
+        }),
+    ));
+    rows.push((
+        "lifetime accounting (SecAssoc::account)",
+        time_ns(clock, cost, n, |_| {
+            let _ = std::hint::black_box(sa.account(64, now));
+        }),
+    ));
+    let out_sa = reader_a.lookup_out(&SaIndex::new(
+        addr(GW_A),
+        addr(GW_B),
+        SaProto::Esp,
+        Mode::Tunnel,
+        ReqId(0),
+    ));
+    if let Some(out_sa) = out_sa {
+        rows.push((
+            "sequence number (SecAssoc::next_seq)",
+            time_ns(clock, cost, n, |_| {
+                std::hint::black_box(out_sa.next_seq().ok());
+            }),
+        ));
+    }
+    // The crypto framework on the ESP packet's own layout, against the
+    // engine alone.
+    let Keyed { x, salt, .. } = transform(alg)?;
+    let layout = esp_layout(&x.params, &salt, &esp_bytes)?;
+    let mut fw: Framework<SliceBuf, ()> = Framework::new();
+    fw.register_engine((f.make)().ok_or("engine unavailable")?)
+        .map_err(|e| e.to_string())?;
+    let session = fw
+        .new_session(x.params.clone())
+        .map_err(|e| e.to_string())?;
+    let mut slot = Some(SliceBuf::from_slice(&esp_bytes).map_err(|e| e.to_string())?);
+    rows.push((
+        "crypto: Framework::dispatch (encrypt)",
+        time_ns(clock, cost, n, |_| {
+            if let Some(pkt) = slot.take() {
+                let req =
+                    fipsec_crypto::Request::new(session.clone(), Op::Encrypt, layout, pkt, ());
+                if let Some(done) = fw.dispatch(req, now) {
+                    slot = Some(done.req.pkt);
+                }
+            }
+        }),
+    ));
+    let mut bare = Bare::new(f, alg, std::slice::from_ref(&esp_bytes))?;
+    rows.push((
+        "crypto: Engine::process alone (encrypt)",
+        time_ns(clock, cost, n, |_| {
+            bare.run(Op::Encrypt);
+        }),
+    ));
+    // The whole path for comparison (output and input of fresh packets).
+    let mut pool: Vec<SliceBuf> = (0..n)
+        .map(|_| SliceBuf::from_slice(&inner))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let t = clock.now();
+    let mut esps = Vec::with_capacity(n);
+    for pkt in pool.drain(..) {
+        if let Verdict::Transmit(e) = p.a.output(now, pkt) {
+            esps.push(e);
+        }
+    }
+    let d_out = clock.since(t);
+    let t = clock.now();
+    let mut ok = 0usize;
+    for e in esps.drain(..) {
+        ok += usize::from(matches!(p.b.input(now, e), Verdict::Deliver(_)));
+    }
+    let d_in = clock.since(t);
+    if ok != n {
+        return Err(format!("breakdown: {} of {n} packets delivered", ok));
+    }
+    rows.push((
+        "whole path: Worker::output (one pass, cold)",
+        (d_out.as_nanos() as f64 - cost) / n as f64,
+    ));
+    rows.push((
+        "whole path: Worker::input (one pass, cold)",
+        (d_in.as_nanos() as f64 - cost) / n as f64,
+    ));
+    println!(
+        "\nbreakdown, {} {}, 64-byte inner packets (ns per call, each part alone, warm):",
+        alg.name, f.name
+    );
+    for (what, ns) in rows {
+        println!("  {ns:>8.1}  {what}");
+    }
+    Ok(())
+}
+
 fn overhead(bare: f64, pipe: f64) -> Option<f64> {
     (pipe > 0.0 && bare.is_finite()).then(|| 1.0 - bare / pipe)
 }
@@ -1056,6 +1264,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     ratios_out.join(", "),
                     ratios_in.join(", ")
                 ));
+            }
+        }
+    }
+
+    if o.breakdown {
+        for f in &engines {
+            if let Some(alg) = algs.first() {
+                breakdown(f, alg, &o, cost)?;
             }
         }
     }
