@@ -882,8 +882,8 @@ fn time_ns(clock: Clock, cost: f64, n: usize, mut f: impl FnMut(usize)) -> f64 {
 }
 
 /// Times the parts of the path alone, on the same SA, policies and packets
-/// as the 64-byte slice row: where the overhead goes.
-fn breakdown(f: &EngineFactory, alg: &Alg, o: &Opts, cost: f64) -> Result<(), String> {
+/// as a slice row of `len`-byte packets: where the overhead goes.
+fn breakdown(f: &EngineFactory, alg: &Alg, len: usize, o: &Opts, cost: f64) -> Result<(), String> {
     use fipsec_core::packet;
     let Some(mut p) = pair::<SliceBuf>(f, alg, REPLAY_WINDOW)? else {
         return Ok(());
@@ -891,7 +891,7 @@ fn breakdown(f: &EngineFactory, alg: &Alg, o: &Opts, cost: f64) -> Result<(), St
     let clock = o.clock;
     let n = 1000;
     let now = Instant::ZERO;
-    let inner = inner_packet(64, 0);
+    let inner = inner_packet(len, 0);
     let esp = match p.a.output(
         now,
         SliceBuf::from_slice(&inner).map_err(|e| e.to_string())?,
@@ -1056,7 +1056,7 @@ fn breakdown(f: &EngineFactory, alg: &Alg, o: &Opts, cost: f64) -> Result<(), St
         (d_in.as_nanos() as f64 - cost) / n as f64,
     ));
     println!(
-        "\nbreakdown, {} {}, 64-byte inner packets (ns per call, each part alone, warm):",
+        "\nbreakdown, {} {}, {len}-byte inner packets (ns per call, each part alone, warm):",
         alg.name, f.name
     );
     for (what, ns) in rows {
@@ -1270,8 +1270,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     if o.breakdown {
         for f in &engines {
+            let len = o.sizes.iter().find_map(|s| match s {
+                Size::Fixed(n) => Some(*n),
+                Size::Imix => None,
+            });
             if let Some(alg) = algs.first() {
-                breakdown(f, alg, &o, cost)?;
+                breakdown(f, alg, len.unwrap_or(64), &o, cost)?;
             }
         }
     }
