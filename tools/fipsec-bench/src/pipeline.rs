@@ -37,7 +37,8 @@
 //! out like a socket's output: a header mbuf with `max_linkhdr` leading space
 //! holding the IP and UDP headers, the payload in a 2 KB cluster *shared*
 //! with a template (`m_copym`), so ESP output has to `m_clone` it; packets of
-//! at most `MHLEN` bytes are one header mbuf).
+//! at most `MHLEN` bytes are one header mbuf; each packet carries a tag,
+//! which must arrive with it).
 //!
 //! Timing: each phase of a round is timed alone with the `report` clock
 //! (thread CPU time by default, `--wall` for wall time), the cost of reading
@@ -57,6 +58,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fipsec_buf::tag::MTAG_FIPSEC;
 use fipsec_buf::{Chain, PacketBuf, SegSpec, SliceBuf};
 use fipsec_core::db::DbConfig;
 use fipsec_core::sa::{Mode, ReqId, SaConfig, SaIndex, SaParams, SaProto, Salt, Spi};
@@ -89,6 +91,8 @@ const INNER_HDR: usize = 28;
 const IMIX_CYCLE: [usize; 12] = [40, 576, 40, 40, 576, 1500, 40, 40, 576, 40, 576, 40];
 /// Leading space of a socket's first mbuf (FreeBSD `max_linkhdr`).
 const MAX_LINKHDR: usize = 16;
+/// The tag type the chain rows attach to each packet (under [`MTAG_FIPSEC`]).
+const BENCH_TAG: u16 = 0xbe;
 
 /// One benchmarked transform, in FreeBSD PF_KEY numbers.
 struct Alg {
@@ -606,7 +610,12 @@ impl ChainSource {
                     SegSpec::cluster(len - INNER_HDR),
                 ]
             };
-            let c = Chain::build(&bytes, &plan).map_err(|e| e.to_string())?;
+            let mut c = Chain::build(&bytes, &plan).map_err(|e| e.to_string())?;
+            // A packet tag, as the stack attaches them (pf, the inbound
+            // policy history): `m_copym` copies it, m_clone and the
+            // header prepends must keep it.
+            c.tag_add(MTAG_FIPSEC, BENCH_TAG, &(i as u64).to_be_bytes())
+                .map_err(|e| e.to_string())?;
             templates.push((c, bytes));
         }
         Ok(ChainSource { templates })
@@ -615,9 +624,12 @@ impl ChainSource {
 
 impl Source<Chain> for ChainSource {
     fn stage(&mut self, back: &mut Vec<Chain>, into: &mut Vec<Chain>) -> Result<(), String> {
-        for (p, (_, t)) in back.iter().zip(&self.templates) {
+        for (i, (p, (_, t))) in back.iter().zip(&self.templates).enumerate() {
             if p.to_vec() != *t {
                 return Err("a delivered packet differs from the one sent".into());
+            }
+            if p.tag_find(MTAG_FIPSEC, BENCH_TAG) != Some(&(i as u64).to_be_bytes()[..]) {
+                return Err("a delivered packet lost its tag".into());
             }
         }
         back.clear();
