@@ -34,7 +34,8 @@ use fipsec_crypto::{Done, Framework, Instant};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
-use crate::deflate::{Deflater, Inflater};
+use crate::deflate::DeflateConfig;
+use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
 use crate::packet::{self, IpError, IpInfo};
@@ -71,7 +72,6 @@ pub enum Verdict<P> {
 /// Which protocol step a request belongs to, with what its "after" half
 /// needs.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // AH variants: constructed once AH lands
 pub(crate) enum Step {
     EspIn(crate::esp::EspInCont),
     EspOut(crate::esp::EspOutCont),
@@ -89,6 +89,9 @@ pub struct Cont {
     pub(crate) len: u8,
     pub(crate) idx: u8,
     pub(crate) step: Step,
+    /// Inbound: a bare IP-in-IP header of an IPCOMP tunnel SA was removed
+    /// (at most one per packet; see [`crate::ipcomp`]).
+    pub(crate) bare_tunnel: bool,
 }
 
 impl Cont {
@@ -120,12 +123,10 @@ fn add_local(c: &AtomicU64, n: u64) {
 impl ProtoCounters {
     /// Counts on the shared set (atomic: any thread). The ESP/IPIP hot
     /// path uses the `_local` variants on the worker's own set.
-    #[allow(dead_code)] // AH and IPCOMP
     pub(crate) fn count_in(&self, bytes: usize) {
         self.input.fetch_add(1, Ordering::Relaxed);
         self.ibytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
-    #[allow(dead_code)] // AH and IPCOMP
     pub(crate) fn count_out(&self, bytes: usize) {
         self.output.fetch_add(1, Ordering::Relaxed);
         self.obytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -161,8 +162,12 @@ pub struct ProtoStats {
     pub ah: ProtoCounters,
     pub ipcomp: ProtoCounters,
     pub ipip: ProtoCounters,
-    /// IPCOMP packets sent uncompressed (below threshold or not smaller).
+    /// IPCOMP packets sent uncompressed (below threshold, not smaller, or
+    /// longer than the peer's window).
     pub ipcomp_uncompressed: AtomicU64,
+    /// Of those, the packets at or below the threshold (FreeBSD
+    /// `ipcomps_threshold`).
+    pub ipcomp_threshold: AtomicU64,
     /// Inbound packets delivered without IPsec, allowed by policy.
     pub plain_in: AtomicU64,
     /// Outbound packets sent without IPsec, allowed by policy.
@@ -179,6 +184,9 @@ impl ProtoStats {
         sum.ipcomp_uncompressed = sum
             .ipcomp_uncompressed
             .wrapping_add(get(&self.ipcomp_uncompressed));
+        sum.ipcomp_threshold = sum
+            .ipcomp_threshold
+            .wrapping_add(get(&self.ipcomp_threshold));
         sum.plain_in = sum.plain_in.wrapping_add(get(&self.plain_in));
         sum.plain_out = sum.plain_out.wrapping_add(get(&self.plain_out));
     }
@@ -203,6 +211,7 @@ pub struct ProtoStatsSnapshot {
     pub ipcomp: ProtoCountersSnapshot,
     pub ipip: ProtoCountersSnapshot,
     pub ipcomp_uncompressed: u64,
+    pub ipcomp_threshold: u64,
     pub plain_in: u64,
     pub plain_out: u64,
 }
@@ -218,6 +227,8 @@ pub struct EngineConfig {
     /// IPCOMP: packets at or below this size are not compressed
     /// (`comp_algo_deflate.minlen`).
     pub ipcomp_threshold: usize,
+    /// IPCOMP: DEFLATE level and the peer's window.
+    pub ipcomp_deflate: DeflateConfig,
     /// Check inbound packets against the SPD before delivering them.
     pub check_inbound_policy: bool,
 }
@@ -228,6 +239,7 @@ impl Default for EngineConfig {
             df: DfPolicy::Clear,
             outer_hop_limit: fipsec_wire::ipv4::DEFAULT_TTL,
             ipcomp_threshold: crate::deflate::DEFAULT_THRESHOLD,
+            ipcomp_deflate: DeflateConfig::default(),
             check_inbound_policy: true,
         }
     }
@@ -307,10 +319,9 @@ pub struct Worker<P> {
     pub(crate) reader: DbReader,
     pub(crate) rng: Box<dyn SecureRandom>,
     pub(crate) ip_id: u16,
-    #[allow(dead_code)] // used by IPCOMP
-    pub(crate) deflater: Option<Box<Deflater>>,
-    #[allow(dead_code)]
-    pub(crate) inflater: Option<Box<Inflater>>,
+    /// Compressor, decompressor and scratch, created on the first IPCOMP
+    /// packet.
+    pub(crate) ipcomp: Option<Box<IpcompState>>,
 }
 
 impl<P> core::fmt::Debug for Worker<P> {
@@ -322,7 +333,6 @@ impl<P> core::fmt::Debug for Worker<P> {
 }
 
 /// Outcome of a protocol's "before" half.
-#[allow(dead_code)] // `Dispatched`: AH, once it lands
 pub(crate) enum Started<P> {
     /// Completed synchronously or queued: the framework's answer.
     Dispatched(Option<Done<P, Cont>>),
@@ -344,8 +354,7 @@ impl<P: PacketBuf> Worker<P> {
             reader,
             rng,
             ip_id: u16::from_be_bytes(id),
-            deflater: None,
-            inflater: None,
+            ipcomp: None,
         }
     }
 
@@ -425,6 +434,7 @@ impl<P: PacketBuf> Worker<P> {
                     len,
                     idx: 0,
                     step: Step::EspOut(Default::default()),
+                    bare_tunnel: false,
                 };
                 Next::Output(pkt, cont)
             }
@@ -441,6 +451,7 @@ impl<P: PacketBuf> Worker<P> {
             len: 0,
             idx: 0,
             step: Step::EspIn(Default::default()),
+            bare_tunnel: false,
         };
         self.run(now, Next::Input(pkt, cont))
     }
@@ -490,7 +501,7 @@ impl<P: PacketBuf> Worker<P> {
     /// Dispatches the "after" half of whichever step completed.
     #[inline]
     fn after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        match done.req.cont.step {
+        match done.cont.step {
             Step::EspIn(_) => self.esp_input_after(now, done),
             Step::EspOut(_) => self.esp_output_after(now, done),
             Step::AhIn(_) => self.ah_input_after(now, done),
@@ -506,7 +517,7 @@ impl<P: PacketBuf> Worker<P> {
         })
     }
 
-    fn input_step(&mut self, now: Instant, mut pkt: P, cont: Cont) -> Next<P> {
+    fn input_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {
         let info = match packet::parse(&mut pkt, true) {
             Ok(i) => i,
             Err(e) => return self.ip_drop(e),
@@ -530,6 +541,13 @@ impl<P: PacketBuf> Worker<P> {
                 self.started(now, s)
             }
             IpProtocol::IpComp => self.ipcomp_input(now, pkt, info, cont),
+            IpProtocol::IpIp | IpProtocol::Ipv6 if !info.fragment => {
+                match self.ipcomp_bare_tunnel(&mut pkt, &info, &mut cont) {
+                    None => self.deliver(now, pkt, &info, &cont),
+                    Some(Ok(())) => Next::Input(pkt, cont),
+                    Some(Err(r)) => self.drop_pkt(r),
+                }
+            }
             _ => self.deliver(now, pkt, &info, &cont),
         }
     }

@@ -284,8 +284,12 @@ impl<P: PacketBuf> Worker<P> {
     /// ESP input, "after" half.
     #[inline]
     pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done { req, result } = done;
-        let Request { mut pkt, cont, .. } = req;
+        let Done {
+            mut pkt,
+            cont,
+            result,
+            ..
+        } = done;
         // The continuation's own reference, borrowed (no count traffic).
         let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspInBadHeader);
@@ -412,7 +416,7 @@ impl<P: PacketBuf> Worker<P> {
         let pad = usize::from(pad_len);
         let enc_len = payload_len + tfc + pad + 2;
         let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
-        if new_len > fipsec_wire::ipv4::MAX_PACKET_LEN + fipsec_wire::ipv6::HEADER_LEN {
+        if new_len > packet::max_datagram_len(info.version) {
             return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
@@ -505,8 +509,9 @@ impl<P: PacketBuf> Worker<P> {
     /// ESP output, "after" half.
     #[inline]
     pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done { req, result } = done;
-        let Request { pkt, cont, .. } = req;
+        let Done {
+            pkt, cont, result, ..
+        } = done;
         let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspOutCryptoFailed);
         };

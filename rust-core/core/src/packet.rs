@@ -389,6 +389,16 @@ fn v4_word_with<P: PacketBuf + ?Sized>(
     Ok((at, u16::from_be_bytes(w)))
 }
 
+/// The largest packet an IP header of `version` can describe: IPv4's
+/// 16-bit Total Length counts the header, IPv6's Payload Length does not
+/// (jumbograms are not supported).
+pub const fn max_datagram_len(version: IpVersion) -> usize {
+    match version {
+        IpVersion::V4 => ipv4::MAX_PACKET_LEN,
+        IpVersion::V6 => ipv6::HEADER_LEN + u16::MAX as usize,
+    }
+}
+
 /// Writes `proto` into the byte at `nh_offset` (the IPv4 protocol field or
 /// an IPv6 Next Header field) and, for IPv4, updates the header checksum
 /// (incrementally, RFC 1624).

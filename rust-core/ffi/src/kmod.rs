@@ -42,3 +42,28 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // SAFETY: MSG is a valid static byte string of the given length.
     unsafe { fipsec_glue_panic(MSG.as_ptr(), MSG.len()) }
 }
+
+unsafe extern "C" {
+    /// arc4random_buf(9): fills `len` bytes at `buf`.
+    fn fipsec_glue_random(buf: *mut u8, len: usize);
+}
+
+struct KernelRandom;
+
+impl fipsec_core::SecureRandom for KernelRandom {
+    fn fill(&mut self, dst: &mut [u8]) {
+        // SAFETY: `dst` is a valid writable slice of `dst.len()` bytes.
+        unsafe { fipsec_glue_random(dst.as_mut_ptr(), dst.len()) }
+    }
+}
+
+/// Runs the module self-test (RFC known answer + an ESP tunnel round trip
+/// through the whole engine). Returns 0 on success, else a
+/// [`crate::selftest::SelftestError`] code. Called by the glue at MOD_LOAD.
+#[unsafe(no_mangle)]
+pub extern "C" fn fipsec_selftest() -> i32 {
+    match crate::selftest::run(alloc::boxed::Box::new(KernelRandom)) {
+        Ok(()) => 0,
+        Err(e) => e as i32,
+    }
+}

@@ -1025,7 +1025,7 @@ fn breakdown(f: &EngineFactory, alg: &Alg, len: usize, o: &Opts, cost: f64) -> R
                 let req =
                     fipsec_crypto::Request::new(session.clone(), Op::Encrypt, layout, pkt, ());
                 if let Some(done) = fw.dispatch(req, now) {
-                    slot = Some(done.req.pkt);
+                    slot = Some(done.pkt);
                 }
             }
         }),
