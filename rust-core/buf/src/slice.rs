@@ -77,6 +77,7 @@ impl SliceBuf {
     }
 
     /// The packet bytes.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         self.storage
             .get(self.head..self.head + self.len)
@@ -84,17 +85,20 @@ impl SliceBuf {
     }
 
     /// The packet bytes, writable.
+    #[inline]
     pub fn bytes_mut(&mut self) -> &mut [u8] {
         let (h, l) = (self.head, self.len);
         self.storage.get_mut(h..h + l).unwrap_or(&mut [])
     }
 
     /// Free bytes in front of the packet.
+    #[inline]
     pub fn headroom(&self) -> usize {
         self.head
     }
 
     /// Free bytes after the packet.
+    #[inline]
     pub fn tailroom(&self) -> usize {
         self.storage.len() - self.head - self.len
     }
@@ -138,10 +142,12 @@ impl SliceBuf {
 }
 
 impl PacketBuf for SliceBuf {
+    #[inline]
     fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
         check_range(off, dst.len(), self.len)?;
         let src = self
@@ -152,6 +158,7 @@ impl PacketBuf for SliceBuf {
         Ok(())
     }
 
+    #[inline]
     fn copy_in(&mut self, off: usize, src: &[u8]) -> Result<(), BufError> {
         check_range(off, src.len(), self.len)?;
         let dst = self
@@ -162,14 +169,17 @@ impl PacketBuf for SliceBuf {
         Ok(())
     }
 
+    #[inline]
     fn is_writable(&self) -> bool {
         true
     }
 
+    #[inline]
     fn make_writable(&mut self, _stats: &BufStats) -> Result<(), BufError> {
         Ok(())
     }
 
+    #[inline]
     fn make_space(
         &mut self,
         off: usize,
@@ -218,6 +228,7 @@ impl PacketBuf for SliceBuf {
             .ok_or(BufError::OutOfBounds)
     }
 
+    #[inline]
     fn strip(&mut self, off: usize, len: usize) -> Result<(), BufError> {
         check_range(off, len, self.len)?;
         if off <= self.len - off - len {
@@ -234,6 +245,7 @@ impl PacketBuf for SliceBuf {
         Ok(())
     }
 
+    #[inline]
     fn pad(&mut self, len: usize) -> Result<&mut [u8], BufError> {
         if self.len.checked_add(len).is_none_or(|n| n > MAX_PACKET) {
             return Err(BufError::TooLarge);
@@ -246,6 +258,7 @@ impl PacketBuf for SliceBuf {
             .ok_or(BufError::OutOfBounds)
     }
 
+    #[inline]
     fn trim_front(&mut self, len: usize) -> Result<(), BufError> {
         check_range(0, len, self.len)?;
         self.head += len;
@@ -253,12 +266,14 @@ impl PacketBuf for SliceBuf {
         Ok(())
     }
 
+    #[inline]
     fn trim_back(&mut self, len: usize) -> Result<(), BufError> {
         check_range(0, len, self.len)?;
         self.len -= len;
         Ok(())
     }
 
+    #[inline]
     fn contiguous_mut(&mut self, off: usize, len: usize) -> Result<&mut [u8], BufError> {
         check_range(off, len, self.len)?;
         self.bytes_mut()
@@ -266,28 +281,34 @@ impl PacketBuf for SliceBuf {
             .ok_or(BufError::OutOfBounds)
     }
 
+    #[inline]
     fn peek(&self, off: usize, len: usize) -> Option<&[u8]> {
         check_range(off, len, self.len).ok()?;
         self.bytes().get(off..off + len)
     }
 
+    #[inline]
     fn peek_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
         check_range(off, len, self.len).ok()?;
         self.bytes_mut().get_mut(off..off + len)
     }
 
+    #[inline]
     fn segment_count(&self) -> usize {
         1
     }
 
+    #[inline]
     fn tag_find(&self, cookie: TagCookie, ty: TagType) -> Option<&[u8]> {
         self.tags.find(cookie, ty)
     }
 
+    #[inline]
     fn tag_add(&mut self, cookie: TagCookie, ty: TagType, data: &[u8]) -> Result<(), BufError> {
         self.tags.add(cookie, ty, data)
     }
 
+    #[inline]
     fn tag_delete(&mut self, cookie: TagCookie, ty: TagType) -> bool {
         self.tags.delete(cookie, ty)
     }

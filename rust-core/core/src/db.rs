@@ -508,6 +508,7 @@ impl DbReader {
     }
 
     /// The output decision for a packet: its policy and SA bundle.
+    #[inline]
     pub fn output(&self, pkt: &PacketSelector, now: Instant) -> OutputDecision<'_> {
         let Some(policy) = self.spd.lookup(Direction::Out, pkt) else {
             return match self.inner.default_action {
@@ -564,6 +565,7 @@ impl DbReader {
     /// (`Direction::Fwd`) packet against its policy. `applied` lists the
     /// transforms that were removed from it (empty for a packet that came in
     /// without IPsec).
+    #[inline]
     pub fn check_inbound(
         &self,
         dir: Direction,

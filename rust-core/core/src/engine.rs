@@ -26,6 +26,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use fipsec_buf::{BufStats, PacketBuf};
@@ -110,7 +111,18 @@ pub struct ProtoCounters {
     pub obytes: AtomicU64,
 }
 
+/// Adds `n` to a counter that only one thread writes (a worker's own):
+/// a plain load and store, no locked read-modify-write — FreeBSD's
+/// `counter(9)` per-CPU counters in safe Rust. Readers on other threads
+/// see a value at most a few packets old.
+#[inline]
+fn add_local(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
 impl ProtoCounters {
+    /// Counts on the shared set (atomic: any thread). The ESP/IPIP hot
+    /// path uses the `_local` variants on the worker's own set.
     pub(crate) fn count_in(&self, bytes: usize) {
         self.input.fetch_add(1, Ordering::Relaxed);
         self.ibytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -119,9 +131,30 @@ impl ProtoCounters {
         self.output.fetch_add(1, Ordering::Relaxed);
         self.obytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
+    /// [`ProtoCounters::count_in`] on a worker's own counters.
+    #[inline]
+    pub(crate) fn count_in_local(&self, bytes: usize) {
+        add_local(&self.input, 1);
+        add_local(&self.ibytes, bytes as u64);
+    }
+    /// [`ProtoCounters::count_out`] on a worker's own counters.
+    #[inline]
+    pub(crate) fn count_out_local(&self, bytes: usize) {
+        add_local(&self.output, 1);
+        add_local(&self.obytes, bytes as u64);
+    }
+    fn add_to(&self, sum: &mut ProtoCountersSnapshot) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        sum.input = sum.input.wrapping_add(get(&self.input));
+        sum.output = sum.output.wrapping_add(get(&self.output));
+        sum.ibytes = sum.ibytes.wrapping_add(get(&self.ibytes));
+        sum.obytes = sum.obytes.wrapping_add(get(&self.obytes));
+    }
 }
 
-/// Per-protocol success counters.
+/// Per-protocol success counters. The engine keeps one set shared by all
+/// workers ([`Ipsec::stats`]) and one per worker, which the hot path
+/// updates without locked instructions; [`Ipsec::proto_stats`] adds them up.
 #[derive(Debug, Default)]
 #[allow(missing_docs)]
 pub struct ProtoStats {
@@ -139,6 +172,48 @@ pub struct ProtoStats {
     pub plain_in: AtomicU64,
     /// Outbound packets sent without IPsec, allowed by policy.
     pub plain_out: AtomicU64,
+}
+
+impl ProtoStats {
+    fn add_to(&self, sum: &mut ProtoStatsSnapshot) {
+        self.esp.add_to(&mut sum.esp);
+        self.ah.add_to(&mut sum.ah);
+        self.ipcomp.add_to(&mut sum.ipcomp);
+        self.ipip.add_to(&mut sum.ipip);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        sum.ipcomp_uncompressed = sum
+            .ipcomp_uncompressed
+            .wrapping_add(get(&self.ipcomp_uncompressed));
+        sum.ipcomp_threshold = sum
+            .ipcomp_threshold
+            .wrapping_add(get(&self.ipcomp_threshold));
+        sum.plain_in = sum.plain_in.wrapping_add(get(&self.plain_in));
+        sum.plain_out = sum.plain_out.wrapping_add(get(&self.plain_out));
+    }
+}
+
+/// A plain copy of [`ProtoCounters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ProtoCountersSnapshot {
+    pub input: u64,
+    pub output: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+}
+
+/// A plain copy of [`ProtoStats`], summed over the engine and its workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ProtoStatsSnapshot {
+    pub esp: ProtoCountersSnapshot,
+    pub ah: ProtoCountersSnapshot,
+    pub ipcomp: ProtoCountersSnapshot,
+    pub ipip: ProtoCountersSnapshot,
+    pub ipcomp_uncompressed: u64,
+    pub ipcomp_threshold: u64,
+    pub plain_in: u64,
+    pub plain_out: u64,
 }
 
 /// Engine settings (FreeBSD's `net.inet.ipsec.*` knobs).
@@ -179,8 +254,12 @@ pub struct Ipsec<P> {
     pub crypto: Framework<P, Cont>,
     /// One counter per drop reason.
     pub drops: DropCounters,
-    /// Per-protocol success counters.
+    /// Per-protocol success counters shared by all workers (the hot path
+    /// counts in each worker's own set; read the total with
+    /// [`Ipsec::proto_stats`]).
     pub stats: ProtoStats,
+    /// Each worker's own counters, registered when the worker is made.
+    worker_stats: spin::Mutex<Vec<Arc<ProtoStats>>>,
     /// Buffer-layer counters (m_clone, makespace).
     pub buf_stats: BufStats,
     /// Settings.
@@ -204,9 +283,20 @@ impl<P: PacketBuf> Ipsec<P> {
             crypto,
             drops: DropCounters::new(),
             stats: ProtoStats::default(),
+            worker_stats: spin::Mutex::new(Vec::new()),
             buf_stats: BufStats::new(),
             config,
         }
+    }
+
+    /// The per-protocol counters: the shared set plus every worker's.
+    pub fn proto_stats(&self) -> ProtoStatsSnapshot {
+        let mut sum = ProtoStatsSnapshot::default();
+        self.stats.add_to(&mut sum);
+        for w in self.worker_stats.lock().iter() {
+            w.add_to(&mut sum);
+        }
+        sum
     }
 }
 
@@ -223,6 +313,9 @@ pub(crate) enum Next<P> {
 /// One data-path context.
 pub struct Worker<P> {
     pub(crate) ipsec: Arc<Ipsec<P>>,
+    /// This worker's own protocol counters (single writer; registered in
+    /// `ipsec`).
+    pub(crate) stats: Arc<ProtoStats>,
     pub(crate) reader: DbReader,
     pub(crate) rng: Box<dyn SecureRandom>,
     pub(crate) ip_id: u16,
@@ -253,8 +346,11 @@ impl<P: PacketBuf> Worker<P> {
         let reader = ipsec.db.reader();
         let mut id = [0u8; 2];
         rng.fill(&mut id);
+        let stats = Arc::new(ProtoStats::default());
+        ipsec.worker_stats.lock().push(stats.clone());
         Worker {
             ipsec,
+            stats,
             reader,
             rng,
             ip_id: u16::from_be_bytes(id),
@@ -322,7 +418,7 @@ impl<P: PacketBuf> Worker<P> {
         let sel = packet::selector(&pkt, &info);
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
-                self.ipsec.stats.plain_out.fetch_add(1, Ordering::Relaxed);
+                add_local(&self.stats.plain_out, 1);
                 Next::Verdict(Verdict::Bypass(pkt))
             }
             OutputDecision::Drop(r) => self.drop_pkt(r),
@@ -380,22 +476,30 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// The engine loop: runs steps until a verdict or a pending request.
+    /// A step that dispatched to a synchronous driver has already run its
+    /// "after" half (so the completed request is not moved around again).
     fn run(&mut self, now: Instant, mut next: Next<P>) -> Verdict<P> {
         loop {
-            let started = match next {
+            next = match next {
                 Next::Verdict(v) => return v,
                 Next::Input(pkt, cont) => self.input_step(now, pkt, cont),
                 Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
             };
-            next = match started {
-                Started::Next(n) => n,
-                Started::Dispatched(None) => return Verdict::Pending,
-                Started::Dispatched(Some(done)) => self.after(now, done),
-            };
+        }
+    }
+
+    /// What a protocol's "before" half started (AH, IPCOMP), as the next
+    /// step: a synchronous completion runs its "after" half now.
+    fn started(&mut self, now: Instant, s: Started<P>) -> Next<P> {
+        match s {
+            Started::Next(n) => n,
+            Started::Dispatched(None) => Next::Verdict(Verdict::Pending),
+            Started::Dispatched(Some(done)) => self.after(now, done),
         }
     }
 
     /// Dispatches the "after" half of whichever step completed.
+    #[inline]
     fn after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
         match done.cont.step {
             Step::EspIn(_) => self.esp_input_after(now, done),
@@ -413,10 +517,10 @@ impl<P: PacketBuf> Worker<P> {
         })
     }
 
-    fn input_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Started<P> {
+    fn input_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {
         let info = match packet::parse(&mut pkt, true) {
             Ok(i) => i,
-            Err(e) => return Started::Next(self.ip_drop(e)),
+            Err(e) => return self.ip_drop(e),
         };
         let ipsec_proto = matches!(
             info.proto,
@@ -424,31 +528,34 @@ impl<P: PacketBuf> Worker<P> {
         );
         if ipsec_proto {
             if info.fragment {
-                return Started::Next(self.drop_pkt(DropReason::IpInFragment));
+                return self.drop_pkt(DropReason::IpInFragment);
             }
             if usize::from(cont.len) >= MAX_REQUESTS {
-                return Started::Next(self.drop_pkt(DropReason::IpInNestingTooDeep));
+                return self.drop_pkt(DropReason::IpInNestingTooDeep);
             }
         }
         match info.proto {
-            IpProtocol::Esp => self.esp_input_before(now, pkt, info, cont),
-            IpProtocol::Ah => self.ah_input_before(now, pkt, info, cont),
-            IpProtocol::IpComp => Started::Next(self.ipcomp_input(now, pkt, info, cont)),
+            IpProtocol::Esp => self.esp_input_before(now, pkt, &info, cont),
+            IpProtocol::Ah => {
+                let s = self.ah_input_before(now, pkt, info, cont);
+                self.started(now, s)
+            }
+            IpProtocol::IpComp => self.ipcomp_input(now, pkt, info, cont),
             IpProtocol::IpIp | IpProtocol::Ipv6 if !info.fragment => {
                 match self.ipcomp_bare_tunnel(&mut pkt, &info, &mut cont) {
-                    None => Started::Next(self.deliver(now, pkt, &info, &cont)),
-                    Some(Ok(())) => Started::Next(Next::Input(pkt, cont)),
-                    Some(Err(r)) => Started::Next(self.drop_pkt(r)),
+                    None => self.deliver(now, pkt, &info, &cont),
+                    Some(Ok(())) => Next::Input(pkt, cont),
+                    Some(Err(r)) => self.drop_pkt(r),
                 }
             }
-            _ => Started::Next(self.deliver(now, pkt, &info, &cont)),
+            _ => self.deliver(now, pkt, &info, &cont),
         }
     }
 
     /// The inbound policy check on a packet with no IPsec header left.
     fn deliver(&mut self, now: Instant, pkt: P, info: &IpInfo, cont: &Cont) -> Next<P> {
         if cont.len == 0 {
-            self.ipsec.stats.plain_in.fetch_add(1, Ordering::Relaxed);
+            add_local(&self.stats.plain_in, 1);
         }
         if self.ipsec.config.check_inbound_policy {
             let sel = packet::selector(&pkt, info);
@@ -486,7 +593,7 @@ impl<P: PacketBuf> Worker<P> {
         if matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6) {
             match ipip::decapsulate(&mut pkt, skip, next_header) {
                 Ok(_) => {
-                    self.ipsec.stats.ipip.count_in(pkt.len());
+                    self.stats.ipip.count_in_local(pkt.len());
                 }
                 Err(e) => return self.drop_pkt(ipip_in_reason(e)),
             }
@@ -495,11 +602,21 @@ impl<P: PacketBuf> Worker<P> {
         Next::Input(pkt, cont)
     }
 
-    fn output_step(&mut self, now: Instant, mut pkt: P, cont: Cont) -> Started<P> {
-        let Some(sa) = cont.sa().cloned() else {
-            return Started::Next(Next::Verdict(Verdict::Transmit(pkt)));
+    fn output_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {
+        let idx = usize::from(cont.idx);
+        let Some(proto) = cont.sa().map(|sa| sa.proto()) else {
+            return Next::Verdict(Verdict::Transmit(pkt));
         };
-        if sa.mode() == Mode::Tunnel {
+        // ESP borrows the continuation's reference (taken out here and put
+        // back by `esp_output_before`); AH and IPCOMP get their own.
+        let sa = match proto {
+            SaProto::Esp => cont.sas.get_mut(idx).and_then(Option::take),
+            _ => cont.sa().cloned(),
+        };
+        let Some(sa) = sa else {
+            return Next::Verdict(Verdict::Transmit(pkt));
+        };
+        let info = if sa.mode() == Mode::Tunnel {
             let df = match sa.config().df {
                 DfBit::Copy => self.ipsec.config.df,
                 DfBit::Set => DfPolicy::Set,
@@ -513,25 +630,43 @@ impl<P: PacketBuf> Worker<P> {
                 ipv4_id: self.ip_id,
                 flow_label: 0,
             };
-            if let Err(e) =
-                ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
-            {
-                return Started::Next(self.drop_on(&sa, false, ipip_out_reason(e)));
+            let mut first = [0u8; 1];
+            let inner = pkt
+                .copy_out(0, &mut first)
+                .ok()
+                .and_then(|()| IpVersion::of(first[0]).ok());
+            let outer =
+                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
+                {
+                    Ok(v) => v,
+                    Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                };
+            self.stats.ipip.count_out_local(pkt.len());
+            // The outer header was just built: its facts are known, no need
+            // to parse it back.
+            match inner.and_then(|v| packet::outer_info(outer, v, &sa, pkt.len())) {
+                Some(i) => i,
+                None => return self.drop_pkt(DropReason::IpOutMalformed),
             }
-            self.ipsec.stats.ipip.count_out(pkt.len());
-        }
-        let info = match packet::parse(&mut pkt, false) {
-            Ok(i) => i,
-            Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+        } else {
+            match packet::parse(&mut pkt, false) {
+                Ok(i) => i,
+                Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+            }
         };
+        let own_header = sa.mode() == Mode::Tunnel;
         match sa.proto() {
-            SaProto::Esp => self.esp_output_before(now, pkt, info, cont, sa),
-            SaProto::Ah => self.ah_output_before(now, pkt, info, cont, sa),
-            SaProto::IpComp => Started::Next(self.ipcomp_output(now, pkt, info, cont, sa)),
+            SaProto::Esp => self.esp_output_before(now, pkt, &info, cont, sa, own_header),
+            SaProto::Ah => {
+                let s = self.ah_output_before(now, pkt, info, cont, sa);
+                self.started(now, s)
+            }
+            SaProto::IpComp => self.ipcomp_output(now, pkt, info, cont, sa),
         }
     }
 
     /// After an outbound transform: the next SA of the bundle, or transmit.
+    #[inline]
     pub(crate) fn output_continue(&mut self, pkt: P, mut cont: Cont) -> Next<P> {
         cont.idx = cont.idx.saturating_add(1);
         if cont.idx >= cont.len {

@@ -16,17 +16,17 @@
 //! [RFC 4303]: https://www.rfc-editor.org/rfc/rfc4303
 //! [RFC 4303 § 2.2.1]: https://www.rfc-editor.org/rfc/rfc4303#section-2.2.1
 
-use core::sync::atomic::Ordering;
-
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::{
     AeadAlg, CipherAlg, CryptoError, Done, InlineBytes, Instant, Layout, Op, Region, Request,
     SessionParams, Transform,
 };
-use fipsec_wire::esp::{EspTrailerRepr, PadError, fill_padding, pad_len_for};
+use fipsec_wire::esp::{
+    EspTrailerRepr, MAX_PAD_LEN, PadError, TRAILER_LEN, fill_padding, pad_len_for,
+};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Started, Step, Worker};
+use crate::engine::{Cont, Next, Step, Verdict, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -104,7 +104,9 @@ impl Shape {
 
 /// Builds the request layout for an ESP packet whose header starts at
 /// `skip`, with `enc_len` bytes of payload+padding+trailer after the IV.
-/// `explicit_iv` is the IV as carried in the packet.
+/// `explicit_iv` is the IV as carried in the packet. Inlined so that the
+/// layout is built where the request holds it, not copied there.
+#[inline(always)]
 fn layout(
     shape: &Shape,
     salt: &[u8],
@@ -197,59 +199,53 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         mut pkt: P,
-        info: IpInfo,
+        info: &IpInfo,
         mut cont: Cont,
-    ) -> Started<P> {
+    ) -> Next<P> {
         let skip = info.offset;
         let mut hdr = [0u8; ESP_HDR_LEN];
         if pkt.copy_out(skip, &mut hdr).is_err() {
-            return Started::Next(self.drop_pkt(DropReason::EspInTruncated));
+            return self.drop_pkt(DropReason::EspInTruncated);
         }
         let [s0, s1, s2, s3, q0, q1, q2, q3] = hdr;
         let spi = u32::from_be_bytes([s0, s1, s2, s3]);
         let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
-        let Some(sa) = self
-            .reader
-            .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
-            .cloned()
-        else {
-            return Started::Next(self.drop_pkt(DropReason::EspInNoSa));
+        // Borrowed from this worker's snapshot: the one reference count the
+        // packet takes is the continuation's, below.
+        let Some(sa) = self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi)) else {
+            return self.drop_pkt(DropReason::EspInNoSa);
         };
         if !sa.is_valid() {
-            return Started::Next(self.drop_on(&sa, true, DropReason::EspInSaNotValid));
+            return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
-        let Some(session) = sa.session().cloned() else {
-            return Started::Next(self.drop_on(&sa, true, DropReason::EspNoSession));
+        let Some(session) = sa.session() else {
+            return self.drop_on(sa, true, DropReason::EspNoSession);
         };
         let params = session.params();
         let shape = Shape::of(params);
         let plen = pkt.len().saturating_sub(skip);
         let overhead = ESP_HDR_LEN + shape.iv_len + shape.icv_len;
         let Some(enc_len) = plen.checked_sub(overhead).filter(|&n| n >= 2) else {
-            return Started::Next(self.drop_on(&sa, true, DropReason::EspInTruncated));
+            return self.drop_on(sa, true, DropReason::EspInTruncated);
         };
-        if shape.block > 1 && enc_len % shape.block != 0 {
-            return Started::Next(self.drop_on(
-                &sa,
-                true,
-                DropReason::EspInPayloadNotBlockMultiple,
-            ));
+        if shape.block > 1 && !block_multiple(enc_len, shape.block) {
+            return self.drop_on(sa, true, DropReason::EspInPayloadNotBlockMultiple);
         }
         // RFC 4303 § 3.4.3: check before the ICV, commit only after it.
         let seq = match sa.replay() {
             Some(r) => match r.lock().check(seq_lo) {
                 Ok(s) => s,
-                Err(e) => return Started::Next(self.drop_on(&sa, true, replay_reason(e))),
+                Err(e) => return self.drop_on(sa, true, replay_reason(e)),
             },
             None => u64::from(seq_lo),
         };
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
-            return Started::Next(self.drop_on(&sa, true, DropReason::EspInBufferError));
+            return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         let mut iv = [0u8; 16];
         let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
         if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
-            return Started::Next(self.drop_on(&sa, true, DropReason::EspInTruncated));
+            return self.drop_on(sa, true, DropReason::EspInTruncated);
         }
         let Ok(layout) = layout(
             &shape,
@@ -260,8 +256,10 @@ impl<P: PacketBuf> Worker<P> {
             iv,
             pkt.len(),
         ) else {
-            return Started::Next(self.drop_on(&sa, true, DropReason::EspInCryptoFailed));
+            return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
         };
+        let session = session.clone();
+        let order_key = sa.id().0 as u32;
         let idx = usize::from(cont.len);
         if let Some(slot) = cont.sas.get_mut(idx) {
             *slot = Some(sa.clone());
@@ -275,12 +273,16 @@ impl<P: PacketBuf> Worker<P> {
             iv_len: shape.iv_len as u8,
             icv_len: shape.icv_len as u8,
         });
-        let req =
-            Request::new(session, Op::Decrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
-        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+        let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
+        req.order_key = order_key;
+        match self.ipsec.crypto.dispatch(req, now) {
+            Some(done) => self.esp_input_after(now, done),
+            None => Next::Verdict(Verdict::Pending),
+        }
     }
 
     /// ESP input, "after" half.
+    #[inline]
     pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
         let Done {
             mut pkt,
@@ -288,44 +290,43 @@ impl<P: PacketBuf> Worker<P> {
             result,
             ..
         } = done;
-        let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
+        // The continuation's own reference, borrowed (no count traffic).
+        let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspInBadHeader);
         };
         match result {
             Ok(()) => {}
-            Err(CryptoError::BadIcv) => return self.drop_on(&sa, true, DropReason::EspInBadIcv),
-            Err(_) => return self.drop_on(&sa, true, DropReason::EspInCryptoFailed),
+            Err(CryptoError::BadIcv) => return self.drop_on(sa, true, DropReason::EspInBadIcv),
+            Err(_) => return self.drop_on(sa, true, DropReason::EspInCryptoFailed),
         }
         // The SA may have died while the packet was in crypto.
         if !sa.is_valid() {
-            return self.drop_on(&sa, true, DropReason::EspInSaNotValid);
+            return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
         if let Some(r) = sa.replay()
             && let Err(e) = r.lock().commit(c.seq)
         {
-            return self.drop_on(&sa, true, replay_reason(e));
+            return self.drop_on(sa, true, replay_reason(e));
         }
         let skip = c.skip as usize;
         let (iv_len, icv_len) = (usize::from(c.iv_len), usize::from(c.icv_len));
         let total = pkt.len();
         let enc_len = total.saturating_sub(skip + ESP_HDR_LEN + iv_len + icv_len);
-        if self.lifetime(&sa, enc_len, now) {
-            return self.drop_on(&sa, true, DropReason::EspInLifetimeExpired);
+        if self.lifetime(sa, enc_len, now) {
+            return self.drop_on(sa, true, DropReason::EspInLifetimeExpired);
         }
         // RFC 4303 § 2.4-2.6: Pad Length and Next Header end the decrypted
-        // payload; the padding must read 1, 2, 3, ...
-        let mut tail = [0u8; 257];
-        let tail_len = enc_len.min(tail.len());
-        let tail = tail.get_mut(..tail_len).unwrap_or(&mut []);
-        if pkt.copy_out(total - icv_len - tail_len, tail).is_err() {
-            return self.drop_on(&sa, true, DropReason::EspInTruncated);
-        }
-        let trailer = match fipsec_wire::esp::parse_and_check_trailer(tail, enc_len) {
+        // payload; the padding must read 1, 2, 3, ... Only the trailer and
+        // the padding it announces are read.
+        let trailer = match check_trailer(&pkt, total.saturating_sub(icv_len), enc_len) {
             Ok(t) => t,
             Err(PadError::ContentInvalid) => {
-                return self.drop_on(&sa, true, DropReason::EspInPadContentInvalid);
+                return self.drop_on(sa, true, DropReason::EspInPadContentInvalid);
             }
-            Err(_) => return self.drop_on(&sa, true, DropReason::EspInPadLenInvalid),
+            Err(PadError::TailTooShort) => {
+                return self.drop_on(sa, true, DropReason::EspInTruncated);
+            }
+            Err(_) => return self.drop_on(sa, true, DropReason::EspInPadLenInvalid),
         };
         let EspTrailerRepr {
             pad_len,
@@ -337,46 +338,66 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_pkt(DropReason::EspInDummyPacket);
         }
         let version = if c.v6 { IpVersion::V6 } else { IpVersion::V4 };
+        // A tunnel's outer header is removed right after this (IPIP
+        // decapsulation reads only its version and ECN bits): rewriting its
+        // protocol, length and checksum first would be wasted work.
+        let decap = matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6);
         let stripped = pkt
             .trim_back(icv_len + usize::from(pad_len) + 2)
             .and_then(|()| pkt.strip(skip, ESP_HDR_LEN + iv_len))
             .and_then(|()| {
-                packet::set_next_header(&mut pkt, version, c.nh_offset as usize, next_header)
-            })
-            .and_then(|()| packet::set_length(&mut pkt, version));
+                if decap {
+                    Ok(())
+                } else {
+                    packet::set_next_header_and_length(
+                        &mut pkt,
+                        version,
+                        c.nh_offset as usize,
+                        next_header,
+                    )
+                }
+            });
         if stripped.is_err() {
-            return self.drop_on(&sa, true, DropReason::EspInBufferError);
+            return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         sa.counters.count_in(enc_len as u64);
-        self.ipsec.stats.esp.count_in(enc_len);
+        self.stats.esp.count_in_local(enc_len);
         self.input_continue(pkt, cont, version, skip, next_header)
     }
 
     /// ESP output, "before" half: sequence number, lifetime, header, IV,
     /// padding and trailer, then dispatch the encryption.
+    ///
+    /// `sa` is the continuation's own reference to SA `cont.idx`, taken out
+    /// of it by the caller (a move, no count traffic) and put back before
+    /// the request is built. `own_header`: the IP header at offset 0 was
+    /// made by this engine (a tunnel's outer header), so its checksum is
+    /// known to be right and is updated incrementally; a header from the
+    /// stack gets its checksum recomputed.
     pub(crate) fn esp_output_before(
         &mut self,
         now: Instant,
         mut pkt: P,
-        info: IpInfo,
+        info: &IpInfo,
         mut cont: Cont,
         sa: SaRef,
-    ) -> Started<P> {
+        own_header: bool,
+    ) -> Next<P> {
         let Some(session) = sa.session().cloned() else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspNoSession));
+            return self.drop_on(&sa, false, DropReason::EspNoSession);
         };
         let params = session.params();
         let shape = Shape::of(params);
-        let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, &info) {
+        let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, info) {
             Ok(p) => p,
-            Err(_) => return Started::Next(self.drop_pkt(DropReason::IpOutMalformed)),
+            Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
         };
         let Ok(seq) = sa.next_seq() else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutSeqOverflow));
+            return self.drop_on(&sa, false, DropReason::EspOutSeqOverflow);
         };
         let payload_len = pkt.len().saturating_sub(skip);
         if self.lifetime(&sa, payload_len, now) {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutLifetimeExpired));
+            return self.drop_on(&sa, false, DropReason::EspOutLifetimeExpired);
         }
         // RFC 4303 § 2.7: TFC padding only where the inner datagram's length
         // tells the receiver where it ends (tunnel mode).
@@ -390,16 +411,16 @@ impl<P: PacketBuf> Worker<P> {
             0
         };
         let Ok(pad_len) = pad_len_for(payload_len + tfc, shape.block.max(1)) else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         };
         let pad = usize::from(pad_len);
         let enc_len = payload_len + tfc + pad + 2;
         let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
         if new_len > packet::max_datagram_len(info.version) {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutTooBig));
+            return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         // The explicit IV: unpredictable for CBC (RFC 3602 § 2.3); unique for
         // counter modes, where the 64-bit sequence number serves (RFC 4106
@@ -428,7 +449,7 @@ impl<P: PacketBuf> Worker<P> {
             Err(_) => false,
         };
         if !ok {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         let ok = match pkt.pad(tfc + pad + 2 + shape.icv_len) {
             Ok(t) => {
@@ -445,13 +466,19 @@ impl<P: PacketBuf> Worker<P> {
             Err(_) => false,
         };
         if !ok {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
-        if packet::set_next_header(&mut pkt, info.version, nh_offset, IpProtocol::Esp)
-            .and_then(|()| packet::set_length(&mut pkt, info.version))
-            .is_err()
-        {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutBufferError));
+        let fixed =
+            packet::set_next_header_and_length(&mut pkt, info.version, nh_offset, IpProtocol::Esp)
+                .and_then(|()| {
+                    if own_header || info.version != IpVersion::V4 {
+                        Ok(())
+                    } else {
+                        packet::fix_ipv4_checksum(&mut pkt)
+                    }
+                });
+        if fixed.is_err() {
+            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         let Ok(layout) = layout(
             &shape,
@@ -462,32 +489,81 @@ impl<P: PacketBuf> Worker<P> {
             iv,
             pkt.len(),
         ) else {
-            return Started::Next(self.drop_on(&sa, false, DropReason::EspOutCryptoFailed));
+            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
         };
         cont.step = Step::EspOut(EspOutCont {
             bytes: payload_len as u32,
         });
-        let req =
-            Request::new(session, Op::Encrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
-        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+        let order_key = sa.id().0 as u32;
+        if let Some(slot) = cont.sas.get_mut(usize::from(cont.idx)) {
+            *slot = Some(sa);
+        }
+        let mut req = Request::new(session, Op::Encrypt, layout, pkt, cont);
+        req.order_key = order_key;
+        match self.ipsec.crypto.dispatch(req, now) {
+            Some(done) => self.esp_output_after(now, done),
+            None => Next::Verdict(Verdict::Pending),
+        }
     }
 
     /// ESP output, "after" half.
+    #[inline]
     pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
         let Done {
             pkt, cont, result, ..
         } = done;
-        let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
+        let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspOutCryptoFailed);
         };
         if result.is_err() {
-            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
+            return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
         }
         sa.counters.count_out(u64::from(c.bytes));
-        self.ipsec.stats.esp.count_out(c.bytes as usize);
-        let _ = Ordering::Relaxed;
+        self.stats.esp.count_out_local(c.bytes as usize);
         self.output_continue(pkt, cont)
     }
+}
+
+/// `n` is a multiple of `block` (a power of two for every cipher ESP
+/// uses: a mask, not a division).
+fn block_multiple(n: usize, block: usize) -> bool {
+    if block.is_power_of_two() {
+        n & (block - 1) == 0
+    } else {
+        n.is_multiple_of(block)
+    }
+}
+
+/// Reads the ESP trailer that ends at `end` (where the ICV starts) and
+/// checks the padding it announces ([`fipsec_wire::esp::parse_and_check_trailer`]),
+/// `enc_len` being the decrypted payload's length. Reads the two trailer
+/// bytes, then only the `pad_len` padding bytes — in place when they lie in
+/// one segment.
+fn check_trailer<P: PacketBuf>(
+    pkt: &P,
+    end: usize,
+    enc_len: usize,
+) -> Result<EspTrailerRepr, PadError> {
+    let mut t = [0u8; TRAILER_LEN];
+    let at = end
+        .checked_sub(TRAILER_LEN)
+        .ok_or(PadError::LengthInvalid)?;
+    pkt.copy_out(at, &mut t)
+        .map_err(|_| PadError::TailTooShort)?;
+    let [pad_len, _] = t;
+    let n = usize::from(pad_len) + TRAILER_LEN;
+    if n > enc_len {
+        return Err(PadError::LengthInvalid);
+    }
+    let start = end - n;
+    if let Some(tail) = pkt.peek(start, n) {
+        return fipsec_wire::esp::parse_and_check_trailer(tail, enc_len);
+    }
+    let mut buf = [0u8; MAX_PAD_LEN + TRAILER_LEN];
+    let tail = buf.get_mut(..n).ok_or(PadError::TailTooShort)?;
+    pkt.copy_out(start, tail)
+        .map_err(|_| PadError::TailTooShort)?;
+    fipsec_wire::esp::parse_and_check_trailer(tail, enc_len)
 }
 
 fn replay_reason(e: ReplayError) -> DropReason {

@@ -65,7 +65,10 @@ pub mod stats;
 pub mod xform;
 
 pub use db::{AppliedXform, Bundle, DbConfig, DbReader, OutputDecision, SecurityDb};
-pub use engine::{Cont, EngineConfig, Ipsec, SecureRandom, Verdict, Worker};
+pub use engine::{
+    Cont, EngineConfig, Ipsec, ProtoCountersSnapshot, ProtoStatsSnapshot, SecureRandom, Verdict,
+    Worker,
+};
 pub use events::{Acquire, Event};
 pub use fipsec_crypto::time;
 pub use lifetime::{ExpireKind, Lifetime, LifetimeLimit, LifetimeVerdict};

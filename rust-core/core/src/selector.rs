@@ -141,6 +141,22 @@ impl Selector {
     }
 }
 
+impl Selector {
+    /// [`Selector::matches`] without the address prefixes, for a caller
+    /// that compared them already (the SPD index compares masked address
+    /// bits): protocol, ports and IPv6 scope zones.
+    #[inline]
+    pub(crate) fn matches_ports(&self, pkt: &PacketSelector) -> bool {
+        let end = |sel: &SockaddrUnion, pkt: &SockaddrUnion| {
+            (sel.port() == 0 || sel.port() == pkt.port())
+                && (sel.scope_id() == 0 || sel.scope_id() == pkt.scope_id())
+        };
+        (self.ul_proto == ULPROTO_ANY || self.ul_proto == pkt.ul_proto)
+            && end(&self.src, &pkt.src)
+            && end(&self.dst, &pkt.dst)
+    }
+}
+
 fn end_matches(sel: &SockaddrUnion, prefix: u8, pkt: &SockaddrUnion) -> bool {
     (sel.port() == 0 || sel.port() == pkt.port())
         && (sel.scope_id() == 0 || sel.scope_id() == pkt.scope_id())

@@ -419,6 +419,11 @@ struct Groups {
 #[derive(Clone)]
 struct Entry {
     hash: u64,
+    /// The selector's source and destination prefixes as address bits
+    /// (what the hash covers), so that a lookup confirms a hit with two
+    /// integer compares instead of re-walking the addresses.
+    src: u128,
+    dst: u128,
     policy: Arc<SecPolicy>,
 }
 
@@ -446,10 +451,15 @@ impl Shared {
     }
 
     fn hash_of(&self, p: &SecPolicy) -> Option<u64> {
+        self.bits_of(p).map(|(h, _, _)| h)
+    }
+
+    /// The hash and the masked source and destination bits of a policy.
+    fn bits_of(&self, p: &SecPolicy) -> Option<(u64, u128, u128)> {
         let t = Tuple::of(p);
         let s = AddrBits::of(p.selector.src())?.masked(t.prefs);
         let d = AddrBits::of(p.selector.dst())?.masked(t.prefd);
-        Some(self.hash(&t, s, d))
+        Some((self.hash(&t, s, d), s, d))
     }
 }
 
@@ -618,9 +628,11 @@ impl Spd {
             .entry(Tuple::of(&policy))
             .or_default()
             .insert(policy.key());
-        if let Some(h) = self.shared.hash_of(&policy) {
+        if let Some((h, src, dst)) = self.shared.bits_of(&policy) {
             let e = Entry {
                 hash: h,
+                src,
+                dst,
                 policy: policy.clone(),
             };
             self.modify(h, move |t| {
@@ -855,21 +867,24 @@ impl SpdReader {
             if g.tuple.family != src.family {
                 continue;
             }
-            let h = self.shared.hash(
-                &g.tuple,
-                src.masked(g.tuple.prefs),
-                dst.masked(g.tuple.prefd),
-            );
+            let (sm, dm) = (src.masked(g.tuple.prefs), dst.masked(g.tuple.prefd));
+            let h = self.shared.hash(&g.tuple, sm, dm);
             let Some(shard) = self.index.shard(self.shared.index.shard_of(h)) else {
                 continue;
             };
             for e in shard.table.iter_hash(h) {
                 let p = &e.policy;
+                // The prefixes match exactly when the masked bits are equal
+                // (the selector's host bits are clear): what
+                // `Selector::matches` checks, minus the address walk.
                 if e.hash == h
+                    && e.src == sm
+                    && e.dst == dm
                     && p.dir == dir
                     && best.is_none_or(|b| p.key() < b.key())
-                    && p.selector.matches(pkt)
+                    && p.selector.matches_ports(pkt)
                 {
+                    debug_assert!(p.selector.matches(pkt));
                     best = Some(p);
                 }
             }

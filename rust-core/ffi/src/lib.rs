@@ -5,6 +5,8 @@
 //!   bindgen in `build.rs`, the library linked statically.
 //! * `accel` (feature `std`): what the tools use of it, present with or
 //!   without the library (empty lists without it), and a thread CPU clock.
+//! * `alloc_count` (feature `std`): a counting global allocator, so the
+//!   benchmarks can show that a data path allocates nothing per packet.
 //! * [`kmod`] (feature `kmod`, `x86_64-unknown-none`): the C ABI of the
 //!   kernel staticlib that the FreeBSD glue (`sys-glue/`) links: memory from
 //!   malloc(9), panics routed to panic(9), and the `fipsec_*` entry points.
@@ -25,6 +27,8 @@ extern crate alloc;
 
 #[cfg(feature = "std")]
 pub mod accel;
+#[cfg(feature = "std")]
+pub mod alloc_count;
 #[cfg(feature = "ipsec-mb")]
 pub mod ipsec_mb;
 #[cfg(all(feature = "kmod", not(feature = "std")))]

@@ -57,6 +57,7 @@ impl SockaddrUnion {
     pub const UNSPEC: SockaddrUnion = SockaddrUnion { bytes: [0; 28] };
 
     /// An IPv4 socket address.
+    #[inline]
     pub fn v4(addr: Ipv4Addr, port: u16) -> SockaddrUnion {
         let mut b = [0u8; 28];
         let o = addr.octets();
@@ -73,6 +74,7 @@ impl SockaddrUnion {
     }
 
     /// An IPv6 socket address with flow info and scope (zone) id.
+    #[inline]
     pub fn v6(addr: Ipv6Addr, port: u16, flowinfo: u32, scope_id: u32) -> SockaddrUnion {
         let mut b = [0u8; 28];
         b[0] = SOCKADDR_IN6_LEN;
@@ -93,6 +95,7 @@ impl SockaddrUnion {
     }
 
     /// A socket address from an `IpAddr` and port (IPv6: no flow info, no zone).
+    #[inline]
     pub fn from_ip(addr: IpAddr, port: u16) -> SockaddrUnion {
         match addr {
             IpAddr::V4(a) => SockaddrUnion::v4(a, port),
@@ -118,11 +121,13 @@ impl SockaddrUnion {
     }
 
     /// The 28 bytes in FreeBSD layout.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8; 28] {
         &self.bytes
     }
 
     /// The address family.
+    #[inline]
     pub fn family(&self) -> AddressFamily {
         match self.bytes[1] {
             AF_INET => AddressFamily::Inet,
@@ -132,16 +137,19 @@ impl SockaddrUnion {
     }
 
     /// `sa_len`: 16, 28, or 0 for `AF_UNSPEC`.
+    #[inline]
     pub fn sa_len(&self) -> u8 {
         self.bytes[0]
     }
 
     /// The port in host order (0 = any).
+    #[inline]
     pub fn port(&self) -> u16 {
         u16::from_be_bytes([self.bytes[2], self.bytes[3]])
     }
 
     /// The same address with another port.
+    #[inline]
     pub fn with_port(mut self, port: u16) -> SockaddrUnion {
         if self.family() != AddressFamily::Unspec {
             let [p0, p1] = port.to_be_bytes();
@@ -152,6 +160,7 @@ impl SockaddrUnion {
     }
 
     /// The IP address, or `None` for `AF_UNSPEC`.
+    #[inline]
     pub fn ip(&self) -> Option<IpAddr> {
         let b = &self.bytes;
         match self.family() {
@@ -166,6 +175,7 @@ impl SockaddrUnion {
     }
 
     /// The address bytes: 4 for IPv4, 16 for IPv6, empty for `AF_UNSPEC`.
+    #[inline]
     pub fn addr_bytes(&self) -> &[u8] {
         match self.family() {
             AddressFamily::Inet => &self.bytes[4..8],
@@ -175,6 +185,7 @@ impl SockaddrUnion {
     }
 
     /// IPv6 flow info (0 for IPv4).
+    #[inline]
     pub fn flowinfo(&self) -> u32 {
         match self.family() {
             AddressFamily::Inet6 => {
@@ -185,6 +196,7 @@ impl SockaddrUnion {
     }
 
     /// IPv6 scope zone id (`sin6_scope_id`, host order; 0 for IPv4).
+    #[inline]
     pub fn scope_id(&self) -> u32 {
         match self.family() {
             AddressFamily::Inet6 => u32::from_ne_bytes([
@@ -198,6 +210,7 @@ impl SockaddrUnion {
     }
 
     /// Maximum prefix length of the family (32 or 128; 0 for `AF_UNSPEC`).
+    #[inline]
     pub fn max_prefix(&self) -> u8 {
         match self.family() {
             AddressFamily::Inet => 32,
@@ -208,6 +221,7 @@ impl SockaddrUnion {
 
     /// True when the first `prefix` bits of the addresses are equal and the
     /// families match (`key_sockaddrcmp_withmask` without ports).
+    #[inline]
     pub fn prefix_matches(&self, other: &SockaddrUnion, prefix: u8) -> bool {
         if self.family() != other.family() {
             return false;

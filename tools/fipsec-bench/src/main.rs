@@ -18,6 +18,11 @@ mod selftest;
 
 use std::process::ExitCode;
 
+/// Every allocation is counted, so the pipeline benchmark can show how many
+/// happen per packet.
+#[global_allocator]
+static ALLOC: fipsec_ffi::alloc_count::CountingAlloc = fipsec_ffi::alloc_count::CountingAlloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (cmd, rest) = match args.split_first() {

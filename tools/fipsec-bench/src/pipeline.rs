@@ -1,5 +1,1323 @@
-//! `fipsec-bench pipeline` (being written).
+//! `fipsec-bench pipeline`: ESP through the whole engine against the bare
+//! crypto of the same transform on the same driver, measured in the same run.
+//!
+//! Two gateways on one core: A (192.0.2.1, LAN 10.1/16) and B (192.0.2.2,
+//! LAN 10.2/16), one ESP tunnel SA A→B, an outbound policy on A and an
+//! inbound `require` policy on B, each with its own crypto framework holding
+//! exactly one driver (the one under test). Per round, `--batch` inner
+//! UDP/IPv4 packets go through
+//!
+//! ```text
+//!  out:  Worker::output on A   SPD + SAD lookup, IPIP encapsulation, ESP header,
+//!                              IV, padding, trailer, crypto framework dispatch (encrypt)
+//!  in:   Worker::input on B    classify, SAD lookup, replay check, dispatch (decrypt),
+//!                              replay commit, trailer check, ESP strip, IPIP decap,
+//!                              inner classification, inbound policy check
+//!  bare: Engine::process       the same driver's encrypt / decrypt of the same ESP
+//!                              packets (same bytes, same regions) in contiguous
+//!                              buffers: no framework, no protocol
+//! ```
+//!
+//! so the input packets are genuinely valid ESP, made by the output side in
+//! the same round, with fresh sequence numbers (the anti-replay window sees
+//! them in order and drops none; any drop, or a delivered packet that differs
+//! from the one sent, fails the benchmark). Overhead = 1 − bare / pipeline
+//! time per packet: the share of the path that is not crypto.
+//!
+//! Sizes are inner IP packet bytes (the tunnel's payload): 64, 512, 1400 and
+//! IMIX — the classic simple IMIX of 40, 576 and 1500-byte IP packets in the
+//! ratio 7:4:1 (mean 340.33 bytes), interleaved within each batch. Gb/s count
+//! inner bytes.
+//!
+//! Buffers: `slice` ([`SliceBuf`] with reserved head- and tailroom, recycled
+//! from the input side back to the output side as the userspace gateway
+//! recycles them; replay window on), `noreplay` (the same with anti-replay
+//! off, so the difference is the replay window's cost: two per-SA lock
+//! acquisitions, check and commit), and `chain` (mbuf-model [`Chain`]s laid
+//! out like a socket's output: a header mbuf with `max_linkhdr` leading space
+//! holding the IP and UDP headers, the payload in a 2 KB cluster *shared*
+//! with a template (`m_copym`), so ESP output has to `m_clone` it; packets of
+//! at most `MHLEN` bytes are one header mbuf; each packet carries a tag,
+//! which must arrive with it).
+//!
+//! Timing: each phase of a round is timed alone with the `report` clock
+//! (thread CPU time by default, `--wall` for wall time), the cost of reading
+//! the clock is measured and subtracted, and the reported figure is the
+//! median round. Before each bare phase its buffers are read once (untimed)
+//! so that they are as warm in the cache as the pipeline's packets, which
+//! the previous phase has just touched. Allocations are counted by the
+//! counting global allocator (`fipsec_ffi::alloc_count`) over the timed
+//! pipeline phases only.
+//!
+//! Options: `--quick`, `--seconds S` (measured time per row), `--sizes
+//! 64,512,1400,imix`, `--algs gcm,cbc,chacha`, `--drivers ipsec-mb,soft`,
+//! `--buffers slice,noreplay,chain`, `--batch N`, `--wall`,
+//! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers),
+//! `--breakdown` (the path's parts timed alone: where the overhead goes).
 
-pub fn run(_args: &[String]) -> Result<(), String> {
-    Err("the pipeline benchmark is not written yet".into())
+use std::sync::Arc;
+use std::time::Duration;
+
+use fipsec_buf::tag::MTAG_FIPSEC;
+use fipsec_buf::{Chain, PacketBuf, SegSpec, SliceBuf};
+use fipsec_core::db::DbConfig;
+use fipsec_core::sa::{Mode, ReqId, SaConfig, SaIndex, SaParams, SaProto, Salt, Spi};
+use fipsec_core::selector::Selector;
+use fipsec_core::spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec};
+use fipsec_core::{
+    Cont, DropReason, EngineConfig, Ipsec, SecureRandom, SecurityDb, Verdict, Worker, xform,
+};
+use fipsec_crypto::{
+    CryptoStats, Engine, EngineSession, Framework, InlineBytes, Instant, Layout, Op, Region,
+    SecretKey, SessionParams, Transform,
+};
+use fipsec_ffi::accel::EngineFactory;
+use fipsec_ffi::alloc_count;
+use fipsec_wire::SockaddrUnion;
+use fipsec_wire::pfkey::consts::freebsd::{AuthAlgorithm, EncryptAlgorithm};
+
+use crate::report::{Cell, Clock, Table};
+
+const GW_A: [u8; 4] = [192, 0, 2, 1];
+const GW_B: [u8; 4] = [192, 0, 2, 2];
+const HOST_A: [u8; 4] = [10, 1, 0, 5];
+const HOST_B: [u8; 4] = [10, 2, 0, 7];
+const SPI: u32 = 0x0000_1001;
+/// Anti-replay window of the main rows (packets).
+const REPLAY_WINDOW: u32 = 64;
+/// IPv4 + UDP headers of the inner packets.
+const INNER_HDR: usize = 28;
+/// The simple IMIX: 40, 576 and 1500-byte IP packets 7:4:1, interleaved.
+const IMIX_CYCLE: [usize; 12] = [40, 576, 40, 40, 576, 1500, 40, 40, 576, 40, 576, 40];
+/// Leading space of a socket's first mbuf (FreeBSD `max_linkhdr`).
+const MAX_LINKHDR: usize = 16;
+/// The tag type the chain rows attach to each packet (under [`MTAG_FIPSEC`]).
+const BENCH_TAG: u16 = 0xbe;
+
+/// One benchmarked transform, in FreeBSD PF_KEY numbers.
+struct Alg {
+    name: &'static str,
+    enc: EncryptAlgorithm,
+    key_len: usize,
+    auth: AuthAlgorithm,
+    auth_key_len: usize,
+}
+
+fn algorithms() -> Vec<Alg> {
+    vec![
+        Alg {
+            name: "aes-gcm-128",
+            enc: EncryptAlgorithm::AesGcm16,
+            key_len: 16,
+            auth: AuthAlgorithm::None,
+            auth_key_len: 0,
+        },
+        Alg {
+            name: "aes-cbc-128+hmac-sha1-96",
+            enc: EncryptAlgorithm::AesCbc,
+            key_len: 16,
+            auth: AuthAlgorithm::Sha1Hmac,
+            auth_key_len: 20,
+        },
+        Alg {
+            name: "chacha20-poly1305",
+            enc: EncryptAlgorithm::Chacha20Poly1305,
+            key_len: 32,
+            auth: AuthAlgorithm::None,
+            auth_key_len: 0,
+        },
+    ]
+}
+
+/// Which buffers and which replay setting a row uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buffers {
+    /// `SliceBuf`, replay window on (the main rows).
+    Slice,
+    /// `SliceBuf`, anti-replay off.
+    NoReplay,
+    /// `Chain` with a shared cluster (m_clone on output), replay on.
+    Chain,
+}
+
+impl Buffers {
+    fn name(self) -> &'static str {
+        match self {
+            Buffers::Slice => "slice",
+            Buffers::NoReplay => "noreplay",
+            Buffers::Chain => "chain",
+        }
+    }
+}
+
+/// Packet sizes of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Fixed(usize),
+    Imix,
+}
+
+impl Size {
+    fn label(self) -> String {
+        match self {
+            Size::Fixed(n) => n.to_string(),
+            Size::Imix => "imix".into(),
+        }
+    }
+
+    /// The inner packet lengths of one batch.
+    fn pattern(self, batch: usize) -> Vec<usize> {
+        match self {
+            Size::Fixed(n) => vec![n; batch],
+            Size::Imix => IMIX_CYCLE.iter().copied().cycle().take(batch).collect(),
+        }
+    }
+}
+
+struct Opts {
+    clock: Clock,
+    time: Duration,
+    sizes: Vec<Size>,
+    batch: usize,
+    algs: Option<Vec<String>>,
+    drivers: Option<Vec<String>>,
+    buffers: Vec<Buffers>,
+    csv: Option<String>,
+    /// Skip the bare-crypto phases (for profilers: only the pipeline runs).
+    no_bare: bool,
+    /// Also time the pipeline's parts alone (policy and SA lookups, IP
+    /// parsing, the crypto framework's dispatch) for one row per driver.
+    breakdown: bool,
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(|s| s.trim().to_string()).collect()
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        clock: Clock::ThreadCpu,
+        time: Duration::from_millis(600),
+        sizes: vec![
+            Size::Fixed(64),
+            Size::Fixed(512),
+            Size::Fixed(1400),
+            Size::Imix,
+        ],
+        batch: 240,
+        algs: None,
+        drivers: None,
+        buffers: vec![Buffers::Slice, Buffers::NoReplay, Buffers::Chain],
+        csv: None,
+        no_bare: false,
+        breakdown: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--quick" => o.time = Duration::from_millis(100),
+            "--seconds" => {
+                let s: f64 = val("--seconds")?
+                    .parse()
+                    .map_err(|e| format!("--seconds: {e}"))?;
+                o.time = Duration::from_secs_f64(s.max(0.01));
+            }
+            "--sizes" => {
+                o.sizes = list(&val("--sizes")?)
+                    .iter()
+                    .map(|s| match s.as_str() {
+                        "imix" => Ok(Size::Imix),
+                        n => match n.parse::<usize>() {
+                            Ok(n) if (INNER_HDR..=1500).contains(&n) => Ok(Size::Fixed(n)),
+                            _ => Err(format!("--sizes: {n:?} (28..=1500 or imix)")),
+                        },
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--batch" => {
+                o.batch = val("--batch")?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--batch: {e}"))?
+                    .max(12);
+            }
+            "--algs" => o.algs = Some(list(&val("--algs")?)),
+            "--drivers" => o.drivers = Some(list(&val("--drivers")?)),
+            "--buffers" => {
+                o.buffers = list(&val("--buffers")?)
+                    .iter()
+                    .map(|b| match b.as_str() {
+                        "slice" => Ok(Buffers::Slice),
+                        "noreplay" => Ok(Buffers::NoReplay),
+                        "chain" => Ok(Buffers::Chain),
+                        x => Err(format!("--buffers: {x:?} (slice, noreplay, chain)")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--wall" => o.clock = Clock::Wall,
+            "--no-bare" => o.no_bare = true,
+            "--breakdown" => o.breakdown = true,
+            "--pipeline-csv" => o.csv = Some(val("--pipeline-csv")?),
+            "-h" | "--help" => {
+                return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
+                     [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha] [--drivers ipsec-mb,soft] \
+                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--pipeline-csv FILE]"
+                    .into());
+            }
+            // Options of the other benchmarks (`fipsec-bench all` passes them on).
+            _ => {}
+        }
+    }
+    Ok(o)
+}
+
+// ---- the two gateways -------------------------------------------------------------------
+
+/// A deterministic byte stream for CBC IVs and IPv4 IDs (a benchmark, not a
+/// secure source).
+struct BenchRng(u64);
+
+impl SecureRandom for BenchRng {
+    fn fill(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            let b = self.0.to_le_bytes();
+            let n = chunk.len();
+            chunk.copy_from_slice(&b[..n]);
+        }
+    }
+}
+
+fn addr(a: [u8; 4]) -> SockaddrUnion {
+    SockaddrUnion::v4(a.into(), 0)
+}
+
+fn key_bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
+        .collect()
+}
+
+/// An SA's transform and keying material.
+struct Keyed {
+    x: xform::EspXform,
+    key: Vec<u8>,
+    salt: Vec<u8>,
+    auth_key: Vec<u8>,
+}
+
+/// The transform of `alg` as the SA's crypto session sees it, with its keys.
+fn transform(alg: &Alg) -> Result<Keyed, String> {
+    let enc = u8::from(alg.enc);
+    let auth = u8::from(alg.auth);
+    let key = key_bytes(alg.key_len, 1);
+    let salt = key_bytes(xform::enc_salt_len(enc), 0x61);
+    let auth_key = key_bytes(alg.auth_key_len, 0x33);
+    let x = xform::esp_xform(enc, &key, &salt, auth, &auth_key, false)
+        .map_err(|e| format!("{}: {e}", alg.name))?;
+    Ok(Keyed {
+        x,
+        key,
+        salt,
+        auth_key,
+    })
+}
+
+/// One gateway's engine with `engine` as its only driver, the A→B SA and a
+/// policy in `dir`. `None` when the driver does not support the transform.
+fn gateway<P: PacketBuf>(
+    engine: Box<dyn Engine>,
+    alg: &Alg,
+    replay: u32,
+    dir: Direction,
+) -> Result<Option<Arc<Ipsec<P>>>, String> {
+    let mut fw: Framework<P, Cont> = Framework::new();
+    fw.register_engine(engine).map_err(|e| e.to_string())?;
+    let Keyed {
+        x,
+        key,
+        salt,
+        auth_key,
+    } = transform(alg)?;
+    let Ok(session) = fw.new_session(x.params) else {
+        return Ok(None);
+    };
+    let config = SaConfig {
+        auth_alg: u8::from(alg.auth),
+        enc_alg: u8::from(alg.enc),
+        auth_key: SecretKey::new(&auth_key).unwrap_or_else(SecretKey::empty),
+        enc_key: SecretKey::new(&key).unwrap_or_else(SecretKey::empty),
+        salt: Salt::new(&salt).unwrap_or_default(),
+        replay_window: replay,
+        session: Some(session),
+        ..SaConfig::default()
+    };
+    let mut c = DbConfig::default();
+    c.sad.shards = 16;
+    c.spd.shards = 16;
+    let ipsec = Ipsec::new(SecurityDb::new(c), fw, EngineConfig::default());
+    let index = SaIndex::new(addr(GW_A), addr(GW_B), SaProto::Esp, Mode::Tunnel, ReqId(0));
+    let params = SaParams {
+        config,
+        ..SaParams::default()
+    };
+    ipsec
+        .db
+        .add_sa(Spi(SPI), index, params, Instant::ZERO)
+        .map_err(|e| format!("add_sa: {e:?}"))?;
+    let sel = Selector::new(addr([10, 1, 0, 0]), 16, addr([10, 2, 0, 0]), 16, 255)
+        .map_err(|e| format!("selector: {e:?}"))?;
+    let req = IpsecRequest::tunnel(SaProto::Esp, Level::Require, addr(GW_A), addr(GW_B));
+    ipsec
+        .db
+        .spd()
+        .add(
+            PolicySpec::new(sel, dir, PolicyAction::Ipsec, vec![req]),
+            false,
+            Instant::ZERO,
+        )
+        .map_err(|e| format!("policy: {e:?}"))?;
+    Ok(Some(Arc::new(ipsec)))
+}
+
+struct Pair<P> {
+    a: Worker<P>,
+    b: Worker<P>,
+}
+
+fn pair<P: PacketBuf>(
+    f: &EngineFactory,
+    alg: &Alg,
+    replay: u32,
+) -> Result<Option<Pair<P>>, String> {
+    let make = || (f.make)().ok_or_else(|| format!("{} unavailable", f.name));
+    let Some(ea) = gateway::<P>(make()?, alg, replay, Direction::Out)? else {
+        return Ok(None);
+    };
+    let Some(eb) = gateway::<P>(make()?, alg, replay, Direction::In)? else {
+        return Ok(None);
+    };
+    Ok(Some(Pair {
+        a: Worker::new(ea, Box::new(BenchRng(0x9e37_79b9_7f4a_7c15))),
+        b: Worker::new(eb, Box::new(BenchRng(0x2545_f491_4f6c_dd1d))),
+    }))
+}
+
+/// A UDP/IPv4 packet of `len` bytes from host A to host B (UDP checksum 0).
+fn inner_packet(len: usize, tag: u8) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    let total = (len as u16).to_be_bytes();
+    let udp = ((len - 20) as u16).to_be_bytes();
+    p[..20].copy_from_slice(&[
+        0x45, 0, total[0], total[1], 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    p[12..16].copy_from_slice(&HOST_A);
+    p[16..20].copy_from_slice(&HOST_B);
+    let c = fipsec_wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..28].copy_from_slice(&[0x30, 0x39, 0x00, 0x35, udp[0], udp[1], 0, 0]);
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_add(tag);
+    }
+    p
+}
+
+fn bytes_of<P: PacketBuf>(p: &P) -> Vec<u8> {
+    let mut v = vec![0u8; p.len()];
+    let _ = p.copy_out(0, &mut v);
+    v
+}
+
+// ---- bare crypto ------------------------------------------------------------------------
+
+/// The request regions of an ESP tunnel packet (outer IPv4), as the ESP
+/// output path builds them (RFC 4106 § 5 / RFC 7634 § 2.1 AAD = SPI || seq;
+/// RFC 4303 § 3.3.2.1 ICV over SPI..ciphertext); checked against the engine
+/// by decrypting a packet the pipeline produced.
+fn esp_layout(params: &SessionParams, salt: &[u8], pkt: &[u8]) -> Result<Layout, String> {
+    let skip = usize::from(pkt.first().copied().unwrap_or(0) & 0x0f) * 4;
+    if pkt.get(9) != Some(&50) || skip < 20 {
+        return Err("not an ESP-in-IPv4 packet".into());
+    }
+    let (iv_len, icv_len) = (params.iv_len(), params.icv_len());
+    let enc_len = pkt
+        .len()
+        .checked_sub(skip + 8 + iv_len + icv_len)
+        .ok_or("ESP packet too short")?;
+    let explicit_iv = pkt
+        .get(skip + 8..skip + 8 + iv_len)
+        .ok_or("ESP packet too short")?;
+    let mut l = Layout {
+        payload: Region::new(skip + 8 + iv_len, enc_len),
+        icv_offset: pkt.len() - icv_len,
+        ..Layout::default()
+    };
+    match &params.transform {
+        Transform::Aead { .. } => {
+            let nonce: Vec<u8> = salt.iter().chain(explicit_iv).copied().collect();
+            l.iv = InlineBytes::new(&nonce).map_err(|e| e.to_string())?;
+            l.aad = Region::new(skip, 8);
+        }
+        Transform::EncThenAuth { .. } => {
+            l.iv = InlineBytes::new(explicit_iv).map_err(|e| e.to_string())?;
+            l.aad = Region::new(skip, 8 + iv_len);
+        }
+        _ => return Err("transform not benchmarked".into()),
+    }
+    Ok(l)
+}
+
+/// The driver's `Engine::process` on contiguous copies of ESP packets.
+struct Bare {
+    engine: Box<dyn Engine>,
+    state: Box<dyn EngineSession>,
+    stats: CryptoStats,
+    bufs: Vec<(SliceBuf, Layout)>,
+}
+
+impl Bare {
+    fn new(f: &EngineFactory, alg: &Alg, esp: &[Vec<u8>]) -> Result<Bare, String> {
+        let engine = (f.make)().ok_or_else(|| format!("{} unavailable", f.name))?;
+        let Keyed { x, salt, .. } = transform(alg)?;
+        let state = engine
+            .new_session(&x.params)
+            .map_err(|e| format!("bare session: {e}"))?;
+        let mut bufs = Vec::with_capacity(esp.len());
+        for p in esp {
+            let l = esp_layout(&x.params, &salt, p)?;
+            bufs.push((SliceBuf::from_slice(p).map_err(|e| e.to_string())?, l));
+        }
+        Ok(Bare {
+            engine,
+            state,
+            stats: CryptoStats::new(),
+            bufs,
+        })
+    }
+
+    /// Reads every buffer (untimed), so the next phase finds them in the
+    /// cache as the pipeline finds its packets.
+    fn touch(&self) -> u64 {
+        self.bufs
+            .iter()
+            .map(|(b, _)| b.bytes().iter().map(|&x| u64::from(x)).sum::<u64>())
+            .sum()
+    }
+
+    /// Runs `op` on every buffer; returns how many failed.
+    fn run(&mut self, op: Op) -> usize {
+        let mut failed = 0;
+        for (b, l) in self.bufs.iter_mut() {
+            let r = self
+                .engine
+                .process(&*self.state, op, l, b as &mut dyn PacketBuf, &self.stats);
+            failed += usize::from(r.is_err());
+        }
+        failed
+    }
+}
+
+// ---- measurement ------------------------------------------------------------------------
+
+/// Per-round samples of one phase (ns for the whole batch).
+#[derive(Default)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+}
+
+/// What one row measured.
+struct RowResult {
+    /// Median ns per packet: pipeline output, input, bare encrypt, decrypt.
+    out_ns: f64,
+    in_ns: f64,
+    enc_ns: f64,
+    dec_ns: f64,
+    /// Mean inner bytes per packet.
+    bytes: f64,
+    /// Allocations per packet in the timed pipeline phases.
+    allocs_out: f64,
+    allocs_in: f64,
+    rounds: usize,
+    packets: u64,
+    /// Framework counters of interest (chain rows): spans linearized.
+    linearized: u64,
+}
+
+/// How the inner packets of a row are made and recycled.
+trait Source<P> {
+    /// Fills `into` with the next batch of inner packets (untimed). `back`
+    /// holds what the input side delivered last round.
+    fn stage(&mut self, back: &mut Vec<P>, into: &mut Vec<P>) -> Result<(), String>;
+}
+
+/// `SliceBuf`s recycled from input back to output.
+struct SliceSource {
+    templates: Vec<Vec<u8>>,
+    first: bool,
+}
+
+impl Source<SliceBuf> for SliceSource {
+    fn stage(&mut self, back: &mut Vec<SliceBuf>, into: &mut Vec<SliceBuf>) -> Result<(), String> {
+        if self.first {
+            self.first = false;
+            for t in &self.templates {
+                into.push(SliceBuf::from_slice(t).map_err(|e| e.to_string())?);
+            }
+            return Ok(());
+        }
+        // The delivered packets must be exactly what was sent.
+        for (p, t) in back.iter().zip(&self.templates) {
+            if p.bytes() != &t[..] {
+                return Err("a delivered packet differs from the one sent".into());
+            }
+        }
+        into.append(back);
+        Ok(())
+    }
+}
+
+/// Chains sharing a payload cluster with a template, fresh every round.
+struct ChainSource {
+    templates: Vec<(Chain, Vec<u8>)>,
+}
+
+impl ChainSource {
+    fn new(lens: &[usize]) -> Result<ChainSource, String> {
+        let mut templates = Vec::with_capacity(lens.len());
+        for (i, &len) in lens.iter().enumerate() {
+            let bytes = inner_packet(len, i as u8);
+            let plan = if len + MAX_LINKHDR <= fipsec_buf::chain::MHLEN {
+                vec![SegSpec::inline(len).with_leading(MAX_LINKHDR)]
+            } else {
+                vec![
+                    SegSpec::inline(INNER_HDR).with_leading(MAX_LINKHDR),
+                    SegSpec::cluster(len - INNER_HDR),
+                ]
+            };
+            let mut c = Chain::build(&bytes, &plan).map_err(|e| e.to_string())?;
+            // A packet tag, as the stack attaches them (pf, the inbound
+            // policy history): `m_copym` copies it, m_clone and the
+            // header prepends must keep it.
+            c.tag_add(MTAG_FIPSEC, BENCH_TAG, &(i as u64).to_be_bytes())
+                .map_err(|e| e.to_string())?;
+            templates.push((c, bytes));
+        }
+        Ok(ChainSource { templates })
+    }
+}
+
+impl Source<Chain> for ChainSource {
+    fn stage(&mut self, back: &mut Vec<Chain>, into: &mut Vec<Chain>) -> Result<(), String> {
+        for (i, (p, (_, t))) in back.iter().zip(&self.templates).enumerate() {
+            if p.to_vec() != *t {
+                return Err("a delivered packet differs from the one sent".into());
+            }
+            if p.tag_find(MTAG_FIPSEC, BENCH_TAG) != Some(&(i as u64).to_be_bytes()[..]) {
+                return Err("a delivered packet lost its tag".into());
+            }
+        }
+        back.clear();
+        for (c, _) in &self.templates {
+            into.push(c.share(0, c.len()).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+}
+
+/// The clock's own cost per `now`/`since` pair, in ns.
+fn clock_cost(clock: Clock) -> f64 {
+    let n = 2000;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(clock.since(clock.now()));
+        }
+        best = best.min(t0.elapsed().as_nanos() as f64 / f64::from(n));
+    }
+    best
+}
+
+fn verdict_name<P>(v: &Verdict<P>) -> String {
+    match v {
+        Verdict::Deliver(_) => "Deliver".into(),
+        Verdict::Transmit(_) => "Transmit".into(),
+        Verdict::Bypass(_) => "Bypass".into(),
+        Verdict::Pending => "Pending".into(),
+        Verdict::Dropped(r) => format!("Dropped({})", drop_name(*r)),
+    }
+}
+
+fn drop_name(r: DropReason) -> String {
+    format!("{r:?}")
+}
+
+/// `Worker::output`, kept out of line so that profilers (callgrind, perf)
+/// attribute the whole output path to one symbol.
+#[inline(never)]
+fn esp_output<P: PacketBuf>(w: &mut Worker<P>, now: Instant, p: P) -> Verdict<P> {
+    w.output(now, p)
+}
+
+/// `Worker::input`, kept out of line (see [`esp_output`]).
+#[inline(never)]
+fn esp_input<P: PacketBuf>(w: &mut Worker<P>, now: Instant, p: P) -> Verdict<P> {
+    w.input(now, p)
+}
+
+/// Measures one row.
+fn measure<P: PacketBuf>(
+    pair: &mut Pair<P>,
+    source: &mut dyn Source<P>,
+    driver: (&EngineFactory, &Alg),
+    lens: &[usize],
+    o: &Opts,
+    cost: f64,
+) -> Result<RowResult, String> {
+    let batch = lens.len();
+    let now = Instant::ZERO;
+    let clock = o.clock;
+    let mut inner: Vec<P> = Vec::with_capacity(batch);
+    let mut esp: Vec<P> = Vec::with_capacity(batch);
+    let mut back: Vec<P> = Vec::with_capacity(batch);
+    let (mut s_out, mut s_in, mut s_enc, mut s_dec) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
+    let (mut allocs_out, mut allocs_in) = (0u64, 0u64);
+    let mut measured = Duration::ZERO;
+    let mut rounds = 0usize;
+    let mut sink = 0u64;
+    let mut bare: Option<Bare> = None;
+    const WARMUP: usize = 3;
+    let mut round = 0usize;
+    loop {
+        source.stage(&mut back, &mut inner)?;
+        let mut bad: Option<String> = None;
+
+        // ESP output on A.
+        let a0 = alloc_count::allocations();
+        let t = clock.now();
+        for p in inner.drain(..) {
+            match esp_output(&mut pair.a, now, p) {
+                Verdict::Transmit(p) => esp.push(p),
+                v => {
+                    if bad.is_none() {
+                        bad = Some(format!("output: {}", verdict_name(&v)));
+                    }
+                }
+            }
+        }
+        let d_out = clock.since(t);
+        let a1 = alloc_count::allocations();
+        if let Some(b) = bad {
+            return Err(b);
+        }
+        if bare.is_none() {
+            let copies: Vec<Vec<u8>> = esp.iter().map(bytes_of).collect();
+            bare = Some(Bare::new(driver.0, driver.1, &copies)?);
+        }
+
+        // ESP input on B.
+        let a2 = alloc_count::allocations();
+        let t = clock.now();
+        for p in esp.drain(..) {
+            match esp_input(&mut pair.b, now, p) {
+                Verdict::Deliver(p) => back.push(p),
+                v => {
+                    if bad.is_none() {
+                        bad = Some(format!("input: {}", verdict_name(&v)));
+                    }
+                }
+            }
+        }
+        let d_in = clock.since(t);
+        let a3 = alloc_count::allocations();
+        if let Some(b) = bad {
+            return Err(b);
+        }
+
+        // The same driver, bare: decrypt what the pipeline encrypted (the
+        // ICVs must verify: same regions), then encrypt it again.
+        let Some(bare) = bare.as_mut() else {
+            return Err("no bare state".into());
+        };
+        let (mut failed_dec, mut failed_enc) = (0, 0);
+        let (mut d_dec, mut d_enc) = (Duration::ZERO, Duration::ZERO);
+        if !o.no_bare {
+            sink = sink.wrapping_add(bare.touch());
+            let t = clock.now();
+            failed_dec = bare.run(Op::Decrypt);
+            d_dec = clock.since(t);
+            let t = clock.now();
+            failed_enc = bare.run(Op::Encrypt);
+            d_enc = clock.since(t);
+        }
+        if failed_dec + failed_enc > 0 {
+            return Err(format!(
+                "bare crypto: {failed_dec} decryptions and {failed_enc} encryptions failed"
+            ));
+        }
+
+        round += 1;
+        if round > WARMUP {
+            let ns = |d: Duration| (d.as_nanos() as f64 - cost).max(0.0);
+            s_out.0.push(ns(d_out));
+            s_in.0.push(ns(d_in));
+            s_dec.0.push(ns(d_dec));
+            s_enc.0.push(ns(d_enc));
+            allocs_out += a1 - a0;
+            allocs_in += a3 - a2;
+            measured += d_out + d_in + d_dec + d_enc;
+            rounds += 1;
+            if (measured >= o.time && rounds >= 5) || rounds >= 200_000 {
+                break;
+            }
+        }
+    }
+    // The last delivered batch is checked too.
+    source.stage(&mut back, &mut inner)?;
+    std::hint::black_box(sink);
+    let drops_a = pair.a.ipsec().drops.total();
+    let drops_b = pair.b.ipsec().drops.total();
+    if drops_a + drops_b > 0 {
+        return Err(format!(
+            "{drops_a} packets dropped on output, {drops_b} on input"
+        ));
+    }
+    let packets = (rounds * batch) as u64;
+    let per = |s: &Samples| s.median() / batch as f64;
+    let linearized = pair.a.ipsec().crypto.stats.snapshot().linearized
+        + pair.b.ipsec().crypto.stats.snapshot().linearized;
+    Ok(RowResult {
+        out_ns: per(&s_out),
+        in_ns: per(&s_in),
+        enc_ns: per(&s_enc),
+        dec_ns: per(&s_dec),
+        bytes: lens.iter().sum::<usize>() as f64 / batch as f64,
+        allocs_out: allocs_out as f64 / packets as f64,
+        allocs_in: allocs_in as f64 / packets as f64,
+        rounds,
+        packets,
+        linearized,
+    })
+}
+
+fn run_row(
+    f: &EngineFactory,
+    alg: &Alg,
+    size: Size,
+    buffers: Buffers,
+    o: &Opts,
+    cost: f64,
+) -> Result<Option<RowResult>, String> {
+    let lens = size.pattern(o.batch);
+    let replay = if buffers == Buffers::NoReplay {
+        0
+    } else {
+        REPLAY_WINDOW
+    };
+    match buffers {
+        Buffers::Slice | Buffers::NoReplay => {
+            let Some(mut p) = pair::<SliceBuf>(f, alg, replay)? else {
+                return Ok(None);
+            };
+            check_replay(&p, replay)?;
+            let mut src = SliceSource {
+                templates: lens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| inner_packet(n, i as u8))
+                    .collect(),
+                first: true,
+            };
+            measure(&mut p, &mut src, (f, alg), &lens, o, cost).map(Some)
+        }
+        Buffers::Chain => {
+            let Some(mut p) = pair::<Chain>(f, alg, replay)? else {
+                return Ok(None);
+            };
+            check_replay(&p, replay)?;
+            let mut src = ChainSource::new(&lens)?;
+            measure(&mut p, &mut src, (f, alg), &lens, o, cost).map(Some)
+        }
+    }
+}
+
+/// The input SA's replay window is on exactly when the row says so.
+fn check_replay<P: PacketBuf>(p: &Pair<P>, replay: u32) -> Result<(), String> {
+    let reader = p.b.ipsec().db.reader();
+    let sa = reader
+        .lookup_in(&addr(GW_B), SaProto::Esp, Spi(SPI))
+        .ok_or("input SA missing")?;
+    match (sa.replay(), replay) {
+        (Some(w), r) if r > 0 && w.lock().window() == r => Ok(()),
+        (None, 0) => Ok(()),
+        _ => Err("input SA's replay window is not as configured".into()),
+    }
+}
+
+// ---- breakdown ----------------------------------------------------------------------
+
+/// ns per call of `f`, median of `rounds` rounds of `n` calls.
+fn time_ns(clock: Clock, cost: f64, n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let mut s = Samples::default();
+    for r in 0..40 {
+        let t = clock.now();
+        for i in 0..n {
+            f(i);
+        }
+        let d = clock.since(t);
+        if r >= 5 {
+            s.0.push((d.as_nanos() as f64 - cost).max(0.0) / n as f64);
+        }
+    }
+    s.median()
+}
+
+/// Times the parts of the path alone, on the same SA, policies and packets
+/// as a slice row of `len`-byte packets: where the overhead goes.
+fn breakdown(f: &EngineFactory, alg: &Alg, len: usize, o: &Opts, cost: f64) -> Result<(), String> {
+    use fipsec_core::packet;
+    let Some(mut p) = pair::<SliceBuf>(f, alg, REPLAY_WINDOW)? else {
+        return Ok(());
+    };
+    let clock = o.clock;
+    let n = 1000;
+    let now = Instant::ZERO;
+    let inner = inner_packet(len, 0);
+    let esp = match p.a.output(
+        now,
+        SliceBuf::from_slice(&inner).map_err(|e| e.to_string())?,
+    ) {
+        Verdict::Transmit(e) => e,
+        v => return Err(format!("breakdown: output {}", verdict_name(&v))),
+    };
+    let esp_bytes = esp.bytes().to_vec();
+    let reader_a = p.a.ipsec().db.reader();
+    let reader_b = p.b.ipsec().db.reader();
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+    let mut buf = SliceBuf::from_slice(&inner).map_err(|e| e.to_string())?;
+    let info = packet::parse(&mut buf, false).map_err(|e| format!("{e:?}"))?;
+    let sel = packet::selector(&buf, &info);
+    rows.push((
+        "IPv4 parse (packet::parse)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(packet::parse(std::hint::black_box(&mut buf), false).ok());
+        }),
+    ));
+    rows.push((
+        "selector (packet::selector)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(packet::selector(std::hint::black_box(&buf), &info));
+        }),
+    ));
+    rows.push((
+        "SPD lookup (SpdReader::lookup, out)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(
+                reader_a
+                    .spd()
+                    .lookup(Direction::Out, std::hint::black_box(&sel)),
+            );
+        }),
+    ));
+    rows.push((
+        "output decision (DbReader::output: SPD + SAD)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(matches!(
+                reader_a.output(std::hint::black_box(&sel), now),
+                fipsec_core::OutputDecision::Apply(_)
+            ));
+        }),
+    ));
+    rows.push((
+        "SAD input lookup (DbReader::lookup_in)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(reader_b.lookup_in(
+                std::hint::black_box(&addr(GW_B)),
+                SaProto::Esp,
+                Spi(SPI),
+            ));
+        }),
+    ));
+    let sa = reader_b
+        .lookup_in(&addr(GW_B), SaProto::Esp, Spi(SPI))
+        .ok_or("input SA missing")?
+        .clone();
+    let applied = [fipsec_core::AppliedXform::from(&*sa)];
+    rows.push((
+        "inbound policy check (DbReader::check_inbound)",
+        time_ns(clock, cost, n, |_| {
+            std::hint::black_box(
+                reader_b
+                    .check_inbound(Direction::In, std::hint::black_box(&sel), &applied, now)
+                    .is_ok(),
+            );
+        }),
+    ));
+    rows.push((
+        "replay window check + commit (two lock round trips)",
+        time_ns(clock, cost, n, |_| {
+            if let Some(r) = sa.replay() {
+                let top = r.lock().top();
+                let checked = r.lock().check(top.wrapping_add(1) as u32);
+                if let Ok(q) = checked {
+                    let _ = r.lock().commit(q);
+                }
+            }
+        }),
+    ));
+    rows.push((
+        "lifetime accounting (SecAssoc::account)",
+        time_ns(clock, cost, n, |_| {
+            let _ = std::hint::black_box(sa.account(64, now));
+        }),
+    ));
+    let out_sa = reader_a.lookup_out(&SaIndex::new(
+        addr(GW_A),
+        addr(GW_B),
+        SaProto::Esp,
+        Mode::Tunnel,
+        ReqId(0),
+    ));
+    if let Some(out_sa) = out_sa {
+        rows.push((
+            "sequence number (SecAssoc::next_seq)",
+            time_ns(clock, cost, n, |_| {
+                std::hint::black_box(out_sa.next_seq().ok());
+            }),
+        ));
+    }
+    // The crypto framework on the ESP packet's own layout, against the
+    // engine alone.
+    let Keyed { x, salt, .. } = transform(alg)?;
+    let layout = esp_layout(&x.params, &salt, &esp_bytes)?;
+    let mut fw: Framework<SliceBuf, ()> = Framework::new();
+    fw.register_engine((f.make)().ok_or("engine unavailable")?)
+        .map_err(|e| e.to_string())?;
+    let session = fw
+        .new_session(x.params.clone())
+        .map_err(|e| e.to_string())?;
+    let mut slot = Some(SliceBuf::from_slice(&esp_bytes).map_err(|e| e.to_string())?);
+    rows.push((
+        "crypto: Framework::dispatch (encrypt)",
+        time_ns(clock, cost, n, |_| {
+            if let Some(pkt) = slot.take() {
+                let req =
+                    fipsec_crypto::Request::new(session.clone(), Op::Encrypt, layout, pkt, ());
+                if let Some(done) = fw.dispatch(req, now) {
+                    slot = Some(done.pkt);
+                }
+            }
+        }),
+    ));
+    let mut bare = Bare::new(f, alg, std::slice::from_ref(&esp_bytes))?;
+    rows.push((
+        "crypto: Engine::process alone (encrypt)",
+        time_ns(clock, cost, n, |_| {
+            bare.run(Op::Encrypt);
+        }),
+    ));
+    // The whole path for comparison (output and input of fresh packets).
+    let mut pool: Vec<SliceBuf> = (0..n)
+        .map(|_| SliceBuf::from_slice(&inner))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let t = clock.now();
+    let mut esps = Vec::with_capacity(n);
+    for pkt in pool.drain(..) {
+        if let Verdict::Transmit(e) = p.a.output(now, pkt) {
+            esps.push(e);
+        }
+    }
+    let d_out = clock.since(t);
+    let t = clock.now();
+    let mut ok = 0usize;
+    for e in esps.drain(..) {
+        ok += usize::from(matches!(p.b.input(now, e), Verdict::Deliver(_)));
+    }
+    let d_in = clock.since(t);
+    if ok != n {
+        return Err(format!("breakdown: {} of {n} packets delivered", ok));
+    }
+    rows.push((
+        "whole path: Worker::output (one pass, cold)",
+        (d_out.as_nanos() as f64 - cost) / n as f64,
+    ));
+    rows.push((
+        "whole path: Worker::input (one pass, cold)",
+        (d_in.as_nanos() as f64 - cost) / n as f64,
+    ));
+    println!(
+        "\nbreakdown, {} {}, {len}-byte inner packets (ns per call, each part alone, warm):",
+        alg.name, f.name
+    );
+    for (what, ns) in rows {
+        println!("  {ns:>8.1}  {what}");
+    }
+    Ok(())
+}
+
+fn overhead(bare: f64, pipe: f64) -> Option<f64> {
+    (pipe > 0.0 && bare.is_finite()).then(|| 1.0 - bare / pipe)
+}
+
+fn pct(v: Option<f64>) -> Cell {
+    v.map_or(Cell::Empty, |x| Cell::Text(format!("{:.1}%", x * 100.0)))
+}
+
+/// Runs the benchmark (`args` are the command-line options after `pipeline`).
+pub fn run(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    let engines: Vec<EngineFactory> = crate::crypto::engine_factories()
+        .into_iter()
+        .filter(|e| {
+            o.drivers
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|d| d == e.name))
+        })
+        .collect();
+    let algs: Vec<Alg> = algorithms()
+        .into_iter()
+        .filter(|a| {
+            o.algs.as_ref().is_none_or(|l| {
+                l.iter()
+                    .any(|x| a.name.starts_with(x.as_str()) || a.name.contains(x.as_str()))
+            })
+        })
+        .collect();
+    let cost = clock_cost(o.clock);
+
+    println!(
+        "== fipsec-bench pipeline: ESP tunnel output/input through the engine vs the driver's bare crypto"
+    );
+    println!(
+        "   drivers: {}; one core; {} (clock read cost {cost:.0} ns, subtracted)",
+        engines
+            .iter()
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        o.clock.describe()
+    );
+    println!(
+        "   {} packets per round, median round, >= {:.2}s measured per row; sizes are inner IP bytes, \
+         imix = 40/576/1500 B 7:4:1",
+        o.batch,
+        o.time.as_secs_f64()
+    );
+    println!("   overhead = 1 - bare/pipeline time; numbers are noisy on a shared machine\n");
+
+    let header: Vec<String> = [
+        "algorithm",
+        "driver",
+        "buffers",
+        "bytes",
+        "out Mpps",
+        "out Gb/s",
+        "out ns",
+        "bare enc ns",
+        "out overhead",
+        "in Mpps",
+        "in Gb/s",
+        "in ns",
+        "bare dec ns",
+        "in overhead",
+        "allocs/pkt out,in",
+        "vs slice ns out,in",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut table = Table::new(header);
+    let mut verdicts: Vec<(String, bool)> = Vec::new();
+    let mut slice_alloc_free = true;
+    let mut summary: Vec<String> = Vec::new();
+
+    for f in &engines {
+        for alg in &algs {
+            let mut ratios_out = Vec::new();
+            let mut ratios_in = Vec::new();
+            for &size in &o.sizes {
+                let mut main: Option<(f64, f64)> = None;
+                for &buffers in &o.buffers {
+                    let r = match run_row(f, alg, size, buffers, &o, cost) {
+                        Ok(Some(r)) => r,
+                        Ok(None) => {
+                            println!(
+                                "{:<26} {:<9} {:<9} {:>5}: driver does not support it",
+                                alg.name,
+                                f.name,
+                                buffers.name(),
+                                size.label()
+                            );
+                            continue;
+                        }
+                        Err(e) => {
+                            return Err(format!(
+                                "{} {} {} {}: {e}",
+                                alg.name,
+                                f.name,
+                                buffers.name(),
+                                size.label()
+                            ));
+                        }
+                    };
+                    let ov_out = overhead(r.enc_ns, r.out_ns);
+                    let ov_in = overhead(r.dec_ns, r.in_ns);
+                    let mpps = |ns: f64| 1e3 / ns;
+                    let gbps = |ns: f64| r.bytes * 8.0 / ns;
+                    println!(
+                        "{:<26} {:<9} {:<9} {:>5}: out {:>7.1} ns (bare {:>7.1}, overhead {:>5.1}%)  \
+                         in {:>7.1} ns (bare {:>7.1}, overhead {:>5.1}%)  allocs/pkt {:.2}/{:.2}  [{} rounds]",
+                        alg.name,
+                        f.name,
+                        buffers.name(),
+                        size.label(),
+                        r.out_ns,
+                        r.enc_ns,
+                        ov_out.unwrap_or(f64::NAN) * 100.0,
+                        r.in_ns,
+                        r.dec_ns,
+                        ov_in.unwrap_or(f64::NAN) * 100.0,
+                        r.allocs_out,
+                        r.allocs_in,
+                        r.rounds
+                    );
+                    let vs_slice = match (buffers, main) {
+                        (Buffers::Slice, _) => {
+                            main = Some((r.out_ns, r.in_ns));
+                            Cell::Empty
+                        }
+                        (_, Some((mo, mi))) => {
+                            Cell::text(format!("{:+.0},{:+.0}", r.out_ns - mo, r.in_ns - mi))
+                        }
+                        _ => Cell::Empty,
+                    };
+                    let mut allocs = format!("{:.2},{:.2}", r.allocs_out, r.allocs_in);
+                    if r.linearized > 0 {
+                        allocs.push_str(&format!(
+                            " ({:.2} lin.)",
+                            r.linearized as f64 / r.packets as f64
+                        ));
+                    }
+                    table.push(vec![
+                        Cell::text(alg.name),
+                        Cell::text(f.name),
+                        Cell::text(buffers.name()),
+                        Cell::text(size.label()),
+                        Cell::num(Some(mpps(r.out_ns))),
+                        Cell::num(Some(gbps(r.out_ns))),
+                        Cell::Num(r.out_ns, 1),
+                        Cell::Num(r.enc_ns, 1),
+                        pct(ov_out),
+                        Cell::num(Some(mpps(r.in_ns))),
+                        Cell::num(Some(gbps(r.in_ns))),
+                        Cell::Num(r.in_ns, 1),
+                        Cell::Num(r.dec_ns, 1),
+                        pct(ov_in),
+                        Cell::text(allocs),
+                        vs_slice,
+                    ]);
+                    if buffers != Buffers::Chain && r.allocs_out + r.allocs_in > 0.0 {
+                        slice_alloc_free = false;
+                    }
+                    if buffers == Buffers::Slice {
+                        ratios_out.push(format!(
+                            "{} {:.0}%",
+                            size.label(),
+                            ov_out.unwrap_or(f64::NAN) * 100.0
+                        ));
+                        ratios_in.push(format!(
+                            "{} {:.0}%",
+                            size.label(),
+                            ov_in.unwrap_or(f64::NAN) * 100.0
+                        ));
+                        if alg.name == "aes-gcm-128" && size == Size::Fixed(1400) {
+                            for (dir, ov) in [("output", ov_out), ("input", ov_in)] {
+                                if let Some(ov) = ov {
+                                    verdicts.push((
+                                        format!(
+                                            "aes-gcm-128 {} {dir} at 1400 B: protocol overhead <= 10%: {:.1}%",
+                                            f.name,
+                                            ov * 100.0
+                                        ),
+                                        ov <= 0.10,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if !ratios_out.is_empty() {
+                summary.push(format!(
+                    "  {} {}: out {} | in {}",
+                    alg.name,
+                    f.name,
+                    ratios_out.join(", "),
+                    ratios_in.join(", ")
+                ));
+            }
+        }
+    }
+
+    if o.breakdown {
+        for f in &engines {
+            let len = o.sizes.iter().find_map(|s| match s {
+                Size::Fixed(n) => Some(*n),
+                Size::Imix => None,
+            });
+            if let Some(alg) = algs.first() {
+                breakdown(f, alg, len.unwrap_or(64), &o, cost)?;
+            }
+        }
+    }
+
+    println!("\n{}", table.render());
+    println!(
+        "out/in ns: median per packet through Worker::output / Worker::input; bare enc/dec ns: the \
+         same driver's Engine::process on the same ESP packets in contiguous buffers"
+    );
+    println!(
+        "allocs/pkt: heap allocations per packet in the timed pipeline phases (lin. = crypto spans \
+         linearized through a copy); vs slice: ns per packet more than the slice row"
+    );
+    if !summary.is_empty() {
+        println!("protocol overhead (1 - bare/pipeline), slice buffers, replay on:");
+        for s in &summary {
+            println!("{s}");
+        }
+    }
+    println!("targets:");
+    println!(
+        "  {}  no allocation per packet on the slice/noreplay rows",
+        if slice_alloc_free { "PASS" } else { "FAIL" }
+    );
+    for (what, ok) in &verdicts {
+        println!("  {}  {what}", if *ok { "PASS" } else { "FAIL" });
+    }
+    if let Some(path) = &o.csv {
+        std::fs::write(path, table.csv()).map_err(|e| format!("cannot write {path}: {e}"))?;
+        println!("csv written to {path}");
+    }
+    Ok(())
 }

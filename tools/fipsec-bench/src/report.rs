@@ -138,11 +138,13 @@ pub enum Clock {
 }
 
 impl Clock {
-    fn now(self) -> (Instant, Duration) {
+    /// A start mark for [`Clock::since`] (both clocks are read).
+    pub fn now(self) -> (Instant, Duration) {
         (Instant::now(), fipsec_ffi::accel::thread_cpu_time())
     }
 
-    fn since(self, start: (Instant, Duration)) -> Duration {
+    /// Time of this clock elapsed since `start`.
+    pub fn since(self, start: (Instant, Duration)) -> Duration {
         match self {
             Clock::Wall => start.0.elapsed(),
             Clock::ThreadCpu => fipsec_ffi::accel::thread_cpu_time().saturating_sub(start.1),
