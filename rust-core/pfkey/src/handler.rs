@@ -1067,18 +1067,30 @@ impl PfKey {
             s.registered |= bit;
         }
         let lists = self.catalog.lists(self.dialect);
-        let algs = |l: &[crate::catalog::AlgInfo]| -> Vec<fipsec_wire::pfkey::AlgRepr> {
+        // FreeBSD's kernel advertises salted ciphers (GCM, GMAC, ChaCha20)
+        // by their key size without the 4-byte salt, and FreeBSD setkey
+        // subtracts the salt before checking (`ALG_ENC_SALT`); the lists
+        // here (and the ADD check) count the salt, as Linux does.
+        let freebsd = self.dialect == Dialect::FreeBsd;
+        let algs = |l: &[crate::catalog::AlgInfo], enc: bool| -> Vec<fipsec_wire::pfkey::AlgRepr> {
             l.iter()
-                .map(|a| fipsec_wire::pfkey::AlgRepr {
-                    id: a.id,
-                    ivlen: a.ivlen,
-                    minbits: a.min_bits,
-                    maxbits: a.max_bits,
-                    reserved: 0,
+                .map(|a| {
+                    let salt_bits = if freebsd && enc {
+                        (fipsec_core::xform::enc_salt_len(a.id) * 8) as u16
+                    } else {
+                        0
+                    };
+                    fipsec_wire::pfkey::AlgRepr {
+                        id: a.id,
+                        ivlen: a.ivlen,
+                        minbits: a.min_bits.saturating_sub(salt_bits),
+                        maxbits: a.max_bits.saturating_sub(salt_bits),
+                        reserved: 0,
+                    }
                 })
                 .collect()
         };
-        let (auth, enc) = (algs(lists.auth), algs(lists.encrypt));
+        let (auth, enc) = (algs(lists.auth, false), algs(lists.encrypt, true));
         fn sup(v: &[fipsec_wire::pfkey::AlgRepr]) -> ExtData<'_> {
             ExtData::Supported(fipsec_wire::pfkey::SupportedRepr {
                 reserved: 0,

@@ -309,12 +309,22 @@ fn replay_fields(
     }
 }
 
-fn check_key_lengths(cmd: &SaCommand, supported: &Supported, line: u32) -> Result<(), ParseError> {
+fn check_key_lengths(
+    cmd: &SaCommand,
+    supported: &Supported,
+    line: u32,
+    opts: &PlanOptions,
+) -> Result<(), ParseError> {
     let Some(algs) = &cmd.algs else { return Ok(()) };
     if let Some((alg, key)) = &algs.enc {
         let (bits, at) = match key {
             Some(k) => (
-                k.bytes.len().saturating_sub(alg.salt_len()) * 8,
+                // FreeBSD setkey's ALG_ENC_SALT: the kernel's limits exclude
+                // the salt; Linux limits include it (as for aes-ctr).
+                k.bytes
+                    .len()
+                    .saturating_sub(if opts.linux() { 0 } else { alg.salt_len() })
+                    * 8,
                 key_token(k),
             ),
             None => (0, (line, alg.name().to_string())),
@@ -467,7 +477,7 @@ fn plan_sa(
     if kind == MsgType::Delete && (srcs.len() > 1 || dsts.len() > 1) {
         return Err(perr(line, &cmd.dst.host.name, "multiple address specified"));
     }
-    check_key_lengths(cmd, supported, line)?;
+    check_key_lengths(cmd, supported, line, opts)?;
     let (replay, sa_replay) = replay_fields(cmd.replay, opts, line)?;
     let is_add = matches!(kind, MsgType::Add | MsgType::GetSpi);
     let (mut enc_id, mut auth_id, mut enc_key, mut auth_key) = (0u8, 0u8, None, None);
