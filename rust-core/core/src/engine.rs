@@ -707,3 +707,15 @@ fn ipip_out_reason(e: IpipError) -> DropReason {
         _ => DropReason::IpipBufferError,
     }
 }
+
+#[cfg(test)]
+mod test {
+    /// A continuation is moved with every request and completion: no
+    /// protocol may make it grow (AH keeps its saved header bytes in the
+    /// packet's scratch tail for this reason).
+    #[test]
+    fn continuation_stays_small() {
+        assert!(core::mem::size_of::<super::Step>() <= 40);
+        assert!(core::mem::size_of::<super::Cont>() <= 80);
+    }
+}
