@@ -70,7 +70,8 @@ for t in "${targets[@]}"; do
     "$(find "corpus/$t" -type f | wc -l)" "$(stat peak_rss_mb)"
   if ((rc != 0)); then
     echo "fuzz: $t FAILED (exit $rc); artifacts in tests/fuzz/artifacts/$t:"
-    grep -vE '^(#[0-9]+|INFO:|MS:|Base64:|0x)' "$log" | tail -n 40
+    grep -E -A6 'panicked at|==[0-9]+==(ERROR|WARNING)|^SUMMARY|out-of-memory|Timeout|deadly signal' "$log" | head -n 60 || true
+    grep -E -A2 '^Failing input' "$log" || true
     failed+=("$t")
   fi
 done

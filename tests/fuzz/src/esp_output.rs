@@ -115,6 +115,7 @@ pub fn run(data: &[u8]) {
     for _ in 0..count {
         let kind = inp.u8();
         let sa = gw::ESP_SAS[inp.choose(gw::ESP_SAS.len())];
+        tx.ensure(sa);
         let def = &gw::table()[sa];
         // (packet, expectation: Some(sa) = through that SA, contained)
         enum Want {
@@ -211,6 +212,9 @@ pub fn run(data: &[u8]) {
         if let (Outcome::Transmit(b), true, false) = (&out, contained, mutated) {
             assert!(esp_at(b).is_some(), "transmitted without ESP: {b:?}");
             let sent_len = ip_len(&pkt).unwrap_or(pkt.len()).min(pkt.len());
+            if let Some(v) = via {
+                rx.ensure(v);
+            }
             let got = rx.input_laid_out(b, layout);
             oracle::fired(&oracle::FIRED.round_trip);
             assert!(

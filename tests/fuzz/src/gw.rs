@@ -304,15 +304,23 @@ pub struct SaTweak {
     pub last_seq: u64,
 }
 
-/// A gateway: an engine holding some SAs of the table, their policies, and
-/// one worker.
+/// A gateway: an engine that may hold some SAs of the table, and one
+/// worker. SAs and their policies are added on first use
+/// ([`Gateway::ensure`]): crypto sessions, replay windows and SPD inserts
+/// are most of the cost of a fresh engine, and an execution touches only a
+/// few SAs. (A packet for an SA not added yet finds no SA and no policy, as
+/// before a PF_KEY `add`/`spdadd`.)
 pub struct Gateway<P> {
     /// The engine.
     pub ipsec: Arc<Ipsec<P>>,
     /// Its worker.
     pub worker: Worker<P>,
-    /// The SAs, by table index.
+    /// The SAs added so far, by table index.
     pub sas: Vec<(usize, SaRef)>,
+    /// The SAs it may hold, with their tweaks.
+    pub allowed: Vec<(usize, SaTweak)>,
+    /// The direction of the policies it adds.
+    pub dir: Direction,
 }
 
 impl<P> std::fmt::Debug for Gateway<P> {
@@ -420,49 +428,53 @@ pub fn add_policy<P: PacketBuf>(
 }
 
 impl<P: PacketBuf + 'static> Gateway<P> {
-    /// The receiving gateway for the SAs `idx`: inbound SAs and inbound
-    /// policies requiring them.
+    fn new(allowed: Vec<(usize, SaTweak)>, dir: Direction, seed: u64) -> Gateway<P> {
+        let ipsec = engine::<P>();
+        let worker = Worker::new(ipsec.clone(), Box::new(Lcg(seed)));
+        Gateway {
+            ipsec,
+            worker,
+            sas: Vec::new(),
+            allowed,
+            dir,
+        }
+    }
+
+    /// A receiving gateway that may hold the SAs `idx` (inbound policies
+    /// requiring them come with each SA, [`Gateway::ensure`]).
     pub fn receiver(idx: &[usize]) -> Gateway<P> {
-        let ipsec = engine::<P>();
-        let sas = idx
-            .iter()
-            .map(|&i| (i, add_sa(&ipsec, i, SaTweak::default())))
-            .collect();
-        for &i in idx {
-            add_policy(
-                &ipsec,
-                selector(i),
-                Direction::In,
-                PolicyAction::Ipsec,
-                vec![request(i)],
-            );
-        }
-        let worker = Worker::new(ipsec.clone(), Box::new(Lcg(2)));
-        Gateway { ipsec, worker, sas }
+        let allowed = idx.iter().map(|&i| (i, SaTweak::default())).collect();
+        Gateway::new(allowed, Direction::In, 2)
     }
 
-    /// The sending gateway for the SAs `idx` (with per-SA tweaks): outbound
-    /// SAs and outbound policies.
+    /// A sending gateway that may hold the SAs `idx`, with per-SA tweaks
+    /// (outbound policies come with each SA).
     pub fn sender(idx: &[(usize, SaTweak)]) -> Gateway<P> {
-        let ipsec = engine::<P>();
-        let sas = idx
-            .iter()
-            .map(|&(i, t)| (i, add_sa(&ipsec, i, t)))
-            .collect();
-        for &(i, _) in idx {
-            add_policy(
-                &ipsec,
-                selector(i),
-                Direction::Out,
-                PolicyAction::Ipsec,
-                vec![request(i)],
-            );
-        }
-        let worker = Worker::new(ipsec.clone(), Box::new(Lcg(1)));
-        Gateway { ipsec, worker, sas }
+        Gateway::new(idx.to_vec(), Direction::Out, 1)
     }
 
-    /// The SA with table index `i`.
+    /// Adds SA `i` and its policy if this gateway may hold it and does not
+    /// yet.
+    pub fn ensure(&mut self, i: usize) {
+        if self.sa(i).is_some() {
+            return;
+        }
+        let Some(&(_, t)) = self.allowed.iter().find(|(j, _)| *j == i) else {
+            return;
+        };
+        let sa = add_sa(&self.ipsec, i, t);
+        add_policy(
+            &self.ipsec,
+            selector(i),
+            self.dir,
+            PolicyAction::Ipsec,
+            vec![request(i)],
+        );
+        self.sas.push((i, sa));
+        self.worker.refresh();
+    }
+
+    /// The SA with table index `i`, if added.
     pub fn sa(&self, i: usize) -> Option<&SaRef> {
         self.sas.iter().find(|(j, _)| *j == i).map(|(_, s)| s)
     }

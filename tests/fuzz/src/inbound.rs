@@ -48,6 +48,19 @@ impl Rx {
         self.input_laid_out(pkt, seed)
     }
 
+    /// Adds SA `sa` to both receivers (see [`Gateway::ensure`]).
+    pub fn ensure(&mut self, sa: usize) {
+        self.slice.ensure(sa);
+        self.chain.ensure(sa);
+    }
+
+    /// Packets SA `sa` has accepted (ICV verified), in each receiver.
+    pub fn accepted(&self, sa: usize) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = |s: Option<&fipsec_core::SaRef>| s.map_or(0, |s| s.counters.in_packets.load(Relaxed));
+        (n(self.slice.sa(sa)), n(self.chain.sa(sa)))
+    }
+
     /// [`Rx::input`] with the layout seed given.
     pub fn input_laid_out(&mut self, pkt: &[u8], seed: u16) -> Outcome {
         let before = oracle::snapshot(&self.slice.ipsec);

@@ -36,6 +36,7 @@ pub fn run(data: &[u8]) {
     let count = 1 + inp.choose(4);
     for _ in 0..count {
         let sa = gw::IPCOMP_SAS[inp.choose(gw::IPCOMP_SAS.len())];
+        rx.ensure(sa);
         let def = &gw::table()[sa];
         let outer = inbound::read_outer(&mut inp, gw::peer(def.v6), gw::local(def.v6, sa));
         let (nh, payload, valid, inner) = if def.mode == Mode::Tunnel {

@@ -78,6 +78,7 @@ pub fn run(data: &[u8]) {
     let count = 1 + inp.choose(4);
     for _ in 0..count {
         let sa = SAS[inp.choose(SAS.len())];
+        rx.ensure(sa);
         let def = &gw::table()[sa];
         let outer = inbound::read_outer(&mut inp, gw::peer(def.v6), gw::local(def.v6, sa));
         let shape = inp.u8();

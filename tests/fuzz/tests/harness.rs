@@ -135,3 +135,25 @@ fn seeds_replay_clean() {
         }
     }
 }
+
+/// Replays one input outside libFuzzer, for a readable panic message:
+/// `FUZZ_TARGET=esp_input FUZZ_INPUT=artifacts/... cargo test --test harness replay -- --nocapture`
+#[test]
+fn replay() {
+    let (Ok(t), Ok(f)) = (std::env::var("FUZZ_TARGET"), std::env::var("FUZZ_INPUT")) else {
+        return;
+    };
+    let data = std::fs::read(&f).unwrap();
+    let run: fn(&[u8]) = match t.as_str() {
+        "esp_input" => fipsec_fuzz::esp_input::run,
+        "ipip_input" => fipsec_fuzz::ipip_input::run,
+        "ah_input" => fipsec_fuzz::ah_input::run,
+        "ipcomp_input" => fipsec_fuzz::ipcomp_input::run,
+        "esp_output" => fipsec_fuzz::esp_output::run,
+        "ip_walk" => fipsec_fuzz::ip_walk::run,
+        "pfkey_decode" => fipsec_fuzz::pfkey_decode::run,
+        "setkey_grammar" => fipsec_fuzz::setkey_grammar::run,
+        other => panic!("unknown target {other}"),
+    };
+    run(&data);
+}
