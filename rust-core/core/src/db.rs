@@ -32,12 +32,18 @@
 //!
 //! # Input (`ipsec_in_reject` with `check_policy_history`)
 //!
-//! After decapsulation the caller passes the transforms it applied
+//! After decapsulation the caller passes the transforms it removed
 //! ([`AppliedXform`], outermost first). The packet's inbound policy must be
-//! satisfied: every `require`/`unique` request (IPComp excepted — RFC 3173
-//! lets a sender skip compression) needs an applied transform with its
-//! protocol, a compatible mode, and its destination (the request's tunnel
-//! endpoint, or inside the policy's destination prefix in transport mode).
+//! satisfied exactly: read innermost first, the removed transforms are the
+//! policy's requests in order, each with the request's protocol, a
+//! compatible mode and its destination (the request's tunnel endpoint; in
+//! transport mode inside the policy's destination prefix, or the endpoint of
+//! the tunnel requested before it). A `use` request may be missing, and so
+//! may IPComp at any level (RFC 3173 lets a sender skip compression); a
+//! missing `require`/`unique` request, a transform out of order or one the
+//! policy does not list is a violation. (FreeBSD's `ipsec_in_reject` only
+//! checks that each required request appears somewhere in the history;
+//! Linux's `xfrm_policy_ok` matches in order like this.)
 //!
 //! # Locks
 //!
@@ -100,6 +106,10 @@ impl Default for DbConfig {
             max_events: 4096,
         }
     }
+}
+
+fn same_addr(a: &SockaddrUnion, b: &SockaddrUnion) -> bool {
+    crate::sa::normalize_addr(a) == crate::sa::normalize_addr(b)
 }
 
 /// Database counters (relaxed atomics).
@@ -517,8 +527,15 @@ impl DbReader {
             len: 0,
         };
         let mut missing_required = false;
+        // A transport-mode request after a tunnel one protects the tunnel's
+        // outer header: its SA runs between the tunnel endpoints (FreeBSD
+        // looks each SA up on the packet as the previous transforms left it).
+        let (mut src, mut dst) = (pkt.src, pkt.dst);
         for (i, req) in policy.requests().iter().enumerate() {
-            let index = req.sa_index(&pkt.src, &pkt.dst);
+            let index = req.sa_index(&src, &dst);
+            if req.mode == Mode::Tunnel {
+                (src, dst) = (req.src, req.dst);
+            }
             match self.sad.lookup_out(&index) {
                 Some(sa) => {
                     if let Some(slot) = bundle.sas.get_mut(bundle.len) {
@@ -578,30 +595,40 @@ impl DbReader {
             PolicyAction::None => return Ok(()),
             PolicyAction::Ipsec => {}
         }
+        // The removed transforms, innermost first, must be the policy's
+        // requests in order; an optional one (level `use`, and IPComp, which
+        // a sender may skip, RFC 3173 § 2.2) may be missing, nothing else may.
+        let mut removed = applied.iter().rev().peekable();
+        let mut tunnel_dst: Option<&SockaddrUnion> = None;
         for req in policy.requests() {
-            if req.proto == SaProto::IpComp
-                || !matches!(self.inner.level(req), Level::Require | Level::Unique)
-            {
-                continue;
-            }
-            let satisfied = applied.iter().any(|x| {
-                x.proto == req.proto
-                    && (x.mode == req.mode || x.mode == Mode::Any)
-                    && match req.mode {
-                        Mode::Tunnel => {
-                            crate::sa::normalize_addr(&x.dst) == crate::sa::normalize_addr(&req.dst)
-                        }
-                        _ => policy
-                            .selector()
-                            .dst()
-                            .prefix_matches(&x.dst, policy.selector().prefd()),
-                    }
+            let dst_ok = |x: &AppliedXform| match (req.mode, tunnel_dst) {
+                (Mode::Tunnel, _) => same_addr(&x.dst, &req.dst),
+                // Transport inside a tunnel: between the tunnel endpoints.
+                (_, Some(t)) => same_addr(&x.dst, t),
+                (_, None) => policy
+                    .selector()
+                    .dst()
+                    .prefix_matches(&x.dst, policy.selector().prefd()),
+            };
+            let matches = removed.peek().is_some_and(|x| {
+                x.proto == req.proto && (x.mode == req.mode || x.mode == Mode::Any) && dst_ok(x)
             });
-            if !satisfied {
+            if matches {
+                removed.next();
+            } else if req.proto != SaProto::IpComp
+                && matches!(self.inner.level(req), Level::Require | Level::Unique)
+            {
                 return Err(violation);
             }
+            if req.mode == Mode::Tunnel {
+                tunnel_dst = Some(&req.dst);
+            }
         }
-        Ok(())
+        match removed.next() {
+            // A transform the policy does not ask for.
+            Some(_) => Err(violation),
+            None => Ok(()),
+        }
     }
 }
 
@@ -866,6 +893,84 @@ mod test {
             dst: a(GW_A),
         };
         assert!(r.check_inbound(Direction::In, &p, &[ah], t(0)).is_err());
+    }
+
+    #[test]
+    fn transport_after_tunnel_uses_the_tunnel_endpoints() {
+        // ipcomp/tunnel/A-B esp/transport//require: the ESP SA runs A -> B,
+        // not between the hosts.
+        let db = db();
+        let sel = Selector::new(a([10, 1, 0, 0]), 16, a([10, 2, 0, 0]), 16, 255).unwrap();
+        let reqs = vec![
+            IpsecRequest::tunnel(SaProto::IpComp, Level::Require, a(GW_A), a(GW_B)),
+            IpsecRequest::transport(SaProto::Esp, Level::Require),
+        ];
+        db.spd()
+            .add(
+                PolicySpec::new(sel, Direction::Out, PolicyAction::Ipsec, reqs),
+                false,
+                t(0),
+            )
+            .unwrap();
+        let comp = SaIndex::new(a(GW_A), a(GW_B), SaProto::IpComp, Mode::Tunnel, ReqId(0));
+        let esp = SaIndex::new(a(GW_A), a(GW_B), SaProto::Esp, Mode::Transport, ReqId(0));
+        db.add_sa(Spi(0x100), comp, SaParams::default(), t(0))
+            .unwrap();
+        db.add_sa(Spi(0x1000), esp, SaParams::default(), t(0))
+            .unwrap();
+        let mut r = db.reader();
+        r.refresh();
+        let OutputDecision::Apply(b) = r.output(&pkt(), t(0)) else {
+            panic!("no bundle")
+        };
+        let got: Vec<_> = b.sas().map(|s| (s.proto(), s.mode(), *s.dst())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (SaProto::IpComp, Mode::Tunnel, a(GW_B)),
+                (SaProto::Esp, Mode::Transport, a(GW_B))
+            ]
+        );
+    }
+
+    #[test]
+    fn inbound_check_wants_the_bundle_in_order_and_nothing_else() {
+        let db = db();
+        let sel = Selector::new(a([10, 2, 0, 0]), 16, a([10, 1, 0, 0]), 16, 255).unwrap();
+        // esp/tunnel/B-A/require ah/transport//use
+        let reqs = vec![
+            IpsecRequest::tunnel(SaProto::Esp, Level::Require, a(GW_B), a(GW_A)),
+            IpsecRequest::transport(SaProto::Ah, Level::Use),
+        ];
+        db.spd()
+            .add(
+                PolicySpec::new(sel, Direction::In, PolicyAction::Ipsec, reqs),
+                false,
+                t(0),
+            )
+            .unwrap();
+        let mut r = db.reader();
+        r.refresh();
+        let p = PacketSelector::new(a([10, 2, 0, 7]), a([10, 1, 0, 5]), 6);
+        let x = |proto, mode, dst| AppliedXform {
+            proto,
+            mode,
+            spi: Spi(0x1000),
+            dst: a(dst),
+        };
+        let esp = x(SaProto::Esp, Mode::Tunnel, GW_A);
+        let ah = x(SaProto::Ah, Mode::Transport, GW_A);
+        let check = |applied: &[AppliedXform]| r.check_inbound(Direction::In, &p, applied, t(0));
+        // Outermost first: AH over the tunnel, then ESP; AH optional.
+        assert_eq!(check(&[ah, esp]), Ok(()));
+        assert_eq!(check(&[esp]), Ok(()));
+        let v = Err(DropReason::PolicyInViolation);
+        assert_eq!(check(&[esp, ah]), v, "order");
+        assert_eq!(check(&[ah]), v, "required ESP missing");
+        assert_eq!(check(&[ah, esp, esp]), v, "one more than asked for");
+        // AH transport over the tunnel must run to the tunnel endpoint.
+        let ah_elsewhere = x(SaProto::Ah, Mode::Transport, [10, 1, 0, 5]);
+        assert_eq!(check(&[ah_elsewhere, esp]), v);
     }
 
     #[test]

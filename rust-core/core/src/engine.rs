@@ -33,7 +33,8 @@ use fipsec_crypto::{Done, Framework, Instant};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
-use crate::deflate::{Deflater, Inflater};
+use crate::deflate::DeflateConfig;
+use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
 use crate::packet::{self, IpError, IpInfo};
@@ -70,7 +71,6 @@ pub enum Verdict<P> {
 /// Which protocol step a request belongs to, with what its "after" half
 /// needs.
 #[derive(Debug, Clone, Copy)]
-#[allow(dead_code)] // AH variants: constructed once AH lands
 pub(crate) enum Step {
     EspIn(crate::esp::EspInCont),
     EspOut(crate::esp::EspOutCont),
@@ -88,6 +88,9 @@ pub struct Cont {
     pub(crate) len: u8,
     pub(crate) idx: u8,
     pub(crate) step: Step,
+    /// Inbound: a bare IP-in-IP header of an IPCOMP tunnel SA was removed
+    /// (at most one per packet; see [`crate::ipcomp`]).
+    pub(crate) bare_tunnel: bool,
 }
 
 impl Cont {
@@ -126,8 +129,12 @@ pub struct ProtoStats {
     pub ah: ProtoCounters,
     pub ipcomp: ProtoCounters,
     pub ipip: ProtoCounters,
-    /// IPCOMP packets sent uncompressed (below threshold or not smaller).
+    /// IPCOMP packets sent uncompressed (below threshold, not smaller, or
+    /// longer than the peer's window).
     pub ipcomp_uncompressed: AtomicU64,
+    /// Of those, the packets at or below the threshold (FreeBSD
+    /// `ipcomps_threshold`).
+    pub ipcomp_threshold: AtomicU64,
     /// Inbound packets delivered without IPsec, allowed by policy.
     pub plain_in: AtomicU64,
     /// Outbound packets sent without IPsec, allowed by policy.
@@ -145,6 +152,8 @@ pub struct EngineConfig {
     /// IPCOMP: packets at or below this size are not compressed
     /// (`comp_algo_deflate.minlen`).
     pub ipcomp_threshold: usize,
+    /// IPCOMP: DEFLATE level and the peer's window.
+    pub ipcomp_deflate: DeflateConfig,
     /// Check inbound packets against the SPD before delivering them.
     pub check_inbound_policy: bool,
 }
@@ -155,6 +164,7 @@ impl Default for EngineConfig {
             df: DfPolicy::Clear,
             outer_hop_limit: fipsec_wire::ipv4::DEFAULT_TTL,
             ipcomp_threshold: crate::deflate::DEFAULT_THRESHOLD,
+            ipcomp_deflate: DeflateConfig::default(),
             check_inbound_policy: true,
         }
     }
@@ -216,10 +226,9 @@ pub struct Worker<P> {
     pub(crate) reader: DbReader,
     pub(crate) rng: Box<dyn SecureRandom>,
     pub(crate) ip_id: u16,
-    #[allow(dead_code)] // used by IPCOMP
-    pub(crate) deflater: Option<Box<Deflater>>,
-    #[allow(dead_code)]
-    pub(crate) inflater: Option<Box<Inflater>>,
+    /// Compressor, decompressor and scratch, created on the first IPCOMP
+    /// packet.
+    pub(crate) ipcomp: Option<Box<IpcompState>>,
 }
 
 impl<P> core::fmt::Debug for Worker<P> {
@@ -249,8 +258,7 @@ impl<P: PacketBuf> Worker<P> {
             reader,
             rng,
             ip_id: u16::from_be_bytes(id),
-            deflater: None,
-            inflater: None,
+            ipcomp: None,
         }
     }
 
@@ -330,6 +338,7 @@ impl<P: PacketBuf> Worker<P> {
                     len,
                     idx: 0,
                     step: Step::EspOut(Default::default()),
+                    bare_tunnel: false,
                 };
                 Next::Output(pkt, cont)
             }
@@ -346,6 +355,7 @@ impl<P: PacketBuf> Worker<P> {
             len: 0,
             idx: 0,
             step: Step::EspIn(Default::default()),
+            bare_tunnel: false,
         };
         self.run(now, Next::Input(pkt, cont))
     }
@@ -403,7 +413,7 @@ impl<P: PacketBuf> Worker<P> {
         })
     }
 
-    fn input_step(&mut self, now: Instant, mut pkt: P, cont: Cont) -> Started<P> {
+    fn input_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Started<P> {
         let info = match packet::parse(&mut pkt, true) {
             Ok(i) => i,
             Err(e) => return Started::Next(self.ip_drop(e)),
@@ -424,6 +434,13 @@ impl<P: PacketBuf> Worker<P> {
             IpProtocol::Esp => self.esp_input_before(now, pkt, info, cont),
             IpProtocol::Ah => self.ah_input_before(now, pkt, info, cont),
             IpProtocol::IpComp => Started::Next(self.ipcomp_input(now, pkt, info, cont)),
+            IpProtocol::IpIp | IpProtocol::Ipv6 if !info.fragment => {
+                match self.ipcomp_bare_tunnel(&mut pkt, &info, &mut cont) {
+                    None => Started::Next(self.deliver(now, pkt, &info, &cont)),
+                    Some(Ok(())) => Started::Next(Next::Input(pkt, cont)),
+                    Some(Err(r)) => Started::Next(self.drop_pkt(r)),
+                }
+            }
             _ => Started::Next(self.deliver(now, pkt, &info, &cont)),
         }
     }

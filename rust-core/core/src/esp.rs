@@ -391,7 +391,7 @@ impl<P: PacketBuf> Worker<P> {
         let pad = usize::from(pad_len);
         let enc_len = payload_len + tfc + pad + 2;
         let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
-        if new_len > fipsec_wire::ipv4::MAX_PACKET_LEN + fipsec_wire::ipv6::HEADER_LEN {
+        if new_len > packet::max_datagram_len(info.version) {
             return Started::Next(self.drop_on(&sa, false, DropReason::EspOutTooBig));
         }
         if pkt.make_writable(&self.ipsec.buf_stats).is_err() {

@@ -21,6 +21,19 @@
 //! | [`db`] | both together: output bundle resolution, ACQUIRE rate limit, inbound policy check, event queue ([`SecurityDb`], [`DbReader`]) |
 //! | [`events`] | what the PF_KEY layer must send: EXPIRE, ACQUIRE, SPDEXPIRE |
 //!
+//! # Protocols
+//!
+//! | module | what |
+//! |---|---|
+//! | [`engine`] | the [`Worker`] loop: policy, bundles applied and removed iteratively, verdicts, counters |
+//! | [`esp`] | ESP (RFC 4303) in two halves around the crypto framework |
+//! | [`ah`] | AH (RFC 4302): mutable fields zeroed and restored, ICV over the whole packet, ESN, AES-GMAC (RFC 4543) |
+//! | [`ipcomp`] | IPCOMP (RFC 3173) with DEFLATE (RFC 2394), synchronous, bounded decompression |
+//! | [`ipip`] | IP-in-IP for tunnel mode, ECN per RFC 6040 |
+//! | [`deflate`] | raw DEFLATE with hard output bounds |
+//! | [`packet`] | IP header facts by copy-out, header fix-ups |
+//! | [`stats`] | one counter per drop reason |
+//!
 //! Readers on the data path never lock: each thread or CPU owns a
 //! [`DbReader`], a snapshot of copy-on-write shards that it refreshes at its
 //! quiescent points (the paper's § 2.4 "hot spot" is gone; see [`snapshot`]
@@ -38,6 +51,7 @@ pub mod deflate;
 pub mod engine;
 pub mod esp;
 pub mod events;
+pub mod ipcomp;
 pub mod ipip;
 pub mod lifetime;
 pub mod packet;

@@ -240,6 +240,16 @@ fn fragment_has_no_ports(pkt: &dyn PacketBuf, info: &IpInfo) -> bool {
     }
 }
 
+/// The largest packet an IP header of `version` can describe: IPv4's
+/// 16-bit Total Length counts the header, IPv6's Payload Length does not
+/// (jumbograms are not supported).
+pub const fn max_datagram_len(version: IpVersion) -> usize {
+    match version {
+        IpVersion::V4 => ipv4::MAX_PACKET_LEN,
+        IpVersion::V6 => ipv6::HEADER_LEN + u16::MAX as usize,
+    }
+}
+
 /// Writes `proto` into the byte at `nh_offset` (the IPv4 protocol field or
 /// an IPv6 Next Header field) and, for IPv4, fixes the header checksum.
 pub fn set_next_header(

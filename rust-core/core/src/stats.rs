@@ -127,8 +127,74 @@ drop_reasons! {
     IpipOutBadEndpoints => "ipip_out_bad_endpoints", "ipips_family";
     /// Buffer operation failed while adding or removing an outer header.
     IpipBufferError => "ipip_buffer_error", "ipips_hdrops";
-    /// Placeholder while AH/IPCOMP are being written.
-    AhUnsupported => "ah_unsupported", "";
+    // ---- AH input [RFC 4302] -------------------------------------------------------
+    /// AH packet shorter than the fixed AH header, or than the header length it claims.
+    AhInTruncated => "ah_in_truncated", "ahs_hdrops";
+    /// No SA for the packet's destination and SPI.
+    AhInNoSa => "ah_in_no_sa", "ahs_notdb";
+    /// The SA is not mature (died while the packet was in crypto).
+    AhInSaNotValid => "ah_in_sa_not_valid", "ahs_invalid";
+    /// Payload Len disagrees with the SA's ICV length and RFC 4302 § 2.6 alignment.
+    AhInBadAuthLength => "ah_in_bad_auth_length", "ahs_badauthl";
+    /// Sequence number already seen (replayed).
+    AhInReplayDuplicate => "ah_in_replay_duplicate", "ahs_replay";
+    /// Sequence number left of the anti-replay window.
+    AhInReplayTooOld => "ah_in_replay_too_old", "ahs_replay";
+    /// ICV did not verify.
+    AhInBadIcv => "ah_in_bad_icv", "ahs_badauth";
+    /// A malformed IPv4 option or IPv6 option/extension header before AH (mutable fields cannot be zeroed).
+    AhInMutableInvalid => "ah_in_mutable_invalid", "ahs_hdrops";
+    /// More mutable bytes before AH than the continuation saves (see `ah::SAVE_BYTES`).
+    AhInMutableTooLarge => "ah_in_mutable_too_large", "";
+    /// The crypto framework failed the request (no driver, no memory, driver error).
+    AhInCryptoFailed => "ah_in_crypto_failed", "ahs_crypto";
+    /// Buffer operation failed (allocation, bounds) while verifying or removing AH.
+    AhInBufferError => "ah_in_buffer_error", "ahs_hdrops";
+    /// SA has reached its hard lifetime on input.
+    AhInLifetimeExpired => "ah_in_lifetime_expired", "";
+    // ---- AH output ---------------------------------------------------------------------
+    /// Sequence number would cycle and the SA does not allow it (RFC 4302 § 3.3.2).
+    AhOutSeqOverflow => "ah_out_seq_overflow", "ahs_wrap";
+    /// Packet would exceed the maximum IP datagram size after AH.
+    AhOutTooBig => "ah_out_too_big", "ahs_toobig";
+    /// A malformed IPv4 option or IPv6 option, or a Routing header whose final form cannot be predicted.
+    AhOutMutableInvalid => "ah_out_mutable_invalid", "ahs_hdrops";
+    /// More mutable bytes before AH than the continuation saves (see `ah::SAVE_BYTES`).
+    AhOutMutableTooLarge => "ah_out_mutable_too_large", "";
+    /// The crypto framework failed the request.
+    AhOutCryptoFailed => "ah_out_crypto_failed", "ahs_crypto";
+    /// Buffer operation failed (m_clone, makespace, pad).
+    AhOutBufferError => "ah_out_buffer_error", "ahs_hdrops";
+    /// SA has reached its hard lifetime on output.
+    AhOutLifetimeExpired => "ah_out_lifetime_expired", "";
+    /// The SA's crypto session is missing (SA built without one).
+    AhNoSession => "ah_no_session", "ahs_noxform";
+    // ---- IPCOMP [RFC 3173, RFC 2394] ------------------------------------------------------
+    /// IPComp packet shorter than its 4-byte header.
+    IpcompInTruncated => "ipcomp_in_truncated", "ipcomps_hdrops";
+    /// No SA for the packet's destination and CPI.
+    IpcompInNoSa => "ipcomp_in_no_sa", "ipcomps_notdb";
+    /// The DEFLATE stream ends before its final block.
+    IpcompInStreamTruncated => "ipcomp_in_stream_truncated", "ipcomps_crypto";
+    /// Invalid DEFLATE data (RFC 1951: bad block type, code lengths, distance).
+    IpcompInCorrupt => "ipcomp_in_corrupt", "ipcomps_crypto";
+    /// Bytes follow the final DEFLATE block.
+    IpcompInTrailingData => "ipcomp_in_trailing_data", "ipcomps_crypto";
+    /// The payload decompresses beyond what fits an IP datagram (decompression bomb).
+    IpcompInTooLarge => "ipcomp_in_too_large", "ipcomps_toobig";
+    /// Buffer operation failed while replacing the payload with its decompressed form.
+    IpcompInBufferError => "ipcomp_in_buffer_error", "ipcomps_hdrops";
+    /// SA has reached its hard lifetime on input.
+    IpcompInLifetimeExpired => "ipcomp_in_lifetime_expired", "";
+    /// The SA's compression algorithm is not DEFLATE, the only one implemented.
+    IpcompNoXform => "ipcomp_no_xform", "ipcomps_noxform";
+    /// Buffer operation failed while replacing the payload with its compressed form.
+    IpcompOutBufferError => "ipcomp_out_buffer_error", "ipcomps_hdrops";
+    /// SA has reached its hard lifetime on output.
+    IpcompOutLifetimeExpired => "ipcomp_out_lifetime_expired", "";
+    // ---- the engine itself ------------------------------------------------------------------
+    /// A completion came back whose continuation names no SA or another protocol step (internal error).
+    EngineContinuationInvalid => "engine_continuation_invalid", "";
     // ---- policy (ipsecstat) ------------------------------------------------------
     /// Output policy says discard.
     PolicyOutDiscard => "policy_out_discard", "ips_out_polvio";

@@ -79,7 +79,7 @@ pub struct AhXform {
     pub params: SessionParams,
     /// ICV bytes (before alignment padding of the AH header).
     pub icv_len: usize,
-    /// GMAC (RFC 4543 § 3.3): an 8-byte IV follows the sequence number.
+    /// GMAC (RFC 4543 § 4): an 8-byte IV follows the sequence number.
     pub gmac: bool,
 }
 
