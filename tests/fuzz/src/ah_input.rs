@@ -86,11 +86,25 @@ fn immutable(v6: bool) -> Vec<usize> {
     }
 }
 
+/// Whether an outer header has IPv6 option data that may change en
+/// route, or a Routing header (the areas beyond the fixed header's
+/// mutable fields that AH input must zero and save).
+fn mutable_area(h: &craft::IpHdr) -> bool {
+    h.v6_ext.iter().any(|e| match e {
+        craft::Ext::HopByHop(o) | craft::Ext::DstOpts(o) => o.contains(&0x3e),
+        craft::Ext::Routing => true,
+        craft::Ext::Fragment(..) => false,
+    })
+}
+
 fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> Made {
     let def = &gw::table()[sa];
     let (nh, payload, expect, contained) = if def.mode == Mode::Tunnel {
         let inner = inbound::read_inner(inp, sa, def.v6);
-        let e = match (inner.valid, inner.valid.then(|| inner.after_decap(outer.tos))) {
+        let e = match (
+            inner.valid,
+            inner.valid.then(|| inner.after_decap(outer.tos)),
+        ) {
             (true, Some(Some(b))) => Expect::Deliver(b),
             (true, _) => Expect::Drop(DropReason::IpipInEcnDrop),
             _ => Expect::Any,
@@ -228,7 +242,9 @@ pub fn run(data: &[u8]) {
             && pkt.len() >= made.bytes.len()
             && ah_at(&made.bytes).is_some_and(|o| {
                 pkt.get(o..made.bytes.len()) != made.bytes.get(o..)
-                    || immutable(v6).iter().any(|&i| pkt.get(i) != made.bytes.get(i))
+                    || immutable(v6)
+                        .iter()
+                        .any(|&i| pkt.get(i) != made.bytes.get(i))
             });
         let seq = if mutated { None } else { made.seq };
         let fresh = match (target, seq) {
@@ -236,7 +252,11 @@ pub fn run(data: &[u8]) {
             _ => false,
         };
         let trusted = !inbound::has_fragment(&outer) && !mutated && book.clean && fresh;
-        let expect = if trusted { made.expect.clone() } else { Expect::Any };
+        let expect = if trusted {
+            made.expect.clone()
+        } else {
+            Expect::Any
+        };
         book.clean &= made.contained && !mutated;
         sent.push(Made {
             bytes: pkt.clone(),
@@ -255,6 +275,16 @@ pub fn run(data: &[u8]) {
             continue;
         }
         let name = target.map_or("(no SA)", |t| gw::table()[t].name);
+        if out.dropped() == Some(DropReason::AhInMutableTooLarge) {
+            // The engine's documented bound (fipsec_core::ah::SAVE_BYTES):
+            // every IPv4 header fits; IPv6 only overflows with
+            // change-en-route option data (or routing headers) to save.
+            assert!(
+                mutable_area(&outer),
+                "{name}: mutable fields 'too large' in a header without mutable options: {outer:?}"
+            );
+            continue;
+        }
         if tampered {
             // The SA must not have accepted it (whatever else became of
             // the packet: a changed address may make it plain traffic).

@@ -77,7 +77,9 @@ impl Ext {
             }
             Ext::Routing => {
                 out.extend_from_slice(&[nh, 2, 2, 0, 0, 0, 0, 0]);
-                out.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+                out.extend_from_slice(&[
+                    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9,
+                ]);
             }
             Ext::Fragment(off, m) => {
                 let v = (off << 3) | u16::from(*m);
@@ -136,7 +138,7 @@ impl IpHdr {
     fn v4_opts_padded(&self) -> Vec<u8> {
         let mut o = self.v4_opts.clone();
         o.truncate(40);
-        while o.len() % 4 != 0 {
+        while !o.len().is_multiple_of(4) {
             o.push(0);
         }
         o
@@ -346,7 +348,11 @@ pub fn judge_trailer(pt: &[u8]) -> TrailerVerdict {
         return TrailerVerdict::PadLenInvalid;
     }
     let pad = &pt[n - 2 - p..n - 2];
-    if pad.iter().enumerate().any(|(i, &b)| usize::from(b) != i + 1) {
+    if pad
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| usize::from(b) != i + 1)
+    {
         return TrailerVerdict::PadContentInvalid;
     }
     if pt[n - 1] == 59 {
@@ -398,7 +404,8 @@ fn hmac_parts(mac: Mac, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 fn cbc_encrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) {
     fn run<C: aes::cipher::BlockCipherEncrypt + KeyInit>(key: &[u8], iv: &[u8], buf: &mut [u8]) {
-        let mut e = cbc::Encryptor::<C>::new_from_slices(key, iv).unwrap_or_else(|_| unreachable!());
+        let mut e =
+            cbc::Encryptor::<C>::new_from_slices(key, iv).unwrap_or_else(|_| unreachable!());
         for blk in buf.chunks_exact_mut(16) {
             e.encrypt_block(blk.try_into().unwrap_or_else(|_| unreachable!()));
         }
@@ -411,8 +418,8 @@ fn cbc_encrypt(key: &[u8], iv: &[u8], buf: &mut [u8]) {
 
 fn ctr_encrypt(key: &[u8], block: &[u8], buf: &mut [u8]) {
     // RFC 3686 § 4: counter block = nonce || IV || block counter (from 1).
-    let mut c = ctr::Ctr32BE::<aes::Aes128>::new_from_slices(key, block)
-        .unwrap_or_else(|_| unreachable!());
+    let mut c =
+        ctr::Ctr32BE::<aes::Aes128>::new_from_slices(key, block).unwrap_or_else(|_| unreachable!());
     c.apply_keystream(buf);
 }
 
@@ -553,7 +560,11 @@ pub fn ah(def: &SaDef, hdr: &IpHdr, s: &AhSpec<'_>) -> Option<Vec<u8>> {
     let hl = hdr.header_len();
     let mut m = pkt.clone();
     hdr.massage_for_ah(&mut m[..hl]);
-    let suffix: &[u8] = if def.esn { &s.seq_hi.to_be_bytes() } else { &[] };
+    let suffix: &[u8] = if def.esn {
+        &s.seq_hi.to_be_bytes()
+    } else {
+        &[]
+    };
     let icv = hmac_parts(def.mac, &def.auth_key, &[&m, suffix]);
     pkt[hl + 12..hl + 12 + icv_len].copy_from_slice(&icv);
     Some(pkt)

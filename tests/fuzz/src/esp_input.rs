@@ -106,12 +106,21 @@ fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> M
     // The payload: an inner packet (tunnel) or a segment (transport).
     let (nh_default, payload, valid, contained, deliver) = if def.mode == Mode::Tunnel {
         let inner = inbound::read_inner(inp, sa, def.v6);
-        let deliver = match (inner.valid, inner.valid.then(|| inner.after_decap(outer.tos))) {
+        let deliver = match (
+            inner.valid,
+            inner.valid.then(|| inner.after_decap(outer.tos)),
+        ) {
             (true, Some(Some(b))) => Expect::Deliver(b),
             (true, _) => Expect::Drop(DropReason::IpipInEcnDrop),
             _ => Expect::Any,
         };
-        (inner.nh(), inner.bytes.clone(), inner.valid, inner.contained, deliver)
+        (
+            inner.nh(),
+            inner.bytes.clone(),
+            inner.valid,
+            inner.contained,
+            deliver,
+        )
     } else {
         let (p, seg, structured) = inbound::segment(inp, def.v6);
         let ok = structured && !inbound::is_ipsec_or_tunnel(p);
@@ -130,7 +139,11 @@ fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> M
     } else {
         inp.u32()
     };
-    let seq_hi = if seq_kind & 0x1c == 0x1c { inp.u32() } else { 0 };
+    let seq_hi = if seq_kind & 0x1c == 0x1c {
+        inp.u32()
+    } else {
+        0
+    };
     let mut iv = [0u8; 16];
     for (d, s) in iv.iter_mut().zip(inp.take(16)) {
         *d = *s;
@@ -282,7 +295,11 @@ pub fn run(data: &[u8]) {
             _ => false,
         };
         let trusted = !inbound::has_fragment(&outer) && !mutated && book.clean && fresh;
-        let expect = if trusted { made.expect.clone() } else { Expect::Any };
+        let expect = if trusted {
+            made.expect.clone()
+        } else {
+            Expect::Any
+        };
         book.clean &= made.contained && !mutated;
         sent.push(Made {
             bytes: pkt.clone(),

@@ -86,7 +86,13 @@ fn sender() -> Gateway<SliceBuf> {
             let p = if v6 { 48 } else { 16 };
             Selector::new(src, p, dst, p, 255).unwrap_or_else(|_| unreachable!())
         };
-        gw::add_policy(&g.ipsec, to(3), Direction::Out, PolicyAction::Discard, vec![]);
+        gw::add_policy(
+            &g.ipsec,
+            to(3),
+            Direction::Out,
+            PolicyAction::Discard,
+            vec![],
+        );
         let me = SockaddrUnion::from_ip(gw::peer(v6), 0);
         let far = SockaddrUnion::from_ip(net(v6, 99), 0);
         gw::add_policy(
@@ -204,7 +210,12 @@ pub fn run(data: &[u8]) {
                 (Outcome::Dropped(DropReason::IpOutTooBig | DropReason::EspOutTooBig), _) => {}
                 _ => {
                     oracle::fired(&oracle::FIRED.deliver);
-                    assert_eq!(via, Some(s), "must be sent through {}: {out:?}", gw::table()[s].name);
+                    assert_eq!(
+                        via,
+                        Some(s),
+                        "must be sent through {}: {out:?}",
+                        gw::table()[s].name
+                    );
                 }
             },
         }

@@ -173,7 +173,14 @@ pub fn table() -> &'static [SaDef] {
     T.get_or_init(|| {
         use Mode::{Transport, Tunnel};
         use SaProto::{Ah, Esp, IpComp};
-        let d = |name, proto, mode, v6, (enc_alg, enc_key, enc), (auth_alg, auth_key, mac), esn, replay| SaDef {
+        let d = |name,
+                 proto,
+                 mode,
+                 v6,
+                 (enc_alg, enc_key, enc),
+                 (auth_alg, auth_key, mac),
+                 esn,
+                 replay| SaDef {
             name,
             proto,
             mode,
@@ -191,40 +198,168 @@ pub fn table() -> &'static [SaDef] {
         let noenc = (0u8, Vec::new(), Enc::Null);
         vec![
             // ---- ESP ------------------------------------------------------------
-            d("esp aes-gcm-16/128 tunnel v4", Esp, Tunnel, false,
-              (alg::E_GCM16, key(20, 1), Enc::AesGcm16(16)), none.clone(), false, 64),
-            d("esp aes-cbc-128/hmac-sha1 tunnel v4 esn", Esp, Tunnel, false,
-              (alg::E_AES_CBC, key(16, 2), Enc::AesCbc(16)), (alg::A_SHA1, key(20, 3), Mac::HmacSha1), true, 128),
-            d("esp null/hmac-sha2-256 transport v4", Esp, Transport, false,
-              (alg::E_NULL, Vec::new(), Enc::Null), (alg::A_SHA256, key(32, 4), Mac::HmacSha256), false, 32),
-            d("esp chacha20-poly1305 tunnel v6 esn", Esp, Tunnel, true,
-              (alg::E_CHACHA, key(36, 5), Enc::EngineOnly), none.clone(), true, 1024),
-            d("esp aes-ctr-128 (no auth) transport v6", Esp, Transport, true,
-              (alg::E_AES_CTR, key(20, 6), Enc::AesCtr(16)), none.clone(), false, 64),
-            d("esp aes-cbc-256 (no auth) tunnel v4 esn, no replay", Esp, Tunnel, false,
-              (alg::E_AES_CBC, key(32, 7), Enc::AesCbc(32)), none.clone(), true, 0),
-            d("esp aes-gmac-128 tunnel v6", Esp, Tunnel, true,
-              (alg::E_GMAC, key(20, 8), Enc::EngineOnly), none.clone(), false, 64),
-            d("esp 3des-cbc/hmac-md5 transport v4", Esp, Transport, false,
-              (alg::E_3DES, key(24, 9), Enc::EngineOnly), (alg::A_MD5, key(16, 10), Mac::EngineOnly), false, 32),
-            d("esp aes-gcm-16/256 tunnel v6 esn", Esp, Tunnel, true,
-              (alg::E_GCM16, key(36, 11), Enc::AesGcm16(32)), none.clone(), true, 4096),
-            d("esp aes-cbc-128/hmac-sha2-256 transport v6", Esp, Transport, true,
-              (alg::E_AES_CBC, key(16, 12), Enc::AesCbc(16)), (alg::A_SHA256, key(32, 13), Mac::HmacSha256), false, 64),
+            d(
+                "esp aes-gcm-16/128 tunnel v4",
+                Esp,
+                Tunnel,
+                false,
+                (alg::E_GCM16, key(20, 1), Enc::AesGcm16(16)),
+                none.clone(),
+                false,
+                64,
+            ),
+            d(
+                "esp aes-cbc-128/hmac-sha1 tunnel v4 esn",
+                Esp,
+                Tunnel,
+                false,
+                (alg::E_AES_CBC, key(16, 2), Enc::AesCbc(16)),
+                (alg::A_SHA1, key(20, 3), Mac::HmacSha1),
+                true,
+                128,
+            ),
+            d(
+                "esp null/hmac-sha2-256 transport v4",
+                Esp,
+                Transport,
+                false,
+                (alg::E_NULL, Vec::new(), Enc::Null),
+                (alg::A_SHA256, key(32, 4), Mac::HmacSha256),
+                false,
+                32,
+            ),
+            d(
+                "esp chacha20-poly1305 tunnel v6 esn",
+                Esp,
+                Tunnel,
+                true,
+                (alg::E_CHACHA, key(36, 5), Enc::EngineOnly),
+                none.clone(),
+                true,
+                1024,
+            ),
+            d(
+                "esp aes-ctr-128 (no auth) transport v6",
+                Esp,
+                Transport,
+                true,
+                (alg::E_AES_CTR, key(20, 6), Enc::AesCtr(16)),
+                none.clone(),
+                false,
+                64,
+            ),
+            d(
+                "esp aes-cbc-256 (no auth) tunnel v4 esn, no replay",
+                Esp,
+                Tunnel,
+                false,
+                (alg::E_AES_CBC, key(32, 7), Enc::AesCbc(32)),
+                none.clone(),
+                true,
+                0,
+            ),
+            d(
+                "esp aes-gmac-128 tunnel v6",
+                Esp,
+                Tunnel,
+                true,
+                (alg::E_GMAC, key(20, 8), Enc::EngineOnly),
+                none.clone(),
+                false,
+                64,
+            ),
+            d(
+                "esp 3des-cbc/hmac-md5 transport v4",
+                Esp,
+                Transport,
+                false,
+                (alg::E_3DES, key(24, 9), Enc::EngineOnly),
+                (alg::A_MD5, key(16, 10), Mac::EngineOnly),
+                false,
+                32,
+            ),
+            d(
+                "esp aes-gcm-16/256 tunnel v6 esn",
+                Esp,
+                Tunnel,
+                true,
+                (alg::E_GCM16, key(36, 11), Enc::AesGcm16(32)),
+                none.clone(),
+                true,
+                4096,
+            ),
+            d(
+                "esp aes-cbc-128/hmac-sha2-256 transport v6",
+                Esp,
+                Transport,
+                true,
+                (alg::E_AES_CBC, key(16, 12), Enc::AesCbc(16)),
+                (alg::A_SHA256, key(32, 13), Mac::HmacSha256),
+                false,
+                64,
+            ),
             // ---- AH -------------------------------------------------------------
-            d("ah hmac-sha1 transport v4", Ah, Transport, false,
-              noenc.clone(), (alg::A_SHA1, key(20, 14), Mac::HmacSha1), false, 64),
-            d("ah hmac-sha2-256 tunnel v6 esn", Ah, Tunnel, true,
-              noenc.clone(), (alg::A_SHA256, key(32, 15), Mac::HmacSha256), true, 128),
-            d("ah hmac-sha2-256 transport v6, no replay", Ah, Transport, true,
-              noenc.clone(), (alg::A_SHA256, key(32, 16), Mac::HmacSha256), false, 0),
-            d("ah aes-gmac-128 tunnel v4", Ah, Tunnel, false,
-              noenc.clone(), (alg::A_GMAC128, key(20, 17), Mac::EngineOnly), false, 64),
+            d(
+                "ah hmac-sha1 transport v4",
+                Ah,
+                Transport,
+                false,
+                noenc.clone(),
+                (alg::A_SHA1, key(20, 14), Mac::HmacSha1),
+                false,
+                64,
+            ),
+            d(
+                "ah hmac-sha2-256 tunnel v6 esn",
+                Ah,
+                Tunnel,
+                true,
+                noenc.clone(),
+                (alg::A_SHA256, key(32, 15), Mac::HmacSha256),
+                true,
+                128,
+            ),
+            d(
+                "ah hmac-sha2-256 transport v6, no replay",
+                Ah,
+                Transport,
+                true,
+                noenc.clone(),
+                (alg::A_SHA256, key(32, 16), Mac::HmacSha256),
+                false,
+                0,
+            ),
+            d(
+                "ah aes-gmac-128 tunnel v4",
+                Ah,
+                Tunnel,
+                false,
+                noenc.clone(),
+                (alg::A_GMAC128, key(20, 17), Mac::EngineOnly),
+                false,
+                64,
+            ),
             // ---- IPCOMP ---------------------------------------------------------
-            d("ipcomp deflate transport v4", IpComp, Transport, false,
-              (alg::C_DEFLATE, Vec::new(), Enc::Null), none.clone(), false, 0),
-            d("ipcomp deflate tunnel v6", IpComp, Tunnel, true,
-              (alg::C_DEFLATE, Vec::new(), Enc::Null), none, false, 0),
+            d(
+                "ipcomp deflate transport v4",
+                IpComp,
+                Transport,
+                false,
+                (alg::C_DEFLATE, Vec::new(), Enc::Null),
+                none.clone(),
+                false,
+                0,
+            ),
+            d(
+                "ipcomp deflate tunnel v6",
+                IpComp,
+                Tunnel,
+                true,
+                (alg::C_DEFLATE, Vec::new(), Enc::Null),
+                none,
+                false,
+                0,
+            ),
         ]
     })
 }
@@ -259,7 +394,16 @@ pub fn inner_src(v6: bool, host: u8) -> IpAddr {
 /// An address in the inner destination network of tunnel SA `i`.
 pub fn inner_dst(v6: bool, i: usize, host: u8) -> IpAddr {
     if v6 {
-        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, i as u16, 0, 0, 0, u16::from(host)))
+        IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            2,
+            i as u16,
+            0,
+            0,
+            0,
+            u16::from(host),
+        ))
     } else {
         IpAddr::V4(Ipv4Addr::new(10, 2, i as u8, host))
     }
@@ -325,7 +469,9 @@ pub struct Gateway<P> {
 
 impl<P> std::fmt::Debug for Gateway<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("sas", &self.sas.len()).finish()
+        f.debug_struct("Gateway")
+            .field("sas", &self.sas.len())
+            .finish()
     }
 }
 
@@ -394,9 +540,8 @@ pub fn add_sa<P: PacketBuf>(e: &Ipsec<P>, i: usize, t: SaTweak) -> SaRef {
         bytes: t.hard_bytes,
         ..Lifetime::UNLIMITED
     };
-    let sa = e
-        .db
-        .add_sa(
+    let sa =
+        e.db.add_sa(
             Spi(d.spi(i)),
             index,
             SaParams {

@@ -57,7 +57,8 @@ impl Rx {
     /// Packets SA `sa` has accepted (ICV verified), in each receiver.
     pub fn accepted(&self, sa: usize) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let n = |s: Option<&fipsec_core::SaRef>| s.map_or(0, |s| s.counters.in_packets.load(Relaxed));
+        let n =
+            |s: Option<&fipsec_core::SaRef>| s.map_or(0, |s| s.counters.in_packets.load(Relaxed));
         (n(self.slice.sa(sa)), n(self.chain.sa(sa)))
     }
 
@@ -73,7 +74,10 @@ impl Rx {
             .worker
             .input(Instant::ZERO, oracle::chain(pkt, &plan));
         let b = oracle::judge(&self.chain.ipsec, &before, v);
-        assert_eq!(a, b, "contiguous and chained buffers disagree (plan {plan:?})");
+        assert_eq!(
+            a, b,
+            "contiguous and chained buffers disagree (plan {plan:?})"
+        );
         a
     }
 }
@@ -121,11 +125,7 @@ impl Inner {
             return None;
         }
         let (tos_at, shift) = if self.v6 { (1, 4) } else { (1, 0) };
-        let inner_ecn = if self.v6 {
-            (b[1] >> 4) & 3
-        } else {
-            b[1] & 3
-        };
+        let inner_ecn = if self.v6 { (b[1] >> 4) & 3 } else { b[1] & 3 };
         let e = ecn_decap(outer_tos & 3, inner_ecn)?;
         if e != inner_ecn {
             let old = u16::from_be_bytes([b[0], b[1]]);
@@ -189,7 +189,11 @@ pub fn read_inner(inp: &mut Input<'_>, sa: usize, v6: bool) -> Inner {
     let v6 = v6 ^ flip;
     let host = inp.u8();
     let (src, dst, own) = match b & 3 {
-        0 | 1 => (gw::inner_src(v6, host), gw::inner_dst(v6, sa, host ^ 0x5a), true),
+        0 | 1 => (
+            gw::inner_src(v6, host),
+            gw::inner_dst(v6, sa, host ^ 0x5a),
+            true,
+        ),
         2 => {
             let j = inp.choose(16);
             (gw::inner_src(v6, host), gw::inner_dst(v6, j, host), j == sa)

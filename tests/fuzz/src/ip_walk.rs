@@ -62,10 +62,11 @@ fn check_parse(data: &[u8], k: u8) {
             assert_eq!(IpProtocol::from(b), info.proto, "nh_offset byte vs proto");
         }
         let _ = packet::selector(&s, &info);
-        if !stop
-            && let Ok((off, nh_off, proto)) = packet::transport_insertion_point(&s, &info)
-        {
-            assert!(off <= s.len().max(packet::MAX_WALK), "insertion point beyond packet");
+        if !stop && let Ok((off, nh_off, proto)) = packet::transport_insertion_point(&s, &info) {
+            assert!(
+                off <= s.len().max(packet::MAX_WALK),
+                "insertion point beyond packet"
+            );
             assert!(nh_off < off);
             if let Some(&b) = data.get(nh_off) {
                 assert_eq!(IpProtocol::from(b), proto, "insertion nh byte vs proto");
@@ -166,10 +167,18 @@ fn check_ah_zeroing(data: &[u8]) {
         match ipv6::zero_mutable_fields_for_ah(&mut copy, sending) {
             Err(_) => assert_eq!(copy, data, "failed IPv6 zeroing changed bytes"),
             Ok(()) => {
-                assert_eq!(copy[4..7], data[4..7], "IPv6 zeroing touched length/next header");
+                assert_eq!(
+                    copy[4..7],
+                    data[4..7],
+                    "IPv6 zeroing touched length/next header"
+                );
                 assert_eq!(copy[8..24], data[8..24], "IPv6 zeroing touched the source");
                 if !sending {
-                    assert_eq!(copy[24..40], data[24..40], "IPv6 zeroing touched the destination");
+                    assert_eq!(
+                        copy[24..40],
+                        data[24..40],
+                        "IPv6 zeroing touched the destination"
+                    );
                     let mut again = copy.clone();
                     let _ = ipv6::zero_mutable_fields_for_ah(&mut again, false);
                     assert_eq!(again, copy, "IPv6 zeroing not idempotent");
@@ -184,12 +193,13 @@ fn check_views(data: &[u8]) {
         && let Ok(r) = ipv4::Repr::parse(&p)
     {
         let mut buf = vec![0u8; r.buffer_len()];
-        if r.emit(&mut ipv4::Packet::new_unchecked(&mut buf[..])).is_ok() {
+        if r.emit(&mut ipv4::Packet::new_unchecked(&mut buf[..]))
+            .is_ok()
+        {
             let mut full = buf.clone();
             full.resize(r.buffer_len() + r.payload_len, 0);
-            let p2 = ipv4::Packet::new_checked(&full[..]).unwrap_or_else(|e| {
-                panic!("re-emitted IPv4 header does not check: {e:?}")
-            });
+            let p2 = ipv4::Packet::new_checked(&full[..])
+                .unwrap_or_else(|e| panic!("re-emitted IPv4 header does not check: {e:?}"));
             assert_eq!(ipv4::Repr::parse(&p2).ok(), Some(r), "IPv4 repr round trip");
             assert!(p2.verify_checksum(), "emitted IPv4 checksum");
         }
@@ -197,8 +207,10 @@ fn check_views(data: &[u8]) {
     if let Ok(p) = ipv6::Packet::new_checked(data)
         && let Ok(r) = ipv6::Repr::parse(&p)
     {
-        let mut buf = vec![0u8; 40];
-        if r.emit(&mut ipv6::Packet::new_unchecked(&mut buf[..])).is_ok() {
+        let mut buf = [0u8; 40];
+        if r.emit(&mut ipv6::Packet::new_unchecked(&mut buf[..]))
+            .is_ok()
+        {
             let p2 = ipv6::Packet::new_checked(&buf[..]).unwrap_or_else(|_| unreachable!());
             assert_eq!(ipv6::Repr::parse(&p2).ok(), Some(r), "IPv6 repr round trip");
             assert_eq!(buf[..], data[..40], "IPv6 header re-emits to other bytes");

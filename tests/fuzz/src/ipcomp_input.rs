@@ -116,7 +116,10 @@ pub fn run(data: &[u8]) {
                     .is_none_or(|i| i.after_decap(outer.tos).is_some());
                 if ecn_ok {
                     oracle::fired(&oracle::FIRED.drop);
-                    panic!("{}: valid compressed packet not delivered: {out:?}", def.name);
+                    panic!(
+                        "{}: valid compressed packet not delivered: {out:?}",
+                        def.name
+                    );
                 }
             }
             _ => {}

@@ -139,7 +139,7 @@ pub fn run(data: &[u8]) {
             continue;
         }
         book.clean &= contained;
-        let outer_ecn = if def.v6 { outer.tos & 3 } else { outer.tos & 3 };
+        let outer_ecn = outer.tos & 3;
         match model(nh, &inner, outer_ecn) {
             None => {
                 oracle::fired(&oracle::FIRED.drop);

@@ -16,7 +16,12 @@
 //! | `setkey_grammar` | `fipsec_setkey::parse` | [`setkey_grammar`] |
 //!
 //! Every engine target checks [`oracle::judge`]'s rules on every call.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod ah_input;
 pub mod craft;
@@ -31,3 +36,18 @@ pub mod ipip_input;
 pub mod oracle;
 pub mod pfkey_decode;
 pub mod setkey_grammar;
+
+/// A target: its name (as in `fuzz_targets/`) and its entry point.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target, for the tests that drive them without libFuzzer.
+pub const TARGETS: &[Target] = &[
+    ("esp_input", esp_input::run),
+    ("ipip_input", ipip_input::run),
+    ("ah_input", ah_input::run),
+    ("ipcomp_input", ipcomp_input::run),
+    ("esp_output", esp_output::run),
+    ("ip_walk", ip_walk::run),
+    ("pfkey_decode", pfkey_decode::run),
+    ("setkey_grammar", setkey_grammar::run),
+];

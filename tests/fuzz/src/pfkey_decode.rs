@@ -28,7 +28,11 @@ fn round_trip(m: &SadbMsg<'_>, bytes: &[u8], d: Dialect) {
     oracle::fired(&oracle::FIRED.reencode);
     assert!(bytes.len() >= SADB_MSG_LEN);
     let words = u16::from_ne_bytes([bytes[4], bytes[5]]);
-    assert_eq!(usize::from(words) * 8, bytes.len(), "sadb_msg_len vs length");
+    assert_eq!(
+        usize::from(words) * 8,
+        bytes.len(),
+        "sadb_msg_len vs length"
+    );
     assert_eq!(m.buffer_len(d), Ok(bytes.len()), "buffer_len vs input");
     let mut buf = vec![0u8; bytes.len() + 64];
     let n = m

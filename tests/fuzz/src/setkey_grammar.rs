@@ -41,7 +41,11 @@ pub fn run(data: &[u8]) {
     };
     let a = fipsec_setkey::parse(text);
     let b = fipsec_setkey::parse_with_warnings(text);
-    assert_eq!(a.as_ref().ok(), b.as_ref().ok().map(|(s, _)| s), "parse vs parse_with_warnings");
+    assert_eq!(
+        a.as_ref().ok(),
+        b.as_ref().ok().map(|(s, _)| s),
+        "parse vs parse_with_warnings"
+    );
     let _ = fipsec_setkey::policy::parse_policy(text);
     let Ok(mut script) = a else { return };
     numeric_only(&mut script);
@@ -61,7 +65,11 @@ pub fn run(data: &[u8]) {
             for step in steps {
                 let Step::Send(req) = step else { continue };
                 let m = &req.bytes;
-                assert!(m.len() >= 16 && m.len() % 8 == 0, "planned message length {}", m.len());
+                assert!(
+                    m.len() >= 16 && m.len() % 8 == 0,
+                    "planned message length {}",
+                    m.len()
+                );
                 let words = u16::from_ne_bytes([m[4], m[5]]);
                 assert_eq!(usize::from(words) * 8, m.len(), "planned sadb_msg_len");
                 if let Ok(msg) = SadbMsg::parse(m, dialect) {
