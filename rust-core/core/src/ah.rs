@@ -459,8 +459,12 @@ impl<P: PacketBuf> Worker<P> {
     /// AH input, "after" half: commit the replay window, restore the
     /// mutable fields, remove the AH header.
     pub(crate) fn ah_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done { req, result } = done;
-        let Request { mut pkt, cont, .. } = req;
+        let Done {
+            mut pkt,
+            cont,
+            result,
+            ..
+        } = done;
         let (Step::AhIn(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
             return self.drop_pkt(DropReason::EngineContinuationInvalid);
         };
@@ -605,8 +609,12 @@ impl<P: PacketBuf> Worker<P> {
     /// AH output, "after" half: ICV into the header, tail trimmed, mutable
     /// fields restored.
     pub(crate) fn ah_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done { req, result } = done;
-        let Request { mut pkt, cont, .. } = req;
+        let Done {
+            mut pkt,
+            cont,
+            result,
+            ..
+        } = done;
         let (Step::AhOut(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
             return self.drop_pkt(DropReason::EngineContinuationInvalid);
         };

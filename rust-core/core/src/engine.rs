@@ -397,7 +397,7 @@ impl<P: PacketBuf> Worker<P> {
 
     /// Dispatches the "after" half of whichever step completed.
     fn after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        match done.req.cont.step {
+        match done.cont.step {
             Step::EspIn(_) => self.esp_input_after(now, done),
             Step::EspOut(_) => self.esp_output_after(now, done),
             Step::AhIn(_) => self.ah_input_after(now, done),

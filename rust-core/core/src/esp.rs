@@ -282,8 +282,12 @@ impl<P: PacketBuf> Worker<P> {
 
     /// ESP input, "after" half.
     pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done { req, result } = done;
-        let Request { mut pkt, cont, .. } = req;
+        let Done {
+            mut pkt,
+            cont,
+            result,
+            ..
+        } = done;
         let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
             return self.drop_pkt(DropReason::EspInBadHeader);
         };
@@ -470,8 +474,9 @@ impl<P: PacketBuf> Worker<P> {
 
     /// ESP output, "after" half.
     pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done { req, result } = done;
-        let Request { pkt, cont, .. } = req;
+        let Done {
+            pkt, cont, result, ..
+        } = done;
         let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
             return self.drop_pkt(DropReason::EspOutCryptoFailed);
         };

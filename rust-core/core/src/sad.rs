@@ -703,6 +703,10 @@ impl Sad {
 
     /// `SADB_DUMP`: calls `f` for every SA (any state), in no particular
     /// order, under the writer lock.
+    ///
+    /// The writer lock is a spin lock and not reentrant: `f` must not call
+    /// any other `Sad` method (collect what you need and act afterwards),
+    /// or it deadlocks.
     pub fn for_each(&self, mut f: impl FnMut(&SaRef)) {
         let _w = self.writer.lock();
         for i in 0..self.shared.input.shards() {

@@ -89,8 +89,6 @@ drop_reasons! {
     EspOutCryptoFailed => "esp_out_crypto_failed", "esps_crypto";
     /// Buffer operation failed (m_clone, makespace, pad).
     EspOutBufferError => "esp_out_buffer_error", "esps_hdrops";
-    /// The SA died while the packet was in crypto.
-    EspOutSaGone => "esp_out_sa_gone", "esps_notdb";
     /// SA has reached its hard lifetime on output.
     EspOutLifetimeExpired => "esp_out_lifetime_expired", "";
     /// The SA's crypto session is missing (SA built without one).

@@ -110,7 +110,7 @@ fn esp_null(spi: u32, seq: u32, plaintext: &[u8]) -> Vec<u8> {
     );
     let done = fw.dispatch(req, Instant::ZERO).unwrap();
     assert_eq!(done.result, Ok(()));
-    done.req.pkt.to_vec()
+    done.pkt.to_vec()
 }
 
 /// B with an ESP NULL/HMAC transport SA from A (SPI 0x900) and a policy

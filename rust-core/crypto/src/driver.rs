@@ -9,7 +9,7 @@ use fipsec_buf::PacketBuf;
 
 use crate::CryptoError;
 use crate::params::SessionParams;
-use crate::request::{Done, Layout, Op, Region, Request};
+use crate::request::{Layout, Op, Region, Request};
 use crate::stats::CryptoStats;
 
 /// Index of a registered driver in its framework.
@@ -99,12 +99,14 @@ pub trait AsyncDriver<P, C>: Send + Sync {
     #[allow(clippy::result_large_err)]
     fn submit(&self, req: Request<P, C>, me: DriverId) -> Result<(), (Request<P, C>, CryptoError)>;
 
-    /// Hands every finished request to `out`; returns how many.
-    fn poll(&self, out: &mut dyn FnMut(Done<P, C>)) -> usize;
+    /// Hands every finished request to `out`, with its outcome; returns how
+    /// many.
+    fn poll(&self, out: &mut dyn FnMut(Request<P, C>, Result<(), CryptoError>)) -> usize;
 }
 
 /// The smallest region covering every byte a request touches, after
 /// checking that each region lies inside a packet of `pkt_len` bytes.
+#[inline]
 pub fn request_span(
     layout: &Layout,
     icv_len: usize,
@@ -133,6 +135,7 @@ pub fn request_span(
 /// in place when the span lies in one segment, otherwise through a
 /// temporary linear copy that is written back (counted as `linearized`).
 /// A payload start that is not 4-byte aligned is counted as `misaligned`.
+#[inline]
 pub fn with_span<R>(
     pkt: &mut dyn PacketBuf,
     span: Region,
@@ -173,6 +176,7 @@ pub struct SpanMap {
 impl SpanMap {
     /// Maps the request's regions into span-relative ranges. The ICV must not
     /// overlap the AAD or the payload.
+    #[inline]
     pub fn new(layout: &Layout, icv_len: usize, span: Region) -> Result<SpanMap, CryptoError> {
         let rel = |r: Region| -> Result<core::ops::Range<usize>, CryptoError> {
             if r.len == 0 {

@@ -26,6 +26,9 @@ use crate::time::{Duration, Instant};
 /// Most drivers one framework holds (bits of `Request::tried`).
 pub const MAX_DRIVERS: usize = 32;
 
+/// Most requests [`Framework::dispatch_batch`] hands to engines at once.
+pub const BATCH_CHUNK: usize = 64;
+
 /// Consecutive driver errors after which a driver is declared down.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 8;
 
@@ -236,19 +239,13 @@ impl<P: PacketBuf, C> Framework<P, C> {
         loop {
             let Some((di, ci)) = self.pick(&req.session, req.tried) else {
                 CryptoStats::inc(&self.stats.err_no_driver);
-                req.tried = 0;
-                return Some(Done {
-                    req,
-                    result: Err(CryptoError::NoDriver),
-                });
+                return Some(req.into_done(Err(CryptoError::NoDriver)));
             };
             if req.tried != 0 {
                 CryptoStats::inc(&self.stats.fallbacks);
             }
             req.tried |= 1u32 << di;
             let slot = self.slots.get(di)?;
-            CryptoStats::inc(&self.stats.requests);
-            DriverStats::inc(&slot.stats.requests);
             match &slot.kind {
                 Kind::Sync(engine) => {
                     // Borrow the session's keyed state and the packet side by
@@ -264,6 +261,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         continue;
                     };
                     let r = engine.process(state, *op, layout, pkt, &self.stats);
+                    // Counted once the engine returns (it completes before
+                    // anyone could observe the request in between): the
+                    // counter updates do not wait on the request's stores.
+                    CryptoStats::inc(&self.stats.requests);
+                    DriverStats::inc(&slot.stats.requests);
                     match r {
                         Err(CryptoError::DriverFailure) => {
                             self.note_error(slot);
@@ -271,12 +273,13 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         }
                         r => {
                             self.count_result(slot, &r);
-                            req.tried = 0;
-                            return Some(Done { req, result: r });
+                            return Some(req.into_done(r));
                         }
                     }
                 }
                 Kind::Async(driver) => {
+                    CryptoStats::inc(&self.stats.requests);
+                    DriverStats::inc(&slot.stats.requests);
                     if slot.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
                         slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
                     }
@@ -311,173 +314,42 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// `reqs` is drained (its allocation stays with the caller for reuse);
     /// every request that completes synchronously is handed to `out`, in
     /// the order of `reqs` except for retried ones, which complete after.
-    /// Returns the number handed to `out`. The call allocates two vectors
-    /// sized to the batch, never one per request, and adds to the shared
-    /// counters once per batch.
+    /// Returns the number handed to `out`. Requests are handed to the
+    /// engines [`BATCH_CHUNK`] at a time; each chunk allocates one vector
+    /// of job descriptors per engine it uses (never one per request), and
+    /// the shared counters are added to once per chunk.
     pub fn dispatch_batch(
         &self,
         reqs: &mut Vec<Request<P, C>>,
         now: Instant,
         out: &mut dyn FnMut(Done<P, C>),
     ) -> usize {
-        /// What happened to one request of the batch.
-        #[derive(Clone, Copy, PartialEq, Eq)]
-        enum Fate {
-            /// No healthy driver supports the session.
-            NoDriver,
-            /// Bound to an asynchronous driver: goes through `dispatch`.
-            Async,
-            /// Bound to a synchronous engine (`driver`, `candidate` index);
-            /// `queued` in its batch, `result` once processed.
-            Sync {
-                driver: usize,
-                candidate: usize,
-                queued: bool,
-                result: Option<Result<(), CryptoError>>,
-            },
+        for chunk in reqs.chunks_mut(BATCH_CHUNK) {
+            self.run_chunk(chunk);
         }
-
-        let mut fates: Vec<Fate> = Vec::new();
-        if fates.try_reserve_exact(reqs.len()).is_err() {
-            // No memory for the bookkeeping: fall back to one at a time.
-            let mut n = 0;
-            for req in reqs.drain(..) {
-                if let Some(done) = self.dispatch(req, now) {
-                    n += 1;
-                    out(done);
-                }
-            }
-            return n;
-        }
-        for req in reqs.iter_mut() {
-            let fate = match self.pick(&req.session, req.tried) {
-                None => Fate::NoDriver,
-                Some((di, ci)) => match self.slots.get(di).map(|s| &s.kind) {
-                    Some(Kind::Sync(_)) => {
-                        if req.tried != 0 {
-                            CryptoStats::inc(&self.stats.fallbacks);
-                        }
-                        req.tried |= 1u32 << di;
-                        Fate::Sync {
-                            driver: di,
-                            candidate: ci,
-                            queued: false,
-                            result: None,
-                        }
-                    }
-                    _ => Fate::Async,
-                },
-            };
-            fates.push(fate);
-        }
-
-        // One process_batch call per synchronous engine present in the batch.
-        for (di, slot) in self.slots.iter().enumerate() {
-            let Kind::Sync(engine) = &slot.kind else {
-                continue;
-            };
-            let count = fates
-                .iter()
-                .filter(|f| matches!(f, Fate::Sync { driver, .. } if *driver == di))
-                .count();
-            if count == 0 {
-                continue;
-            }
-            let mut jobs: Vec<Job<'_>> = Vec::new();
-            if jobs.try_reserve_exact(count).is_err() {
-                continue; // left unprocessed: retried one at a time below
-            }
-            for (req, fate) in reqs.iter_mut().zip(fates.iter_mut()) {
-                let Fate::Sync {
-                    driver,
-                    candidate,
-                    queued,
-                    ..
-                } = fate
-                else {
-                    continue;
-                };
-                if *driver != di {
-                    continue;
-                }
-                let Request {
-                    session,
-                    op,
-                    layout,
-                    pkt,
-                    ..
-                } = req;
-                if let Some(c) = session.0.candidates.get(*candidate) {
-                    *queued = true;
-                    jobs.push(Job {
-                        session: &*c.state,
-                        op: *op,
-                        layout,
-                        pkt,
-                        result: Err(CryptoError::DriverFailure),
-                    });
-                }
-            }
-            CryptoStats::add(&self.stats.requests, jobs.len() as u64);
-            DriverStats::add(&slot.stats.requests, jobs.len() as u64);
-            if jobs.len() > 1 {
-                CryptoStats::inc(&self.stats.batches);
-            }
-            engine.process_batch(&mut jobs, &self.stats);
-            let mut results = jobs.into_iter().map(|j| j.result);
-            for fate in fates.iter_mut() {
-                if let Fate::Sync {
-                    driver,
-                    queued: true,
-                    result,
-                    ..
-                } = fate
-                    && *driver == di
-                {
-                    *result = results.next();
-                }
-            }
-        }
-
-        // Completion counters are added once per batch, not per request.
-        let mut completed = [0u64; MAX_DRIVERS];
-        let (mut ok, mut bad_icv, mut no_memory, mut invalid) = (0u64, 0u64, 0u64, 0u64);
+        // Hand out the completions; what did not complete goes through
+        // `dispatch` (queued on an asynchronous driver, or retried after a
+        // driver failure).
         let mut delivered = 0;
-        for (req, fate) in reqs.drain(..).zip(fates) {
-            // `Some(result)`: complete now; `None`: through `dispatch` (queued
-            // on an asynchronous driver, or retried after a driver failure).
-            let verdict = match fate {
-                Fate::NoDriver => {
-                    CryptoStats::inc(&self.stats.err_no_driver);
-                    Some(Err(CryptoError::NoDriver))
-                }
-                Fate::Async => None,
-                Fate::Sync { driver, result, .. } => match (self.slots.get(driver), result) {
-                    (Some(slot), Some(Err(CryptoError::DriverFailure))) => {
-                        self.note_error(slot);
-                        None
-                    }
-                    (Some(slot), Some(r)) => {
-                        slot.consecutive_errors.store(0, Ordering::Relaxed);
-                        if let Some(c) = completed.get_mut(driver) {
-                            *c += 1;
-                        }
-                        match r {
-                            Ok(()) => ok += 1,
-                            Err(CryptoError::BadIcv) => bad_icv += 1,
-                            Err(CryptoError::NoMemory) => no_memory += 1,
-                            Err(_) => invalid += 1,
-                        }
-                        Some(r)
-                    }
-                    // Not processed (no keyed state, no memory): retry alone.
-                    _ => None,
-                },
-            };
-            match verdict {
+        for req in reqs.drain(..) {
+            match req.outcome {
                 Some(result) => {
+                    // Only what the completion carries is moved.
+                    let Request {
+                        session,
+                        op,
+                        pkt,
+                        cont,
+                        ..
+                    } = req;
                     delivered += 1;
-                    out(Done { req, result });
+                    out(Done {
+                        session,
+                        op,
+                        pkt,
+                        cont,
+                        result,
+                    });
                 }
                 None => {
                     if let Some(done) = self.dispatch(req, now) {
@@ -487,23 +359,139 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 }
             }
         }
-        for (slot, n) in self.slots.iter().zip(completed) {
-            if n > 0 {
-                DriverStats::add(&slot.stats.completions, n);
-            }
-        }
-        let s = &self.stats;
-        for (c, n) in [
-            (&s.completions, ok),
-            (&s.err_bad_icv, bad_icv),
-            (&s.err_no_memory, no_memory),
-            (&s.err_invalid_request, invalid),
-        ] {
-            if n > 0 {
-                CryptoStats::add(c, n);
-            }
-        }
         delivered
+    }
+
+    /// Routes up to [`BATCH_CHUNK`] requests and runs those bound to
+    /// synchronous engines, one [`Engine::process_batch`] call per engine;
+    /// each request's `outcome` is set when it completed, left `None` when
+    /// it must go through [`Framework::dispatch`].
+    fn run_chunk(&self, chunk: &mut [Request<P, C>]) {
+        /// Where one request of the chunk goes.
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Route {
+            /// Completed already (no healthy driver), or through `dispatch`.
+            Done,
+            /// A synchronous engine: driver and candidate index.
+            Sync(usize, usize),
+        }
+        let mut route = [Route::Done; BATCH_CHUNK];
+        let mut engines = 0u32;
+        for (req, r) in chunk.iter_mut().zip(route.iter_mut()) {
+            req.outcome = None;
+            match self.pick(&req.session, req.tried) {
+                None => {
+                    CryptoStats::inc(&self.stats.err_no_driver);
+                    req.outcome = Some(Err(CryptoError::NoDriver));
+                }
+                Some((di, ci)) => {
+                    if let Some(Kind::Sync(_)) = self.slots.get(di).map(|s| &s.kind) {
+                        if req.tried != 0 {
+                            CryptoStats::inc(&self.stats.fallbacks);
+                        }
+                        req.tried |= 1u32 << di;
+                        engines |= 1u32 << di;
+                        *r = Route::Sync(di, ci);
+                    }
+                }
+            }
+        }
+
+        // One process_batch call per synchronous engine present.
+        while engines != 0 {
+            let di = engines.trailing_zeros() as usize;
+            engines &= engines - 1;
+            let Some(slot) = self.slots.get(di) else {
+                continue;
+            };
+            let Kind::Sync(engine) = &slot.kind else {
+                continue;
+            };
+            let count = route
+                .iter()
+                .filter(|r| matches!(r, Route::Sync(d, _) if *d == di))
+                .count();
+            let mut jobs: Vec<Job<'_>> = Vec::new();
+            if jobs.try_reserve_exact(count).is_err() {
+                continue; // left unprocessed: retried one at a time
+            }
+            let mut queued = [false; BATCH_CHUNK];
+            for ((req, r), q) in chunk.iter_mut().zip(route.iter()).zip(queued.iter_mut()) {
+                let Route::Sync(d, ci) = *r else {
+                    continue;
+                };
+                if d != di {
+                    continue;
+                }
+                let Request {
+                    session,
+                    op,
+                    layout,
+                    pkt,
+                    ..
+                } = req;
+                if let Some(c) = session.0.candidates.get(ci) {
+                    *q = true;
+                    jobs.push(Job {
+                        session: &*c.state,
+                        op: *op,
+                        layout,
+                        pkt,
+                        result: Err(CryptoError::DriverFailure),
+                    });
+                }
+            }
+            let n = jobs.len() as u64;
+            CryptoStats::add(&self.stats.requests, n);
+            DriverStats::add(&slot.stats.requests, n);
+            if n > 1 {
+                CryptoStats::inc(&self.stats.batches);
+            }
+            engine.process_batch(&mut jobs, &self.stats);
+            let mut results = [None; BATCH_CHUNK];
+            for (res, j) in results.iter_mut().zip(jobs) {
+                *res = Some(j.result);
+            }
+            let mut results = results.into_iter().flatten();
+
+            // Counters are added once per engine and chunk.
+            let (mut ok, mut bad_icv, mut no_memory, mut invalid, mut completed) =
+                (0u64, 0u64, 0u64, 0u64, 0u64);
+            for (req, q) in chunk.iter_mut().zip(queued) {
+                if !q {
+                    continue;
+                }
+                match results.next() {
+                    None => {}
+                    Some(Err(CryptoError::DriverFailure)) => self.note_error(slot),
+                    Some(r) => {
+                        completed += 1;
+                        match r {
+                            Ok(()) => ok += 1,
+                            Err(CryptoError::BadIcv) => bad_icv += 1,
+                            Err(CryptoError::NoMemory) => no_memory += 1,
+                            Err(_) => invalid += 1,
+                        }
+                        req.outcome = Some(r);
+                    }
+                }
+            }
+            if completed > 0 {
+                slot.consecutive_errors.store(0, Ordering::Relaxed);
+                DriverStats::add(&slot.stats.completions, completed);
+            }
+            let s = &self.stats;
+            for (c, n) in [
+                (&s.completions, ok),
+                (&s.err_bad_icv, bad_icv),
+                (&s.err_no_memory, no_memory),
+                (&s.err_invalid_request, invalid),
+            ] {
+                if n > 0 {
+                    CryptoStats::add(c, n);
+                }
+            }
+        }
     }
 
     /// Collects completions from asynchronous drivers and hands them to
@@ -517,17 +505,16 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 continue;
             };
             let mut retry: Vec<Request<P, C>> = Vec::new();
-            driver.poll(&mut |mut done: Done<P, C>| {
+            driver.poll(&mut |req: Request<P, C>, result| {
                 slot.inflight.fetch_sub(1, Ordering::AcqRel);
                 slot.last_progress.store(now.as_micros(), Ordering::Relaxed);
-                if done.result == Err(CryptoError::DriverFailure) {
+                if result == Err(CryptoError::DriverFailure) {
                     self.note_error(slot);
-                    retry.push(done.req);
+                    retry.push(req);
                 } else {
-                    self.count_result(slot, &done.result);
-                    done.req.tried = 0;
+                    self.count_result(slot, &result);
                     delivered += 1;
-                    out(done);
+                    out(req.into_done(result));
                 }
             });
             for req in retry {

@@ -44,6 +44,7 @@ impl Region {
     }
 
     /// One past the last byte, or `None` on overflow.
+    #[inline]
     pub fn end(&self) -> Option<usize> {
         self.start.checked_add(self.len)
     }
@@ -145,6 +146,9 @@ pub struct Request<P, C> {
     pub order_key: u32,
     /// Drivers already tried for this request (bit per driver index).
     pub(crate) tried: u32,
+    /// Set by [`crate::Framework::dispatch_batch`] once the request has
+    /// completed on a synchronous engine.
+    pub(crate) outcome: Option<Result<(), CryptoError>>,
 }
 
 impl<P, C> Request<P, C> {
@@ -158,6 +162,7 @@ impl<P, C> Request<P, C> {
             cont,
             order_key: 0,
             tried: 0,
+            outcome: None,
         }
     }
 
@@ -168,11 +173,42 @@ impl<P, C> Request<P, C> {
     }
 }
 
-/// A completed request: the protocol's "after" half consumes it.
+/// A completed request: what the protocol's "after" half consumes — the
+/// packet, the continuation and the verdict (`crp_etype`), with the session
+/// handed back. The regions are not part of it: what the "after" half needs
+/// to know about the packet travels in its continuation (FreeBSD's
+/// `xform_data`), and leaving them out keeps a completion small to move.
 #[derive(Debug)]
 pub struct Done<P, C> {
-    /// The request, with its packet transformed in place on success.
-    pub req: Request<P, C>,
+    /// The session the request ran on (the caller may reuse it).
+    pub session: Session,
+    /// Direction.
+    pub op: Op,
+    /// The packet, transformed in place on success.
+    pub pkt: P,
+    /// The protocol's continuation.
+    pub cont: C,
     /// The outcome (`crp_etype`).
     pub result: Result<(), CryptoError>,
+}
+
+impl<P, C> Request<P, C> {
+    /// The completion of this request with `result`.
+    #[inline]
+    pub fn into_done(self, result: Result<(), CryptoError>) -> Done<P, C> {
+        let Request {
+            session,
+            op,
+            pkt,
+            cont,
+            ..
+        } = self;
+        Done {
+            session,
+            op,
+            pkt,
+            cont,
+            result,
+        }
+    }
 }

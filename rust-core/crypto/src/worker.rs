@@ -20,19 +20,20 @@ use fipsec_buf::PacketBuf;
 use crate::CryptoError;
 use crate::driver::{AsyncDriver, DriverId, Engine, EngineSession, Job, Priority};
 use crate::params::SessionParams;
-use crate::request::{Done, Request};
+use crate::request::Request;
 use crate::stats::CryptoStats;
 
 /// Largest batch a worker hands to the engine at once.
 pub const MAX_BATCH: usize = 32;
 
 type Work<P, C> = (Request<P, C>, DriverId);
+type Finished<P, C> = (Request<P, C>, Result<(), CryptoError>);
 
 /// A synchronous engine made asynchronous with worker threads.
 pub struct ThreadedDriver<P, C> {
     engine: Arc<dyn Engine>,
     queues: Vec<SyncSender<Work<P, C>>>,
-    done: Mutex<Receiver<Done<P, C>>>,
+    done: Mutex<Receiver<Finished<P, C>>>,
     threads: Vec<JoinHandle<()>>,
     priority_bonus: Priority,
 }
@@ -61,7 +62,7 @@ where
         priority_bonus: Priority,
         stats: Arc<CryptoStats>,
     ) -> std::io::Result<Self> {
-        let (done_tx, done_rx) = channel::<Done<P, C>>();
+        let (done_tx, done_rx) = channel::<Finished<P, C>>();
         let mut queues = Vec::new();
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
@@ -88,7 +89,7 @@ where
 fn worker_loop<P: PacketBuf, C>(
     engine: &dyn Engine,
     rx: &Receiver<Work<P, C>>,
-    done: &Sender<Done<P, C>>,
+    done: &Sender<Finished<P, C>>,
     stats: &CryptoStats,
 ) {
     let mut batch: Vec<Work<P, C>> = Vec::with_capacity(MAX_BATCH);
@@ -143,7 +144,7 @@ fn worker_loop<P: PacketBuf, C>(
             }
         }
         for ((req, _), result) in batch.drain(..).zip(results.drain(..)) {
-            if done.send(Done { req, result }).is_err() {
+            if done.send((req, result)).is_err() {
                 return;
             }
         }
@@ -181,12 +182,12 @@ where
         }
     }
 
-    fn poll(&self, out: &mut dyn FnMut(Done<P, C>)) -> usize {
+    fn poll(&self, out: &mut dyn FnMut(Request<P, C>, Result<(), CryptoError>)) -> usize {
         let Ok(rx) = self.done.lock() else { return 0 };
         let mut n = 0;
-        while let Ok(d) = rx.try_recv() {
+        while let Ok((req, result)) = rx.try_recv() {
             n += 1;
-            out(d);
+            out(req, result);
         }
         n
     }

@@ -178,7 +178,7 @@ impl AsyncDriver<SliceBuf, u32> for BlackHole {
         self.held.lock().unwrap().push(req);
         Ok(())
     }
-    fn poll(&self, _out: &mut dyn FnMut(Done<SliceBuf, u32>)) -> usize {
+    fn poll(&self, _out: &mut dyn FnMut(Request<SliceBuf, u32>, Result<(), CryptoError>)) -> usize {
         0
     }
 }
@@ -216,7 +216,7 @@ fn request(session: &Session, payload: &[u8], tag: u32) -> Request<SliceBuf, u32
 
 fn expect_encrypted(done: &Done<SliceBuf, u32>, payload: &[u8]) {
     assert_eq!(done.result, Ok(()));
-    let b = done.req.pkt.bytes();
+    let b = done.pkt.bytes();
     let ct: Vec<u8> = payload.iter().map(|x| x ^ 0x5a).collect();
     assert_eq!(&b[8..8 + payload.len()], &ct[..]);
     assert_eq!(&b[8 + payload.len()..], &toy_icv(&ct)[..]);
@@ -374,13 +374,14 @@ fn bad_icv_and_bad_layout_are_counted() {
     fw.register_engine(Box::new(ToyEngine::new("soft", PRIORITY_SOFTWARE)))
         .unwrap();
     let s = fw.new_session(params()).unwrap();
-    let mut done = fw.dispatch(request(&s, b"data", 1), Instant::ZERO).unwrap();
-    let n = done.req.pkt.len();
+    let req = request(&s, b"data", 1);
+    let layout = req.layout;
+    let mut done = fw.dispatch(req, Instant::ZERO).unwrap();
+    let n = done.pkt.len();
     let mut b = [0u8; 1];
-    done.req.pkt.copy_out(n - 1, &mut b).unwrap();
-    done.req.pkt.copy_in(n - 1, &[b[0] ^ 1]).unwrap();
-    let mut req = done.req;
-    req.op = Op::Decrypt;
+    done.pkt.copy_out(n - 1, &mut b).unwrap();
+    done.pkt.copy_in(n - 1, &[b[0] ^ 1]).unwrap();
+    let req = Request::new(done.session, Op::Decrypt, layout, done.pkt, done.cont);
     let done = fw.dispatch(req, Instant::ZERO).unwrap();
     assert_eq!(done.result, Err(CryptoError::BadIcv));
     let mut req = request(&s, b"data", 2);
@@ -410,8 +411,9 @@ fn threaded_driver_keeps_per_sa_order() {
     let mut completed: Vec<Vec<u32>> = vec![Vec::new(); SAS as usize];
     let mut sync_done = 0;
     let record = |d: Done<SliceBuf, u32>, completed: &mut Vec<Vec<u32>>| {
-        expect_encrypted(&d, &d.req.cont.to_be_bytes());
-        completed[d.req.order_key as usize].push(d.req.cont);
+        expect_encrypted(&d, &d.cont.to_be_bytes());
+        // The tag is `sa * 100_000 + seq` (see below).
+        completed[(d.cont / 100_000) as usize].push(d.cont);
     };
     for seq in 0..PER_SA {
         for sa in 0..SAS {
@@ -420,7 +422,7 @@ fn threaded_driver_keeps_per_sa_order() {
             if let Some(d) = fw.dispatch(req, Instant::ZERO) {
                 // Queue full: completed synchronously on the fallback.
                 sync_done += 1;
-                expect_encrypted(&d, &d.req.cont.to_be_bytes());
+                expect_encrypted(&d, &d.cont.to_be_bytes());
             }
         }
         fw.poll(Instant::ZERO, &mut |d| record(d, &mut completed));
@@ -438,4 +440,137 @@ fn threaded_driver_keeps_per_sa_order() {
         );
     }
     assert_eq!(fw.stats.snapshot().driver_stalls, 0);
+}
+
+/// `dispatch_batch` keeps `dispatch`'s semantics: the same driver choice,
+/// fallback of requests a failing engine returns (and the driver declared
+/// down after `MAX_CONSECUTIVE_ERRORS`), the same counters, completions in
+/// request order, and more requests than one chunk.
+#[test]
+fn dispatch_batch_falls_back_counts_and_keeps_order() {
+    let mut fw: Framework<SliceBuf, u32> = Framework::new();
+    let accel_engine = Arc::new(ToyEngine::new("accel", PRIORITY_HARDWARE));
+    let soft = fw
+        .register_engine(Box::new(ToyEngine::new("soft", PRIORITY_SOFTWARE)))
+        .unwrap();
+    let accel = fw
+        .register_engine(Box::new(Shared(accel_engine.clone())))
+        .unwrap();
+    let s = fw.new_session(params()).unwrap();
+    assert_eq!(s.bound_driver(), accel);
+
+    // A healthy batch larger than one chunk: completions in order.
+    let n = fipsec_crypto::framework::BATCH_CHUNK as u32 + 7;
+    let mut reqs: Vec<_> = (0..n).map(|i| request(&s, &i.to_be_bytes(), i)).collect();
+    let mut got = Vec::new();
+    assert_eq!(
+        fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
+            expect_encrypted(&d, &d.cont.to_be_bytes());
+            got.push(d.cont);
+        }),
+        n as usize
+    );
+    assert!(reqs.is_empty());
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    let st = fw.stats.snapshot();
+    assert_eq!(
+        (st.requests, st.completions, st.err_driver),
+        (n.into(), n.into(), 0)
+    );
+    assert_eq!(st.batches, 2, "one per chunk");
+    let info = &fw.drivers()[accel.0].stats;
+    assert_eq!((info.requests, info.completions), (n.into(), n.into()));
+
+    // The accelerated engine fails: every request is retried on the
+    // software engine, and after MAX_CONSECUTIVE_ERRORS the driver is down.
+    accel_engine.fail.store(true, Ordering::Relaxed);
+    let mut reqs: Vec<_> = (0..20u32).map(|i| request(&s, b"payload", i)).collect();
+    let mut got = 0;
+    assert_eq!(
+        fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
+            expect_encrypted(&d, b"payload");
+            got += 1;
+        }),
+        20
+    );
+    assert_eq!(got, 20);
+    let st = fw.stats.snapshot();
+    // The batch had 20 on the accelerated engine (all failed), each retried
+    // alone on the software engine.
+    assert_eq!(st.err_driver, 20);
+    assert_eq!(st.fallbacks, 20);
+    assert_eq!(st.driver_failures, 1);
+    assert_eq!(st.completions, u64::from(n) + 20);
+    assert_eq!(st.requests, u64::from(n) + 40);
+    assert!(fw.drivers()[accel.0].down);
+    // The next batch goes to the software engine directly.
+    let mut reqs: Vec<_> = (0..3u32).map(|i| request(&s, b"later", i)).collect();
+    fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
+        expect_encrypted(&d, b"later")
+    });
+    assert_eq!(s.bound_driver(), soft);
+    assert_eq!(fw.stats.snapshot().err_driver, 20);
+}
+
+/// Requests whose driver is asynchronous are queued as `dispatch` queues
+/// them (no completion now); a request with no healthy driver completes
+/// with `NoDriver`; bad ICVs and bad layouts are counted per kind.
+#[test]
+fn dispatch_batch_routes_async_and_counts_verdicts() {
+    let mut fw: Framework<SliceBuf, u32> = Framework::new();
+    let hw = fw
+        .register_async(Box::new(BlackHole {
+            refuse: false,
+            held: Mutex::new(Vec::new()),
+        }))
+        .unwrap();
+    let s = fw.new_session(params()).unwrap();
+    assert_eq!(s.bound_driver(), hw);
+    let mut reqs: Vec<_> = (0..4u32).map(|i| request(&s, b"queued", i)).collect();
+    assert_eq!(fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |_| {}), 0);
+    assert_eq!(fw.drivers()[hw.0].inflight, 4);
+    fw.set_driver_down(hw);
+    let mut reqs = vec![request(&s, b"nowhere", 9)];
+    let mut verdicts = Vec::new();
+    fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| verdicts.push(d.result));
+    assert_eq!(verdicts, [Err(CryptoError::NoDriver)]);
+    assert_eq!(fw.stats.snapshot().err_no_driver, 1);
+
+    // A synchronous engine: one good, one with a flipped ICV bit, one with
+    // the ICV outside the packet.
+    let mut fw: Framework<SliceBuf, u32> = Framework::new();
+    fw.register_engine(Box::new(ToyEngine::new("soft", PRIORITY_SOFTWARE)))
+        .unwrap();
+    let s = fw.new_session(params()).unwrap();
+    let sealed = fw.dispatch(request(&s, b"data", 1), Instant::ZERO).unwrap();
+    let mut bad = sealed.pkt.clone();
+    let n = bad.len();
+    let mut b = [0u8; 1];
+    bad.copy_out(n - 1, &mut b).unwrap();
+    bad.copy_in(n - 1, &[b[0] ^ 1]).unwrap();
+    let layout = request(&s, b"data", 0).layout;
+    let mut outside = request(&s, b"data", 3);
+    outside.layout.icv_offset = 1000;
+    let mut reqs = vec![
+        Request::new(s.clone(), Op::Decrypt, layout, sealed.pkt, 1),
+        Request::new(s.clone(), Op::Decrypt, layout, bad, 2),
+        outside,
+    ];
+    let mut verdicts = Vec::new();
+    fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
+        verdicts.push((d.cont, d.result))
+    });
+    assert_eq!(
+        verdicts,
+        [
+            (1, Ok(())),
+            (2, Err(CryptoError::BadIcv)),
+            (3, Err(CryptoError::InvalidRequest))
+        ]
+    );
+    let st = fw.stats.snapshot();
+    assert_eq!(
+        (st.completions, st.err_bad_icv, st.err_invalid_request),
+        (2, 1, 1)
+    );
 }

@@ -52,6 +52,12 @@ pub fn description() -> Option<String> {
     None
 }
 
+/// How many copies of the packet the library's own loops cycle through (and
+/// keep in flight on the job API): a benchmark driving the framework gives
+/// its loops as many packet buffers, so that neither side reuses a buffer
+/// it has just written sooner than the other.
+pub const DIRECT_BUFFERS: usize = 64;
+
 /// The library encrypting copies of one packet in its own tight loop.
 pub trait DirectLoop {
     /// How the library is driven (e.g. `job/auto`, `direct-api`).

@@ -6,7 +6,9 @@
 //!   socket (one PF_KEY message per datagram, message boundaries kept);
 //! * [`PfKeySocket`] (FreeBSD only): a real `socket(PF_KEY, SOCK_RAW,
 //!   PF_KEY_V2)` (RFC 2367 § 2);
-//! * [`if_nametoindex`]/[`if_indextoname`] for IPv6 zones, [`localtime`] for setkey's dates.
+//! * [`if_nametoindex`]/[`if_indextoname`] for IPv6 zones, [`localtime`] for setkey's dates;
+//! * [`TermSignals`]: SIGTERM/SIGINT blocked and awaited (`sigwait`), for
+//!   daemons that stop cleanly.
 //!
 //! Every descriptor is an [`OwnedFd`], closed on drop. Each `unsafe` block
 //! states why it is sound.
@@ -194,6 +196,13 @@ impl SeqPacketListener {
         Ok(SeqPacketListener { fd })
     }
 
+    /// Bounds how long [`accept`](Self::accept) blocks (Linux applies
+    /// `SO_RCVTIMEO` to `accept(2)`); a timeout fails with
+    /// `WouldBlock`/`TimedOut`, so a loop can look at a stop flag.
+    pub fn set_accept_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        set_timeout(self.fd.as_fd(), libc::SO_RCVTIMEO, t)
+    }
+
     /// Accepts one connection.
     pub fn accept(&self) -> io::Result<SeqPacket> {
         // SAFETY: null address pointers are allowed by accept(2) when the
@@ -247,6 +256,52 @@ impl PfKeySocket {
         set_timeout(self.fd.as_fd(), libc::SO_RCVTIMEO, t)
     }
 }
+
+/// SIGTERM and SIGINT, blocked in the thread that made this (and in every
+/// thread it starts afterwards, which inherit the mask), to be taken with
+/// [`TermSignals::wait`] by one thread: the way a multi-threaded daemon
+/// stops cleanly without signal handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct TermSignals {
+    set: libc::sigset_t,
+}
+
+impl TermSignals {
+    /// Blocks SIGTERM and SIGINT in the calling thread
+    /// (`pthread_sigmask(SIG_BLOCK)`). Call it before starting threads.
+    pub fn block() -> io::Result<TermSignals> {
+        // SAFETY: sigset_t is plain old data; sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { MaybeUninit::zeroed().assume_init() };
+        // SAFETY: `set` is a valid sigset_t for the duration of the calls;
+        // a null old-mask pointer is allowed by pthread_sigmask(3).
+        unsafe {
+            cvt(libc::sigemptyset(&raw mut set))?;
+            cvt(libc::sigaddset(&raw mut set, libc::SIGTERM))?;
+            cvt(libc::sigaddset(&raw mut set, libc::SIGINT))?;
+            match libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) {
+                0 => {}
+                e => return Err(io::Error::from_raw_os_error(e)),
+            }
+        }
+        Ok(TermSignals { set })
+    }
+
+    /// Waits for one of the signals (`sigwait(3)`); returns its number.
+    pub fn wait(&self) -> io::Result<i32> {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: both pointers are valid for the call; `self.set` was
+        // initialised by `block`.
+        match unsafe { libc::sigwait(&raw const self.set, &raw mut sig) } {
+            0 => Ok(sig),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// `SIGTERM`.
+pub const SIGTERM: i32 = libc::SIGTERM;
+/// `SIGINT`.
+pub const SIGINT: i32 = libc::SIGINT;
 
 /// The index of the network interface `name`, if there is one.
 pub fn if_nametoindex(name: &str) -> Option<u32> {
@@ -343,6 +398,21 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(s.recv(&mut buf).unwrap(), 5);
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn accept_times_out() {
+        let p = std::env::temp_dir().join(format!("fipsec-ffi-acc-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let l = SeqPacketListener::bind(&p).unwrap();
+        l.set_accept_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let e = l.accept().unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]

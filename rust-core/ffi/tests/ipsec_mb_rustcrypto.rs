@@ -23,7 +23,7 @@ use aes_gcm::{AeadInOut, AesGcm};
 use common::{Case, Rng, build, region};
 use fipsec_buf::{PacketBuf, SliceBuf};
 use fipsec_crypto::{
-    AeadAlg, CipherAlg, CryptoError, CryptoStats, Engine, EngineSession, Framework, Instant,
+    AeadAlg, CipherAlg, CryptoError, CryptoStats, Engine, EngineSession, Framework, Instant, Job,
     Layout, MacAlg, Op, PRIORITY_ACCEL_SOFTWARE, Priority, Request, SecretKey, SessionParams,
     Transform,
 };
@@ -470,29 +470,24 @@ fn rustcrypto_cross_check_framework_batches() {
         assert!(reqs.is_empty());
         // Completions in submission order.
         assert_eq!(
-            sealed.iter().map(|d| d.req.cont).collect::<Vec<_>>(),
+            sealed.iter().map(|d| d.cont).collect::<Vec<_>>(),
             range.clone().collect::<Vec<_>>()
         );
         for d in &sealed {
-            let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
+            let (c, b) = (&cases[d.cont], &built[d.cont]);
             assert_eq!(d.result, Ok(()), "{}", c.name);
             assert_eq!(
-                region(d.req.pkt.bytes(), b.payload),
+                region(d.pkt.bytes(), b.payload),
                 &c.ciphertext[..],
                 "{}: ciphertext",
                 c.name
             );
-            assert_eq!(
-                region(d.req.pkt.bytes(), b.icv),
-                &c.icv[..],
-                "{}: icv",
-                c.name
-            );
+            assert_eq!(region(d.pkt.bytes(), b.icv), &c.icv[..], "{}: icv", c.name);
         }
         // Decrypt the batch back, one request in three tampered with.
         for d in sealed {
-            let k = d.req.cont;
-            let mut pkt = d.req.pkt;
+            let k = d.cont;
+            let mut pkt = d.pkt;
             if k % 3 == 0 && cases[k].params.icv_len() > 0 {
                 let at = built[k].icv.start;
                 let mut byte = [0u8];
@@ -508,11 +503,11 @@ fn rustcrypto_cross_check_framework_batches() {
             ));
         }
         fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
-            let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
-            if d.req.cont % 3 == 0 && c.params.icv_len() > 0 {
+            let (c, b) = (&cases[d.cont], &built[d.cont]);
+            if d.cont % 3 == 0 && c.params.icv_len() > 0 {
                 assert_eq!(d.result, Err(CryptoError::BadIcv), "{}", c.name);
                 assert_eq!(
-                    region(d.req.pkt.bytes(), b.payload),
+                    region(d.pkt.bytes(), b.payload),
                     &c.ciphertext[..],
                     "{}: kept",
                     c.name
@@ -520,7 +515,7 @@ fn rustcrypto_cross_check_framework_batches() {
             } else {
                 assert_eq!(d.result, Ok(()), "{}", c.name);
                 assert_eq!(
-                    region(d.req.pkt.bytes(), b.payload),
+                    region(d.pkt.bytes(), b.payload),
                     &c.plaintext[..],
                     "{}",
                     c.name
@@ -557,12 +552,12 @@ fn framework_dispatch_matches_dispatch_batch() {
             .unwrap();
         assert_eq!(one.result, Ok(()), "{}", c.name);
         assert_eq!(
-            region(one.req.pkt.bytes(), b.payload),
+            region(one.pkt.bytes(), b.payload),
             &c.ciphertext[..],
             "{}",
             c.name
         );
-        assert_eq!(region(one.req.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
+        assert_eq!(region(one.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
     }
 }
 
@@ -624,10 +619,10 @@ fn dispatch_batch_falls_back_and_counts() {
         10
     );
     for d in &got {
-        let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
+        let (c, b) = (&cases[d.cont], &built[d.cont]);
         assert_eq!(d.result, Ok(()), "{}", c.name);
         assert_eq!(
-            region(d.req.pkt.bytes(), b.payload),
+            region(d.pkt.bytes(), b.payload),
             &c.ciphertext[..],
             "{}",
             c.name
@@ -742,15 +737,15 @@ fn threaded_driver_runs_the_engine() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while done < cases.len() && std::time::Instant::now() < deadline {
         fw.poll(Instant::ZERO, &mut |d| {
-            let (c, b) = (&cases[d.req.cont], &built[d.req.cont]);
+            let (c, b) = (&cases[d.cont], &built[d.cont]);
             assert_eq!(d.result, Ok(()), "{}", c.name);
             assert_eq!(
-                region(d.req.pkt.bytes(), b.payload),
+                region(d.pkt.bytes(), b.payload),
                 &c.ciphertext[..],
                 "{}",
                 c.name
             );
-            assert_eq!(region(d.req.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
+            assert_eq!(region(d.pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
             done += 1;
         });
         std::thread::yield_now();
@@ -771,5 +766,119 @@ fn expected_priority(p: &fipsec_crypto::SessionParams) -> fipsec_crypto::Priorit
             ..
         } => PRIORITY_3DES,
         _ => PRIORITY_ACCEL_SOFTWARE,
+    }
+}
+
+/// An empty MAC input (AH over nothing, ESP-NULL with no payload): the
+/// library rejects a zero-length message, so the engine computes it from
+/// its expanded keys. RFC 3566 § 4.6 Test Case #1 is the XCBC case (checked
+/// by the oracle test above); the HMACs come from RustCrypto's `hmac`. One
+/// request at a time and in one batch, both directions, and a flipped ICV
+/// bit must give `BadIcv`.
+#[test]
+fn empty_mac_input() {
+    let e = IpsecMbEngine::new().unwrap();
+    let stats = CryptoStats::new();
+    let macs = [
+        MacAlg::HmacMd5,
+        MacAlg::HmacSha1,
+        MacAlg::HmacSha256,
+        MacAlg::HmacSha384,
+        MacAlg::HmacSha512,
+        MacAlg::AesXcbc,
+    ];
+    let mut rng = Rng(0x5eed_0e00);
+    let mut cases = Vec::new();
+    for (i, mac_alg) in macs.into_iter().enumerate() {
+        let klen = if mac_alg == MacAlg::AesXcbc {
+            16
+        } else {
+            1 + rng.below(64)
+        };
+        let key = rng.bytes(klen);
+        let icv = mac(mac_alg, &key, &[])[..mac_alg.ipsec_icv_len()].to_vec();
+        for eta in [false, true] {
+            let sk = SecretKey::new(&key).unwrap();
+            let transform = if eta {
+                Transform::EncThenAuth {
+                    cipher: CipherAlg::Null,
+                    cipher_key: SecretKey::empty(),
+                    mac: mac_alg,
+                    mac_key: sk,
+                    icv_len: mac_alg.ipsec_icv_len(),
+                }
+            } else {
+                Transform::Auth {
+                    mac: mac_alg,
+                    key: sk,
+                    icv_len: mac_alg.ipsec_icv_len(),
+                }
+            };
+            cases.push(Case {
+                name: format!("empty-{i}-{mac_alg:?}-eta{eta}"),
+                params: SessionParams {
+                    transform,
+                    esn: false,
+                },
+                iv: Vec::new(),
+                aad_prefix: Vec::new(),
+                aad: Vec::new(),
+                gap: 0,
+                plaintext: Vec::new(),
+                auth_suffix: Vec::new(),
+                ciphertext: Vec::new(),
+                icv: icv.clone(),
+            });
+        }
+    }
+    let sessions: Vec<_> = cases
+        .iter()
+        .map(|c| e.new_session(&c.params).unwrap())
+        .collect();
+    let built: Vec<_> = cases
+        .iter()
+        .map(|c| build(c, &[], &vec![0x5a; c.params.icv_len()]))
+        .collect();
+    // One at a time.
+    for ((c, s), b) in cases.iter().zip(&sessions).zip(&built) {
+        let mut pkt = SliceBuf::from_slice(&b.bytes).unwrap();
+        e.process(&**s, Op::Encrypt, &b.layout, &mut pkt, &stats)
+            .unwrap_or_else(|err| panic!("{}: {err}", c.name));
+        assert_eq!(region(pkt.bytes(), b.icv), &c.icv[..], "{}", c.name);
+        e.process(&**s, Op::Decrypt, &b.layout, &mut pkt, &stats)
+            .unwrap_or_else(|err| panic!("{}: verify: {err}", c.name));
+        let mut bad = pkt.bytes().to_vec();
+        bad[b.icv.start + b.icv.len - 1] ^= 1;
+        let mut bad = SliceBuf::from_slice(&bad).unwrap();
+        assert_eq!(
+            e.process(&**s, Op::Decrypt, &b.layout, &mut bad, &stats),
+            Err(CryptoError::BadIcv),
+            "{}",
+            c.name
+        );
+    }
+    // All in one batch.
+    let mut pkts: Vec<SliceBuf> = built
+        .iter()
+        .map(|b| SliceBuf::from_slice(&b.bytes).unwrap())
+        .collect();
+    let mut jobs: Vec<Job<'_>> = sessions
+        .iter()
+        .zip(&built)
+        .zip(pkts.iter_mut())
+        .map(|((s, b), p)| Job {
+            session: &**s,
+            op: Op::Encrypt,
+            layout: &b.layout,
+            pkt: p,
+            result: Err(CryptoError::DriverFailure),
+        })
+        .collect();
+    e.process_batch(&mut jobs, &stats);
+    let results: Vec<_> = jobs.iter().map(|j| j.result).collect();
+    drop(jobs);
+    for (((c, b), p), r) in cases.iter().zip(&built).zip(&pkts).zip(results) {
+        assert_eq!(r, Ok(()), "{}: batch", c.name);
+        assert_eq!(region(p.bytes(), b.icv), &c.icv[..], "{}: batch", c.name);
     }
 }

@@ -5,10 +5,22 @@
 //! * each registered driver through the framework, one request per
 //!   `Framework::dispatch` and `--batch` requests per
 //!   `Framework::dispatch_batch` (the multi-buffer path), ESP-shaped
-//!   packets (header, IV, payload, ICV), encrypt direction;
+//!   packets (header, IV, payload, ICV), encrypt direction. Each request is
+//!   built as a protocol builds it (a reference to the SA's session, the
+//!   regions, the packet) and each completion taken apart as a protocol's
+//!   "after" half would;
 //! * the IPsec-MB library in its own tight loop on a contiguous buffer (no
 //!   framework): the best of the job API on the auto-selected manager, the
-//!   job API on the SSE manager, and the direct AEAD API — the ceiling;
+//!   job API on the SSE manager, and the direct AEAD API — the ceiling.
+//!
+//! The two sides get the same working set: the library's loop cycles
+//! through [`accel::DIRECT_BUFFERS`] copies of the packet (64, all in
+//! flight on the job API), and so do the framework loops (`dispatch` takes
+//! them in turn, `dispatch_batch` gets 64 per call by default). The loops
+//! of a row are measured in interleaved rounds (see
+//! [`ops_per_sec_interleaved`]), so load from other processes on a shared
+//! machine hits the framework and the library alike, and each figure is the
+//! median of its rounds;
 //! * `openssl speed -evp <cipher> -bytes N -seconds S` as a subprocess:
 //!   the stitched `aes-*-cbc-hmac-sha*` EVPs where OpenSSL has them,
 //!   otherwise cipher and `-hmac` measured separately and combined as
@@ -25,12 +37,12 @@ use std::time::Duration;
 
 use fipsec_buf::SliceBuf;
 use fipsec_crypto::{
-    AeadAlg, CipherAlg, Framework, InlineBytes, Instant, Layout, MacAlg, Op, Region, Request,
-    SecretKey, SessionParams, Transform,
+    AeadAlg, CipherAlg, Done, Framework, InlineBytes, Instant, Layout, MacAlg, Op, Region, Request,
+    SecretKey, Session, SessionParams, Transform,
 };
 use fipsec_ffi::accel::{self, EngineFactory};
 
-use crate::report::{Cell, Clock, Table, ops_per_sec};
+use crate::report::{Cell, Clock, ROUNDS, Table, ops_per_sec_interleaved};
 
 /// The engines benchmarked, one column pair each: the accelerated engines
 /// of this build (IPsec-MB with feature `ipsec-mb`) and the portable
@@ -276,7 +288,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         sizes: vec![64, 512, 1400],
         time: Duration::from_millis(500),
         openssl_secs: 1,
-        batch: 32,
+        batch: accel::DIRECT_BUFFERS,
         clock: Clock::ThreadCpu,
         csv: None,
         algs: None,
@@ -397,91 +409,218 @@ struct EngineRow {
     batch: Option<f64>,
 }
 
-/// One engine through the framework, single and batched, in Gb/s.
-fn bench_engine(
-    f: &EngineFactory,
-    alg: &Alg,
-    bytes: &[u8],
-    layout: &Layout,
-    n: usize,
-    o: &Opts,
-) -> Result<EngineRow, String> {
-    let Some(engine) = (f.make)() else {
-        return Err(format!("{} unavailable", f.name));
-    };
-    let mut fw: Framework<SliceBuf, ()> = Framework::new();
-    fw.register_engine(engine).map_err(|e| e.to_string())?;
-    let Ok(session) = fw.new_session(alg.params.clone()) else {
-        return Ok(EngineRow::default()); // the engine does not support it
-    };
-    let now = Instant::ZERO;
-    let mut failed = 0usize;
+/// One engine through the framework, ready to run single requests or
+/// batches of ESP-shaped packets (encrypt direction).
+struct EngineLoop {
+    fw: Framework<SliceBuf, ()>,
+    session: Session,
+    layout: Layout,
+    /// The packets of the single-request loop (between requests), used in
+    /// turn, as the library's own loop cycles through its copies.
+    ring: Vec<Option<SliceBuf>>,
+    next: usize,
+    /// The packets of the batched loop (between batches).
+    pool: Vec<SliceBuf>,
+    reqs: Vec<Request<SliceBuf, ()>>,
+    failed: usize,
+}
 
-    let mut slot = Some(SliceBuf::from_slice(bytes).map_err(|e| e.to_string())?);
-    let single = ops_per_sec(o.clock, o.time, |reps| {
+impl EngineLoop {
+    /// `Ok(None)` when the engine does not support the algorithm.
+    fn new(
+        f: &EngineFactory,
+        alg: &Alg,
+        bytes: &[u8],
+        layout: &Layout,
+        batch: usize,
+    ) -> Result<Option<EngineLoop>, String> {
+        let Some(engine) = (f.make)() else {
+            return Err(format!("{} unavailable", f.name));
+        };
+        let mut fw: Framework<SliceBuf, ()> = Framework::new();
+        fw.register_engine(engine).map_err(|e| e.to_string())?;
+        let Ok(session) = fw.new_session(alg.params.clone()) else {
+            return Ok(None);
+        };
+        let buf = || SliceBuf::from_slice(bytes).map_err(|e| e.to_string());
+        Ok(Some(EngineLoop {
+            fw,
+            session,
+            layout: *layout,
+            ring: (0..accel::DIRECT_BUFFERS)
+                .map(|_| buf().map(Some))
+                .collect::<Result<_, _>>()?,
+            next: 0,
+            pool: (0..batch).map(|_| buf()).collect::<Result<_, _>>()?,
+            reqs: Vec::with_capacity(batch),
+            failed: 0,
+        }))
+    }
+
+    /// `reps` requests, one `Framework::dispatch` each. Each request is
+    /// built as a protocol builds it (a reference to the SA's session, the
+    /// regions, the packet), and the "after" half takes the completion
+    /// apart as a protocol's would: the packet goes on, the session
+    /// reference is dropped.
+    fn single(&mut self, reps: usize) {
+        let now = Instant::ZERO;
         for _ in 0..reps {
+            self.next = (self.next + 1) % self.ring.len().max(1);
+            let Some(slot) = self.ring.get_mut(self.next) else {
+                return;
+            };
             let Some(pkt) = slot.take() else { return };
-            let req = Request::new(session.clone(), Op::Encrypt, *layout, pkt, ());
-            match fw.dispatch(req, now) {
-                Some(done) => {
-                    failed += usize::from(done.result.is_err());
-                    slot = Some(done.req.pkt);
+            let req = Request::new(self.session.clone(), Op::Encrypt, self.layout, pkt, ());
+            match self.fw.dispatch(req, now) {
+                Some(Done { pkt, result, .. }) => {
+                    self.failed += usize::from(result.is_err());
+                    *slot = Some(pkt);
                 }
-                None => failed += 1,
+                None => self.failed += 1,
             }
         }
-    });
-
-    let mut pool: Vec<SliceBuf> = Vec::with_capacity(o.batch);
-    for _ in 0..o.batch {
-        pool.push(SliceBuf::from_slice(bytes).map_err(|e| e.to_string())?);
     }
-    let mut reqs = Vec::with_capacity(o.batch);
-    let batches = ops_per_sec(o.clock, o.time, |reps| {
+
+    /// `reps` batches, one `Framework::dispatch_batch` each.
+    fn batched(&mut self, reps: usize) {
+        let now = Instant::ZERO;
+        let EngineLoop {
+            fw,
+            session,
+            layout,
+            pool,
+            reqs,
+            failed,
+            ..
+        } = self;
         for _ in 0..reps {
             for pkt in pool.drain(..) {
                 reqs.push(Request::new(session.clone(), Op::Encrypt, *layout, pkt, ()));
             }
-            fw.dispatch_batch(&mut reqs, now, &mut |done| {
-                failed += usize::from(done.result.is_err());
-                pool.push(done.req.pkt);
+            fw.dispatch_batch(reqs, now, &mut |Done { pkt, result, .. }| {
+                *failed += usize::from(result.is_err());
+                pool.push(pkt);
             });
         }
-    });
-    if failed > 0 || pool.len() != o.batch || slot.is_none() {
-        return Err(format!("{}: {failed} requests failed", f.name));
     }
-    Ok(EngineRow {
-        single: Some(gbps(single * n as f64)),
-        batch: Some(gbps(batches * (o.batch * n) as f64)),
-    })
 }
 
-/// IPsec-MB in its own loop: the best mode, in Gb/s, with its label.
-fn bench_direct(
+impl EngineLoop {
+    /// Requests that failed, or packets that never came back.
+    fn failures(&self, batch: usize) -> usize {
+        let lost_single = self.ring.iter().filter(|p| p.is_none()).count();
+        let lost_batch = batch.saturating_sub(self.pool.len());
+        self.failed + lost_single + lost_batch
+    }
+}
+
+/// The library's best own loop: Gb/s and how it was driven.
+type Direct = (f64, &'static str);
+
+/// What is measured in one row.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Engine `i` through `dispatch`.
+    Single(usize),
+    /// Engine `i` through `dispatch_batch`.
+    Batch(usize),
+    /// The library's own loop `i`.
+    Direct(usize),
+}
+
+/// Every engine through the framework (single and batched) and the
+/// library's own loops for one row, measured in interleaved rounds (see
+/// [`ops_per_sec_interleaved`]): the engines' rows in Gb/s, and the best
+/// direct loop in Gb/s with its label.
+fn measure_row(
+    engines: &[EngineFactory],
     alg: &Alg,
     bytes: &[u8],
     layout: &Layout,
     n: usize,
     o: &Opts,
-) -> Option<(f64, &'static str)> {
-    let mut best: Option<(f64, &'static str)> = None;
-    for mut d in accel::direct_loops(&alg.params, layout, bytes) {
-        let ops = ops_per_sec(o.clock, o.time, |reps| d.run(reps));
-        if d.failures() > 0 {
-            eprintln!(
-                "  direct {}: {} jobs failed, ignored",
-                d.label(),
-                d.failures()
-            );
-            continue;
-        }
-        let g = gbps(ops * n as f64);
-        if best.is_none_or(|(b, _)| g > b) {
-            best = Some((g, d.label()));
+) -> (Vec<(&'static str, EngineRow)>, Option<Direct>) {
+    let mut loops: Vec<Option<EngineLoop>> = engines
+        .iter()
+        .map(|f| {
+            EngineLoop::new(f, alg, bytes, layout, o.batch).unwrap_or_else(|e| {
+                eprintln!("  {}: {e}", alg.name);
+                None
+            })
+        })
+        .collect();
+    let mut direct = accel::direct_loops(&alg.params, layout, bytes);
+    let mut steps = Vec::new();
+    for (i, l) in loops.iter().enumerate() {
+        if l.is_some() {
+            steps.extend([Step::Single(i), Step::Batch(i)]);
         }
     }
-    best
+    steps.extend((0..direct.len()).map(Step::Direct));
+    let ops = ops_per_sec_interleaved(o.clock, o.time, steps.len(), &mut |i, reps| match steps
+        .get(i)
+    {
+        Some(Step::Single(e)) => {
+            if let Some(Some(l)) = loops.get_mut(*e) {
+                l.single(reps)
+            }
+        }
+        Some(Step::Batch(e)) => {
+            if let Some(Some(l)) = loops.get_mut(*e) {
+                l.batched(reps)
+            }
+        }
+        Some(Step::Direct(d)) => {
+            if let Some(l) = direct.get_mut(*d) {
+                l.run(reps)
+            }
+        }
+        None => {}
+    });
+
+    let mut rows: Vec<(&'static str, EngineRow)> = engines
+        .iter()
+        .map(|f| (f.name, EngineRow::default()))
+        .collect();
+    let mut best: Option<Direct> = None;
+    for (step, ops) in steps.iter().zip(ops) {
+        match *step {
+            Step::Single(e) | Step::Batch(e) => {
+                let failed = loops
+                    .get(e)
+                    .and_then(Option::as_ref)
+                    .map_or(0, |l| l.failures(o.batch));
+                let Some((name, row)) = rows.get_mut(e) else {
+                    continue;
+                };
+                if failed > 0 {
+                    eprintln!("  {}: {name}: {failed} requests failed", alg.name);
+                    continue;
+                }
+                if let Step::Single(_) = step {
+                    row.single = Some(gbps(ops * n as f64));
+                } else {
+                    row.batch = Some(gbps(ops * (o.batch * n) as f64));
+                }
+            }
+            Step::Direct(d) => {
+                let Some(l) = direct.get(d) else { continue };
+                if l.failures() > 0 {
+                    eprintln!(
+                        "  direct {}: {} jobs failed, ignored",
+                        l.label(),
+                        l.failures()
+                    );
+                    continue;
+                }
+                let g = gbps(ops * n as f64);
+                if best.is_none_or(|(b, _)| g > b) {
+                    best = Some((g, l.label()));
+                }
+            }
+        }
+    }
+    (rows, best)
 }
 
 /// Runs the benchmark (`args` are the command-line options after `crypto`).
@@ -520,7 +659,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     );
     println!(
-        "   {} per measurement, openssl -seconds {}, batch {} requests; one core; {}",
+        "   {} per loop, as the median of {ROUNDS} rounds interleaved with the row's other loops; \
+         openssl -seconds {}; batch {} requests; one core; {}",
         fmt_dur(o.time),
         o.openssl_secs,
         o.batch,
@@ -557,17 +697,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             row_no += 1;
             let n = row_size(&alg.params, size);
             let (bytes, layout) = packet(&alg.params, n);
-            let mut rows: Vec<(&'static str, EngineRow)> = Vec::new();
-            for e in &engines {
-                match bench_engine(e, alg, &bytes, &layout, n, &o) {
-                    Ok(r) => rows.push((e.name, r)),
-                    Err(err) => {
-                        eprintln!("  {}: {err}", alg.name);
-                        rows.push((e.name, EngineRow::default()));
-                    }
-                }
-            }
-            let direct = bench_direct(alg, &bytes, &layout, n, &o);
+            let (rows, direct) = measure_row(&engines, alg, &bytes, &layout, n, &o);
             let openssl = if o.openssl {
                 match openssl_once(&alg.baseline, n, &o) {
                     Ok(b) => Some(gbps(b)),

@@ -158,33 +158,58 @@ impl Clock {
     }
 }
 
-/// Runs `step(n)` (which performs `n` operations) repeatedly for at least
-/// `min` of `clock` time, after a short calibration, and returns
-/// operations per second.
-pub fn ops_per_sec(clock: Clock, min: Duration, mut step: impl FnMut(usize)) -> f64 {
-    // Calibrate: grow n until one step takes ~1/20 of the budget (or 5 ms),
-    // which also warms caches and the library's lanes.
-    let target = (min / 20).max(Duration::from_millis(5));
-    let mut n = 1usize;
-    loop {
-        let t = clock.now();
-        step(n);
-        let d = clock.since(t);
-        if d >= target || n >= 1 << 24 {
-            break;
+/// Rounds [`ops_per_sec_interleaved`] measures each loop in.
+pub const ROUNDS: usize = 15;
+
+/// Measures `count` loops against each other on a shared machine:
+/// `step(i, n)` performs `n` operations of loop `i`. Each loop is first
+/// calibrated so that one call takes about `per_loop / ROUNDS` of `clock`
+/// time; then the loops run one call each, in turn, for [`ROUNDS`] rounds,
+/// so that a burst of load from other processes hits all of them alike.
+/// Returns, per loop, the median operations per second over its rounds.
+pub fn ops_per_sec_interleaved(
+    clock: Clock,
+    per_loop: Duration,
+    count: usize,
+    step: &mut dyn FnMut(usize, usize),
+) -> Vec<f64> {
+    let target = (per_loop / ROUNDS as u32).max(Duration::from_millis(2));
+    let mut sizes = Vec::with_capacity(count);
+    for i in 0..count {
+        // Calibrate: grow n until one call takes the round's share (this
+        // also warms caches and the library's lanes).
+        let mut n = 1usize;
+        loop {
+            let t = clock.now();
+            step(i, n);
+            let d = clock.since(t);
+            if d >= target || n >= 1 << 24 {
+                break;
+            }
+            n = if d.is_zero() {
+                n * 8
+            } else {
+                (n * 2).max((n as f64 * 1.1 * target.as_secs_f64() / d.as_secs_f64()) as usize)
+            };
         }
-        n = if d.is_zero() {
-            n * 8
-        } else {
-            (n * 2).max((n as f64 * 1.2 * target.as_secs_f64() / d.as_secs_f64()) as usize)
-        };
+        sizes.push(n);
     }
-    let t = clock.now();
-    let mut ops = 0usize;
-    while clock.since(t) < min {
-        step(n);
-        ops += n;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); count];
+    for _ in 0..ROUNDS {
+        for (i, (&n, s)) in sizes.iter().zip(samples.iter_mut()).enumerate() {
+            let t = clock.now();
+            step(i, n);
+            let secs = clock.since(t).as_secs_f64();
+            if secs > 0.0 {
+                s.push(n as f64 / secs);
+            }
+        }
     }
-    let secs = clock.since(t).as_secs_f64();
-    if secs > 0.0 { ops as f64 / secs } else { 0.0 }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s.get(s.len() / 2).copied().unwrap_or(0.0)
+        })
+        .collect()
 }

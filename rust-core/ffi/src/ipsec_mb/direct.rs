@@ -18,8 +18,8 @@ use super::keys::A16;
 use super::mgr::{Arch, AuthFields, Completed, JobSpec, Manager};
 use super::sys;
 
-/// Packets in flight in the job-API loop.
-pub const IN_FLIGHT: usize = 64;
+/// Packets in flight in the job-API loop (copies the loops cycle through).
+pub const IN_FLIGHT: usize = crate::accel::DIRECT_BUFFERS;
 
 /// How the library is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | AES-GCM, AES-GMAC | direct GCM/GMAC API (auto arch), through function pointers kept in the session: no thread context unless the AAD must be composed | same, one call per request |
 //! | ChaCha20-Poly1305 | direct API, likewise | same |
-//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API on the thread's SSE manager (SHA-NI), submit + flush | job API: every job of the batch submitted to the thread's auto-arch manager (16 lanes on AVX-512), then flushed; batches under [`MB_MIN_BATCH`] use the SSE manager |
+//! | cipher + HMAC/XCBC, cipher only, HMAC/XCBC only | job API on the thread's SSE manager (SHA-NI), submit + flush | job API: every job of the batch submitted to the thread's auto-arch manager (16 lanes on AVX-512) as it is planned, then flushed; batches under [`MB_MIN_BATCH`] use the SSE manager (3DES never does); on encryption an ICV of the RFC length is written by the library straight into the packet |
 //!
 //! The library (v1.3) has no multi-buffer AES-GCM or ChaCha20-Poly1305:
 //! those gain nothing from batching, while CBC encryption and HMAC run
@@ -27,6 +27,9 @@
 //! * anything else (`aad_prefix`, a gap between `aad` and `payload`, a
 //!   suffix not adjacent to the ICV): the MAC input is composed in a
 //!   per-thread buffer and hashed there; the cipher runs as its own job.
+//! * nothing at all (AH or ESP-NULL over zero bytes): the library rejects a
+//!   zero-length MAC message; the MAC of the empty message, a constant of
+//!   the key, is computed at session set-up (see `empty_mac`) and used.
 
 use alloc::boxed::Box;
 use core::ffi::c_void;
@@ -40,7 +43,7 @@ use fipsec_crypto::{
 };
 
 use super::keys::{A16, HmacHash, Keys, aes_index, wipe};
-use super::mgr::{Api, AuthFields, Completed, JobSpec, Manager, ThreadCtx, with_ctx};
+use super::mgr::{Api, AuthFields, Completed, Io, JobSpec, Manager, ThreadCtx, with_ctx};
 use super::sys;
 
 /// Fewest job-API requests in a batch for which the wide (auto-arch)
@@ -77,7 +80,7 @@ impl IpsecMbEngine {
     /// thread's managers) and returns the engine. Fails with
     /// [`CryptoError::DriverFailure`] when it does not.
     pub fn new() -> Result<IpsecMbEngine, CryptoError> {
-        let arch = with_ctx(|ctx| Ok(ctx.mb.arch))?;
+        let arch = with_ctx(|ctx| Ok(ctx.io.mb.arch))?;
         Ok(IpsecMbEngine { arch })
     }
 
@@ -93,7 +96,9 @@ pub(crate) struct CipherSpec {
     alg: CipherAlg,
     mode: sys::IMB_CIPHER_MODE,
     key_len: u64,
-    block: usize,
+    /// Block length minus one: payloads must have no bits of it set (every
+    /// block length is a power of two; a mask costs no division per packet).
+    block_mask: usize,
     iv_len: usize,
 }
 
@@ -105,6 +110,10 @@ pub(crate) struct MacSpec {
     /// Tag length requested from the library (it accepts only the full
     /// digest or the RFC truncation); the ICV is its first `icv_len` bytes.
     tag_len: usize,
+    /// The RFC truncation (`MacAlg::ipsec_icv_len`), which the library
+    /// also produces: an ICV of that length can be written by the library
+    /// straight into the packet.
+    short_len: usize,
 }
 
 /// What a session computes, in the library's terms.
@@ -137,6 +146,13 @@ pub struct MbSession {
 
 impl EngineSession for MbSession {}
 
+impl MbSession {
+    /// Whether the session's cipher is 3DES-CBC.
+    fn is_3des(&self) -> bool {
+        matches!(self.kind, Kind::Eta { cipher, .. } | Kind::Cipher { cipher } if cipher.alg == CipherAlg::TripleDesCbc)
+    }
+}
+
 impl core::fmt::Debug for MbSession {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MbSession")
@@ -145,6 +161,13 @@ impl core::fmt::Debug for MbSession {
             .finish()
     }
 }
+
+const _: () = assert!(
+    CipherAlg::Null.block_len().is_power_of_two()
+        && CipherAlg::AesCtr.block_len().is_power_of_two()
+        && CipherAlg::AesCbc.block_len().is_power_of_two()
+        && CipherAlg::TripleDesCbc.block_len().is_power_of_two()
+);
 
 fn cipher_spec(alg: CipherAlg, key_len: usize) -> CipherSpec {
     let mode = match alg {
@@ -157,7 +180,7 @@ fn cipher_spec(alg: CipherAlg, key_len: usize) -> CipherSpec {
         alg,
         mode,
         key_len: key_len as u64,
-        block: alg.block_len(),
+        block_mask: alg.block_len().saturating_sub(1),
         iv_len: alg.request_iv_len(),
     }
 }
@@ -177,6 +200,7 @@ fn mac_spec(alg: MacAlg) -> (MacSpec, Option<HmacHash>) {
             alg: a,
             xcbc: h.is_none(),
             tag_len,
+            short_len: alg.ipsec_icv_len(),
         },
         h,
     )
@@ -236,8 +260,8 @@ impl Engine for IpsecMbEngine {
         if self.probe(params).is_none() {
             return Err(CryptoError::Unsupported);
         }
-        let (kind, keys) = with_ctx(|ctx| setup(params, &ctx.mb))?;
-        let api = with_ctx(|ctx| Ok(ctx.mb.api))?;
+        let (kind, keys) = with_ctx(|ctx| setup(params, &ctx.io.mb))?;
+        let api = with_ctx(|ctx| Ok(ctx.io.mb.api))?;
         Ok(Box::new(MbSession {
             api,
             kind,
@@ -267,7 +291,7 @@ impl Engine for IpsecMbEngine {
         }
         with_ctx(|ctx| {
             with_span(pkt, plan.span, stats, |buf| {
-                run_sync(ctx, s, op, layout, &plan, buf)
+                run_sync(&mut ctx.io, s, op, layout, &plan, buf)
             })
         })
     }
@@ -368,7 +392,50 @@ fn setup_mac(
         Some(h) => keys.hmac_pads(m, h, key)?,
         None => keys.xcbc(m, key)?,
     }
+    empty_mac(alg, key, &mut keys.empty_mac.0)?;
     Ok(spec)
+}
+
+/// The MAC of the empty message under `key`, untruncated, into `out`.
+///
+/// The library rejects a job with nothing to authenticate (AH or ESP-NULL
+/// over zero bytes: RFC 3566 § 4.6 Test Case #1 is one), and it exposes no
+/// compression function that could finish HMAC's inner hash from the
+/// `ipad` state (RFC 2104 § 2) — its `*_one_block` functions start from the
+/// hash's initial value. Being a constant of the key, the value is computed
+/// once, here, by the software driver (RustCrypto's HMAC and the RFC 3566
+/// XCBC), and a request with an empty MAC input uses it.
+fn empty_mac(alg: MacAlg, key: &[u8], out: &mut [u8; 64]) -> Result<(), CryptoError> {
+    use fipsec_crypto::{Region, SecretKey};
+    let len = alg.output_len();
+    let params = SessionParams {
+        transform: Transform::Auth {
+            mac: alg,
+            key: SecretKey::new(key).ok_or(CryptoError::InvalidParams)?,
+            icv_len: len,
+        },
+        esn: false,
+    };
+    let soft = fipsec_crypto_soft::SoftEngine::new();
+    let session = soft.new_session(&params)?;
+    let layout = Layout {
+        aad: Region::new(0, 0),
+        icv_offset: 0,
+        ..Layout::default()
+    };
+    let mut pkt =
+        fipsec_buf::SliceBuf::from_slice(&[0u8; 64]).map_err(|_| CryptoError::NoMemory)?;
+    soft.process(
+        &*session,
+        Op::Encrypt,
+        &layout,
+        &mut pkt,
+        &CryptoStats::new(),
+    )?;
+    out.get_mut(..len)
+        .ok_or(CryptoError::InvalidParams)?
+        .copy_from_slice(pkt.bytes().get(..len).ok_or(CryptoError::InvalidParams)?);
+    Ok(())
 }
 
 /// Where the MAC input of an ETA/Auth request lies (span-relative).
@@ -394,7 +461,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(s: &MbSession, layout: &Layout, pkt_len: usize) -> Result<Plan, CryptoError> {
         let span = request_span(layout, s.icv_len, pkt_len)?;
         let map = SpanMap::new(layout, s.icv_len, span)?;
@@ -410,7 +477,7 @@ impl Plan {
                 if cipher.alg != CipherAlg::Null && layout.iv.len() != cipher.iv_len {
                     return Err(CryptoError::InvalidRequest);
                 }
-                if !payload_len.is_multiple_of(cipher.block) {
+                if payload_len & cipher.block_mask != 0 {
                     return Err(CryptoError::InvalidRequest);
                 }
             }
@@ -591,7 +658,7 @@ fn compose(
 
 /// One request, synchronously, on a contiguous span.
 fn run_sync(
-    ctx: &mut ThreadCtx,
+    io: &mut Io,
     s: &MbSession,
     op: Op,
     layout: &Layout,
@@ -600,13 +667,13 @@ fn run_sync(
 ) -> Result<(), CryptoError> {
     match s.kind {
         Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
-            aead_sync(&mut ctx.scratch, s, op, layout, plan, buf)
+            aead_sync(&mut io.scratch, s, op, layout, plan, buf)
         }
         Kind::Eta { cipher, mac } => {
-            eta_sync(ctx, s, Some(&cipher), Some(&mac), op, layout, plan, buf)
+            eta_sync(io, s, Some(&cipher), Some(&mac), op, layout, plan, buf)
         }
-        Kind::Cipher { cipher } => eta_sync(ctx, s, Some(&cipher), None, op, layout, plan, buf),
-        Kind::Auth { mac } => eta_sync(ctx, s, None, Some(&mac), op, layout, plan, buf),
+        Kind::Cipher { cipher } => eta_sync(io, s, Some(&cipher), None, op, layout, plan, buf),
+        Kind::Auth { mac } => eta_sync(io, s, None, Some(&mac), op, layout, plan, buf),
     }
 }
 
@@ -900,7 +967,7 @@ fn chacha(
 /// time on the SSE manager.
 #[allow(clippy::too_many_arguments)]
 fn eta_sync(
-    ctx: &mut ThreadCtx,
+    io: &mut Io,
     s: &MbSession,
     cipher: Option<&CipherSpec>,
     mac: Option<&MacSpec>,
@@ -917,9 +984,7 @@ fn eta_sync(
     let suffix = layout.auth_suffix.as_slice();
     let mut tag = A16([0u8; 64]);
     let mut saved = [0u8; 64];
-    let ThreadCtx {
-        mb, sb, scratch, ..
-    } = ctx;
+    let Io { mb, sb, scratch } = io;
     // 3DES on the wide manager: a lone job on the SSE path costs ~20x more.
     let sb = if cipher.is_some_and(|c| c.alg == CipherAlg::TripleDesCbc) {
         mb
@@ -1015,8 +1080,10 @@ fn eta_sync(
             };
             let hashed = compose(scratch, buf, layout, parts, true).and_then(|()| {
                 if scratch.is_empty() {
-                    // The library cannot MAC an empty message.
-                    return Err(CryptoError::DriverFailure);
+                    // Nothing to authenticate: the library rejects that; the
+                    // MAC of the empty message was computed at set-up.
+                    tag.0.copy_from_slice(&keys.empty_mac.0);
+                    return Ok(());
                 }
                 let mut h = JobSpec::empty();
                 set_hash(&mut h, mac, keys, 0, scratch.len(), tag.0.as_mut_ptr());
@@ -1073,6 +1140,9 @@ fn eta_sync(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
     Unused,
+    /// Runs alone after the multi-buffer jobs (composed MAC input,
+    /// multi-segment packet).
+    Deferred,
     /// Submitted, waiting for completion.
     Pending,
     /// First job done.
@@ -1089,9 +1159,21 @@ enum SlotState {
 /// handed to the library stay put while jobs are in flight.
 pub(crate) struct Slot {
     state: SlotState,
-    /// The request's plan while it is in the batch.
-    plan: Option<Plan>,
-    job: usize,
+    /// The request's session and span, recorded when its first job is
+    /// submitted (pass 1 of [`run_batch`]) and valid until the batch
+    /// returns; with the span-relative regions pass 2 needs.
+    session: *const MbSession,
+    span: *mut u8,
+    span_len: usize,
+    payload: Range<usize>,
+    icv: Range<usize>,
+    /// The ESN high bits were hashed from the ICV slot ([`MacInput::IcvSlot`]).
+    icv_slot: bool,
+    /// The library writes the ICV into the packet itself (encryption, MAC
+    /// input in the packet, ICV of the RFC length).
+    icv_out: bool,
+    /// Submitted to the wide manager (else the SSE one).
+    wide: bool,
     tag: A16<64>,
     saved: [u8; 64],
     des_ptrs: [*const c_void; 3],
@@ -1101,13 +1183,40 @@ impl Slot {
     pub(crate) fn new() -> Slot {
         Slot {
             state: SlotState::Unused,
-            plan: None,
-            job: 0,
+            session: core::ptr::null(),
+            span: core::ptr::null_mut(),
+            span_len: 0,
+            payload: 0..0,
+            icv: 0..0,
+            icv_slot: false,
+            icv_out: false,
+            wide: false,
             tag: A16([0; 64]),
             saved: [0; 64],
             des_ptrs: [core::ptr::null(); 3],
         }
     }
+}
+
+/// The session and span recorded in a slot.
+///
+/// # Safety
+/// Only between pass 1 and the end of the [`run_batch`] call that recorded
+/// them: the session is borrowed by the batch's job for the whole call, and
+/// the span was handed out by the job's packet (`peek_mut`), which nothing
+/// else touches until the call returns.
+unsafe fn parts<'a>(
+    session: *const MbSession,
+    span: *mut u8,
+    span_len: usize,
+) -> Result<(&'a MbSession, &'a mut [u8]), CryptoError> {
+    if session.is_null() || span.is_null() {
+        return Err(CryptoError::InvalidRequest);
+    }
+    // SAFETY: per this function's contract both pointers came from live
+    // borrows that outlast the batch; `span_len` is the length of the slice
+    // `span` was taken from.
+    Ok(unsafe { (&*session, core::slice::from_raw_parts_mut(span, span_len)) })
 }
 
 fn mark(slots: &mut [Slot], c: Completed) {
@@ -1120,24 +1229,41 @@ fn mark(slots: &mut [Slot], c: Completed) {
     }
 }
 
-/// Up to [`MAX_INFLIGHT`] requests: AEAD, composed-MAC and multi-segment
-/// requests run one at a time; everything else is submitted to one manager
-/// and flushed together.
+/// Up to [`MAX_INFLIGHT`] requests. Those whose MAC input is one run of
+/// packet bytes in one segment (and cipher-only ones) go to a multi-buffer
+/// manager as they are planned; AEAD requests run as they come (their
+/// direct APIs use no manager); the rest (composed MAC input, multi-segment
+/// packets) run one at a time once the managers are empty.
 fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
-    // Pass 1: plans; synchronous requests run now.
-    let mut n_mb = 0usize;
-    let mut des = false;
+    let ThreadCtx { io, slots } = ctx;
+    let slots = &mut slots[..];
+    // The wide manager pays off from a few requests on; 3DES always uses it
+    // (its flush on the SSE manager is the slowest).
+    let wide = jobs.len() >= MB_MIN_BATCH;
+
+    // Pass 1: plan; submit the first job of every multi-buffer request.
+    // Each session is looked up and each span taken once, and kept in the
+    // slot for pass 2. A batch is mostly one SA's packets: a session that
+    // is the previous request's is not looked up again.
+    let mut last: Option<(*const (), &MbSession)> = None;
     for (k, j) in jobs.iter_mut().enumerate() {
-        if let Some(slot) = ctx.slots.get_mut(k) {
-            slot.state = SlotState::Unused;
-            slot.plan = None;
-        }
-        let s = match downcast(j.session) {
-            Ok(s) => s,
-            Err(e) => {
-                j.result = Err(e);
-                continue;
-            }
+        let Some(slot) = slots.get_mut(k) else {
+            continue;
+        };
+        slot.state = SlotState::Unused;
+        let id = (j.session as *const dyn EngineSession).cast::<()>();
+        let s = match last {
+            Some((prev, s)) if prev == id => s,
+            _ => match downcast(j.session) {
+                Ok(s) => {
+                    last = Some((id, s));
+                    s
+                }
+                Err(e) => {
+                    j.result = Err(e);
+                    continue;
+                }
+            },
         };
         let plan = match Plan::new(s, j.layout, j.pkt.len()) {
             Ok(p) => p,
@@ -1146,45 +1272,32 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
                 continue;
             }
         };
-        if let Kind::Eta { cipher, .. } | Kind::Cipher { cipher } = s.kind
-            && cipher.alg == CipherAlg::TripleDesCbc
-        {
-            des = true;
-        }
         let multi = match s.kind {
             Kind::Cipher { .. } => true,
             Kind::Eta { .. } | Kind::Auth { .. } => !matches!(plan.mac, MacInput::Composed),
-            Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => false,
-        } && j.pkt.peek_mut(plan.span.start, plan.span.len).is_some();
-        if multi {
-            if let Some(slot) = ctx.slots.get_mut(k) {
-                slot.plan = Some(plan);
-                n_mb += 1;
+            Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
+                // The AEAD direct APIs use no manager: run it now.
+                let (op, layout, scratch) = (j.op, j.layout, &mut io.scratch);
+                j.result = with_span(j.pkt, plan.span, stats, |buf| {
+                    aead_sync(scratch, s, op, layout, &plan, buf)
+                });
+                continue;
             }
-        } else {
-            let (op, layout) = (j.op, j.layout);
-            j.result = with_span(j.pkt, plan.span, stats, |buf| {
-                run_sync(ctx, s, op, layout, &plan, buf)
-            });
-        }
-    }
-    if n_mb == 0 {
-        return;
-    }
-    let ThreadCtx { mb, sb, slots, .. } = ctx;
-    // 3DES never goes to the SSE manager (its flush is the slowest).
-    let m = if n_mb >= MB_MIN_BATCH || des { mb } else { sb };
-
-    // Pass 2: submit the first job of every multi-buffer request.
-    for (k, j) in jobs.iter_mut().enumerate() {
-        let Some(slot) = slots.get_mut(k) else {
+        };
+        let buf = match multi {
+            true => j.pkt.peek_mut(plan.span.start, plan.span.len),
+            false => None,
+        };
+        let Some(buf) = buf else {
+            slot.state = SlotState::Deferred;
             continue;
         };
-        if slot.plan.is_none() {
-            continue;
+        if !(buf.as_ptr() as usize).is_multiple_of(4) {
+            CryptoStats::inc(&stats.misaligned);
         }
-        let Ok(s) = downcast(j.session) else { continue };
-        match submit_first(m, slot, k, s, j.op, j.layout, j.pkt, stats) {
+        slot.wide = wide || s.is_3des();
+        let m = io.manager(slot.wide);
+        match submit_first(m, slot, k, s, buf, &plan, j.op, j.layout) {
             Ok(done) => {
                 j.result = Ok(());
                 if let Some(c) = done {
@@ -1197,20 +1310,19 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             mark(slots, c);
         }
     }
-    while let Some(c) = m.flush() {
-        mark(slots, c);
-    }
+    io.flush(slots);
 
-    // Pass 3: ICVs out / compare; verified decrypts get their cipher job.
+    // Pass 2: ICVs out / compare; verified decrypts get their cipher job.
     for (k, j) in jobs.iter_mut().enumerate() {
         let Some(slot) = slots.get_mut(k) else {
             continue;
         };
-        if slot.plan.is_none() || j.result.is_err() {
+        if matches!(slot.state, SlotState::Unused | SlotState::Deferred) || j.result.is_err() {
             continue;
         }
-        let Ok(s) = downcast(j.session) else { continue };
-        match finish_first(m, slot, k, s, j.op, j.layout, j.pkt) {
+        let m = io.manager(slot.wide);
+        // SAFETY: pass 1 of this call recorded the slot's parts.
+        match unsafe { finish_first(m, slot, k, j.op, j.layout) } {
             Ok(done) => {
                 if let Some(c) = done {
                     mark(slots, c);
@@ -1222,59 +1334,86 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             mark(slots, c);
         }
     }
-    while let Some(c) = m.flush() {
-        mark(slots, c);
-    }
+    io.flush(slots);
 
-    // Pass 4: results of the decrypt jobs.
-    for (k, j) in jobs.iter_mut().enumerate() {
-        let Some(slot) = slots.get_mut(k) else {
-            continue;
-        };
+    // Pass 3: results of the decrypt jobs; the slots forget the batch. The
+    // requests left for last run one at a time, with the managers empty.
+    for (j, slot) in jobs.iter_mut().zip(slots.iter_mut()) {
         match slot.state {
-            SlotState::Failed => j.result = Err(CryptoError::DriverFailure),
-            SlotState::Decrypting | SlotState::Pending => {
+            SlotState::Unused => continue,
+            SlotState::Deferred => {
+                slot.state = SlotState::Unused;
+                let (op, layout) = (j.op, j.layout);
+                j.result = downcast(j.session).and_then(|s| {
+                    let plan = Plan::new(s, layout, j.pkt.len())?;
+                    with_span(j.pkt, plan.span, stats, |buf| {
+                        run_sync(io, s, op, layout, &plan, buf)
+                    })
+                });
+                continue;
+            }
+            SlotState::Failed | SlotState::Decrypting | SlotState::Pending => {
                 j.result = Err(CryptoError::DriverFailure)
             }
             _ => {}
         }
-        wipe(&mut slot.tag);
+        slot.state = SlotState::Unused;
+        slot.session = core::ptr::null();
+        slot.span = core::ptr::null_mut();
+        if !slot.icv_out {
+            wipe(&mut slot.tag);
+        }
+    }
+}
+
+impl Io {
+    /// The manager for a batch slot: the wide one or the SSE one.
+    fn manager(&mut self, wide: bool) -> &mut Manager {
+        if wide { &mut self.mb } else { &mut self.sb }
+    }
+
+    /// Completes every job both managers hold.
+    fn flush(&mut self, slots: &mut [Slot]) {
+        for m in [&mut self.mb, &mut self.sb] {
+            while let Some(c) = m.flush() {
+                mark(slots, c);
+            }
+        }
     }
 }
 
 /// Prepares and submits the first job of a multi-buffer request: the
 /// chained cipher+hash for encryption, the hash for decryption, the cipher
-/// alone for cipher-only sessions.
+/// alone for cipher-only sessions. Records in the slot what pass 2 needs.
 #[allow(clippy::too_many_arguments)]
 fn submit_first(
     m: &mut Manager,
     slot: &mut Slot,
     k: usize,
     s: &MbSession,
+    buf: &mut [u8],
+    plan: &Plan,
     op: Op,
     layout: &Layout,
-    pkt: &mut dyn PacketBuf,
-    stats: &CryptoStats,
 ) -> Result<Option<Completed>, CryptoError> {
+    slot.session = s;
+    slot.span = buf.as_mut_ptr();
+    slot.span_len = buf.len();
+    slot.payload = plan.map.payload.clone();
+    slot.icv = plan.map.icv.clone();
+    slot.icv_slot = matches!(plan.mac, MacInput::IcvSlot(_));
+    slot.icv_out = false;
     let Slot {
         state,
-        plan,
-        job,
+        icv_out,
         tag,
         saved,
         des_ptrs,
+        ..
     } = slot;
-    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
     let map = &plan.map;
-    let buf = pkt
-        .peek_mut(plan.span.start, plan.span.len)
-        .ok_or(CryptoError::InvalidRequest)?;
-    if !(buf.as_ptr() as usize).is_multiple_of(4) {
-        CryptoStats::inc(&stats.misaligned);
-    }
     let keys = &*s.keys;
     *des_ptrs = keys.des3_ptrs();
-    *job = k;
     let iv = layout.iv.as_slice();
     let mut spec = JobSpec::empty();
     match (&s.kind, &plan.mac) {
@@ -1333,6 +1472,20 @@ fn submit_first(
             spec.direction = sys::IMB_DIR_ENCRYPT;
             spec.chain_order = sys::IMB_ORDER_CIPHER_HASH;
             set_hash(&mut spec, mac, keys, r.start, len, tag.0.as_mut_ptr());
+            if op == Op::Encrypt
+                && matches!(plan.mac, MacInput::Direct(_))
+                && map.icv.len() == mac.short_len
+            {
+                // The ICV goes straight into the packet: it lies in the
+                // span and overlaps neither the hashed bytes nor the
+                // ciphered ones (SpanMap).
+                let icv = buf
+                    .get_mut(map.icv.clone())
+                    .ok_or(CryptoError::InvalidRequest)?;
+                spec.tag = icv.as_mut_ptr();
+                spec.tag_len = mac.short_len as u64;
+                *icv_out = true;
+            }
         }
         _ => return Err(CryptoError::InvalidRequest),
     }
@@ -1349,25 +1502,33 @@ fn submit_first(
 
 /// After the first job: writes the ICV (encrypt) or verifies it and
 /// submits the decryption (decrypt).
-#[allow(clippy::too_many_arguments)]
-fn finish_first(
+///
+/// # Safety
+/// As [`parts`].
+unsafe fn finish_first(
     m: &mut Manager,
     slot: &mut Slot,
     k: usize,
-    s: &MbSession,
     op: Op,
     layout: &Layout,
-    pkt: &mut dyn PacketBuf,
 ) -> Result<Option<Completed>, CryptoError> {
     let Slot {
         state,
-        plan,
+        session,
+        span,
+        span_len,
+        payload,
+        icv,
+        icv_slot,
+        icv_out,
         tag,
         saved,
         des_ptrs,
         ..
     } = slot;
-    let plan = plan.as_ref().ok_or(CryptoError::InvalidRequest)?;
+    // SAFETY: forwarded contract.
+    let (s, buf) = unsafe { parts(*session, *span, *span_len) }?;
+    let icv_len = icv.len();
     match *state {
         SlotState::Finished => return Ok(None),
         SlotState::Done => {}
@@ -1376,12 +1537,8 @@ fn finish_first(
             // ESN bits, so that a retry on another driver sees the packet as
             // it arrived.
             if op == Op::Decrypt
-                && matches!(plan.mac, MacInput::IcvSlot(_))
-                && let Some(buf) = pkt.peek_mut(plan.span.start, plan.span.len)
-                && let (Some(d), Some(s)) = (
-                    buf.get_mut(plan.map.icv.clone()),
-                    saved.get(..plan.map.icv.len()),
-                )
+                && *icv_slot
+                && let (Some(d), Some(s)) = (buf.get_mut(icv.clone()), saved.get(..icv_len))
             {
                 d.copy_from_slice(s);
             }
@@ -1392,14 +1549,14 @@ fn finish_first(
         *state = SlotState::Finished;
         return Ok(None);
     }
-    let map = &plan.map;
-    let icv_len = map.icv.len();
-    let buf = pkt
-        .peek_mut(plan.span.start, plan.span.len)
-        .ok_or(CryptoError::InvalidRequest)?;
+    if *icv_out {
+        // Encryption whose ICV the library wrote into the packet.
+        *state = SlotState::Finished;
+        return Ok(None);
+    }
     let computed = tag.0.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
     let icv = buf
-        .get_mut(map.icv.clone())
+        .get_mut(icv.clone())
         .ok_or(CryptoError::InvalidRequest)?;
     if op == Op::Encrypt {
         icv.copy_from_slice(computed);
@@ -1407,7 +1564,7 @@ fn finish_first(
         return Ok(None);
     }
     let received = saved.get(..icv_len).ok_or(CryptoError::InvalidRequest)?;
-    if matches!(plan.mac, MacInput::IcvSlot(_)) {
+    if *icv_slot {
         icv.copy_from_slice(received);
     }
     if !ct_eq(computed, received) {
@@ -1425,7 +1582,7 @@ fn finish_first(
         &s.keys,
         des_ptrs,
         sys::IMB_DIR_DECRYPT,
-        &map.payload,
+        payload,
         layout.iv.as_slice(),
     );
     if spec.cipher_mode == sys::IMB_CIPHER_NULL {

@@ -60,6 +60,9 @@ pub(crate) struct Keys {
     pub des: [[u64; 16]; 3],
     /// ChaCha20-Poly1305: the raw 256-bit key (the library keys per call).
     pub chacha: A16<32>,
+    /// HMAC/XCBC: the untruncated MAC of the empty message, a constant of
+    /// the key (the library rejects zero-length MAC input).
+    pub empty_mac: A16<64>,
 }
 
 impl Keys {
@@ -76,6 +79,7 @@ impl Keys {
             xcbc_k3: A16([0; 16]),
             des: [[0; 16]; 3],
             chacha: A16([0; 32]),
+            empty_mac: A16([0; 64]),
         }
     }
 
@@ -208,6 +212,7 @@ impl Drop for Keys {
             s.zeroize();
         }
         self.chacha.0.zeroize();
+        self.empty_mac.0.zeroize();
     }
 }
 

@@ -451,9 +451,19 @@ impl JobSpec {
     }
 }
 
-/// Per-thread state: the two managers, and scratch space for requests
-/// whose MAC input or AAD is not contiguous in the packet.
+/// Per-thread state: the managers and scratch space ([`Io`]), and the
+/// per-request slots of the batch in flight.
 pub(crate) struct ThreadCtx {
+    /// What a single request needs.
+    pub io: Io,
+    /// Per-request state of the batch in flight (fixed size: the library
+    /// holds pointers into it while jobs are pending).
+    pub slots: Vec<Slot>,
+}
+
+/// The two managers, and scratch space for requests whose MAC input or AAD
+/// is not contiguous in the packet.
+pub(crate) struct Io {
     /// `init_mb_mgr_auto`: batches (many lanes) and the direct AEAD APIs.
     pub mb: Manager,
     /// `init_mb_mgr_sse`: single jobs (SHA-NI, few lanes to flush).
@@ -461,9 +471,6 @@ pub(crate) struct ThreadCtx {
     /// Composition buffer (AAD prefix + AAD, or a whole MAC input),
     /// allocated once per thread with room for the largest packet.
     pub scratch: Vec<u8>,
-    /// Per-request state of the batch in flight (fixed size: the library
-    /// holds pointers into it while jobs are pending).
-    pub slots: Vec<Slot>,
 }
 
 impl ThreadCtx {
@@ -478,9 +485,11 @@ impl ThreadCtx {
             .map_err(|_| CryptoError::NoMemory)?;
         slots.resize_with(MAX_INFLIGHT, Slot::new);
         Ok(ThreadCtx {
-            mb: Manager::new(Arch::Auto)?,
-            sb: Manager::new(Arch::Sse)?,
-            scratch,
+            io: Io {
+                mb: Manager::new(Arch::Auto)?,
+                sb: Manager::new(Arch::Sse)?,
+                scratch,
+            },
             slots,
         })
     }
@@ -507,7 +516,7 @@ pub(crate) fn with_ctx<R>(
         let ctx = guard.as_mut().ok_or(CryptoError::DriverFailure)?;
         let r = f(ctx);
         // The contract of every entry point: no job outlives the call.
-        debug_assert_eq!(ctx.mb.inflight() + ctx.sb.inflight(), 0);
+        debug_assert_eq!(ctx.io.mb.inflight() + ctx.io.sb.inflight(), 0);
         r
     })
     .map_err(|_| CryptoError::DriverFailure)?
