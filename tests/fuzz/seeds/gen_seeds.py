@@ -16,6 +16,9 @@ Run from anywhere: python3 tests/fuzz/seeds/gen_seeds.py
   AH, ESP, fragments, routing headers).
 * pfkey_decode takes raw PF_KEY messages: every message recorded from
   stock setkey and racoon in /work/shared/testdata/pfkey (Linux dialect).
+* pfkey_handler takes recipes of message sequences: the recorded sessions
+  message by message, and the recorded setkey scripts (planned into
+  either dialect by the harness).
 * setkey_grammar takes setkey scripts: every recorded input.conf, plus
   policy-language snippets.
 """
@@ -423,6 +426,29 @@ def pfkey_seeds():
     return out
 
 
+def pfkey_handler_seeds():
+    """Recorded sessions replayed (Linux, with and without crypto sessions),
+    then the timers polled; setkey scripts planned into either dialect."""
+    out = {}
+    for root, _, files in sorted(os.walk(TESTDATA)):
+        bins = sorted(f for f in files if len(f) == 7 and f.endswith(".bin"))
+        rel = os.path.relpath(root, TESTDATA).replace(os.sep, "-")
+        if bins:
+            for flags in (0, 4):
+                r = R().u8(flags)
+                for f in bins[:22]:
+                    r.u8(0).bytes(open(os.path.join(root, f), "rb").read())
+                r.u8(5).u16(3600)
+                out[f"{rel}-{flags}"] = r.b
+        if "input.conf" in files:
+            conf = open(os.path.join(root, "input.conf"), "rb").read()
+            if len(conf) <= 4096:
+                for flags in (0, 1, 5):
+                    r = R().u8(flags).u8(4).bytes(conf).u8(5).u16(100).u8(4).bytes(conf)
+                    out[f"{rel}-script-{flags}"] = r.b
+    return out
+
+
 def setkey_seeds():
     out = {}
     for root, _, files in os.walk(TESTDATA):
@@ -461,6 +487,7 @@ def main():
     write("ip_walk", ip_walk_seeds())
     if os.path.isdir(TESTDATA):
         write("pfkey_decode", pfkey_seeds())
+        write("pfkey_handler", pfkey_handler_seeds())
         write("setkey_grammar", setkey_seeds())
     else:
         print(f"no {TESTDATA}: pfkey_decode and setkey_grammar seeds left as they are",

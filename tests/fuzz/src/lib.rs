@@ -13,6 +13,7 @@
 //! | `esp_output` | `Worker::output` | [`esp_output`] |
 //! | `ip_walk` | IPv4/IPv6 header parsing, extension-header walk, AH mutable-field zeroing | [`ip_walk`] |
 //! | `pfkey_decode` | `SadbMsg::parse` in both dialects | [`pfkey_decode`] |
+//! | `pfkey_handler` | `PfKey::handle`/`poll` on message sequences | [`pfkey_handler`] |
 //! | `setkey_grammar` | `fipsec_setkey::parse` | [`setkey_grammar`] |
 //!
 //! Every engine target checks [`oracle::judge`]'s rules on every call.
@@ -35,6 +36,7 @@ pub mod ipcomp_input;
 pub mod ipip_input;
 pub mod oracle;
 pub mod pfkey_decode;
+pub mod pfkey_handler;
 pub mod setkey_grammar;
 
 /// A target: its name (as in `fuzz_targets/`) and its entry point.
@@ -49,5 +51,6 @@ pub const TARGETS: &[Target] = &[
     ("esp_output", esp_output::run),
     ("ip_walk", ip_walk::run),
     ("pfkey_decode", pfkey_decode::run),
+    ("pfkey_handler", pfkey_handler::run),
     ("setkey_grammar", setkey_grammar::run),
 ];

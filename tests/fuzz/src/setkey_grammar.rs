@@ -19,7 +19,9 @@ use fipsec_wire::pfkey::{Dialect, SadbMsg};
 
 use crate::oracle;
 
-fn numeric_only(script: &mut fipsec_setkey::Script) {
+/// Makes every statement numeric-only (`-n`): the planner then never
+/// asks the resolver.
+pub fn numeric_only(script: &mut fipsec_setkey::Script) {
     for s in &mut script.statements {
         match &mut s.command {
             Command::Add(c) | Command::Get(c) | Command::Delete(c) | Command::GetSpi(c) => {
