@@ -139,7 +139,12 @@ fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> M
     let bytes = craft::ah(def, outer, &spec).unwrap_or_else(|| unreachable!("buildable"));
     Made {
         bytes,
-        seq: Some((u64::from(seq_hi) << 32) | u64::from(seq_lo)),
+        // Without ESN only the 32 transmitted bits are the sequence number.
+        seq: Some(if def.esn {
+            (u64::from(seq_hi) << 32) | u64::from(seq_lo)
+        } else {
+            u64::from(seq_lo)
+        }),
         expect,
         contained,
     }

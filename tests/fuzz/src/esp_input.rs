@@ -190,7 +190,12 @@ fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> M
     let contained = contained && (nh == nh_default || !inbound::is_ipsec_or_tunnel(nh));
     Made {
         bytes: outer.build(50, &esp),
-        seq: Some((u64::from(seq_hi) << 32) | u64::from(seq_lo)),
+        // Without ESN only the 32 transmitted bits are the sequence number.
+        seq: Some(if def.esn {
+            (u64::from(seq_hi) << 32) | u64::from(seq_lo)
+        } else {
+            u64::from(seq_lo)
+        }),
         expect,
         contained,
     }
