@@ -39,6 +39,11 @@ struct Made {
     seq: Option<u64>,
     expect: Expect,
     contained: bool,
+    /// The outer header the builder used (for the mutable-area check).
+    hdr: Option<craft::IpHdr>,
+    /// The bytes as the legitimate sender made them (before any mutation,
+    /// also for a replay of a mutated packet); `None` for raw packets.
+    authentic: Option<Vec<u8>>,
 }
 
 /// Where AH starts in a packet made here or by the sending engine.
@@ -138,6 +143,8 @@ fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> M
     };
     let bytes = craft::ah(def, outer, &spec).unwrap_or_else(|| unreachable!("buildable"));
     Made {
+        authentic: Some(bytes.clone()),
+        hdr: Some(outer.clone()),
         bytes,
         // Without ESN only the 32 transmitted bits are the sequence number.
         seq: Some(if def.esn {
@@ -187,6 +194,8 @@ fn engine_made(
                 None
             };
             Some(Made {
+                authentic: transmitted.then(|| b.clone()),
+                hdr: None,
                 bytes: b,
                 seq,
                 expect: if transmitted && valid {
@@ -227,6 +236,8 @@ pub fn run(data: &[u8]) {
                     seq: None,
                     expect: Expect::Any,
                     contained: false,
+                    authentic: None,
+                    hdr: None,
                 })
             }
             _ if !sent.is_empty() => {
@@ -240,17 +251,22 @@ pub fn run(data: &[u8]) {
         let mut pkt = made.bytes.clone();
         let seq_at = ah_at(&pkt).map(|a| a + 8);
         let mutated = inbound::mutate(&mut inp, &mut pkt, seq_at);
-        let target = ah_sa_of(&made.bytes);
-        let v6 = made.bytes.first().is_some_and(|b| b >> 4 == 6);
-        let tampered = mutated
-            && target.is_some()
-            && pkt.len() >= made.bytes.len()
-            && ah_at(&made.bytes).is_some_and(|o| {
-                pkt.get(o..made.bytes.len()) != made.bytes.get(o..)
-                    || immutable(v6)
-                        .iter()
-                        .any(|&i| pkt.get(i) != made.bytes.get(i))
-            });
+        let target = made
+            .authentic
+            .as_deref()
+            .and_then(ah_sa_of)
+            .or_else(|| ah_sa_of(&made.bytes));
+        // Tampered: the AH header, what follows it, or an immutable field of
+        // the outer header differs from what the legitimate sender made.
+        let tampered = made.authentic.as_ref().is_some_and(|auth| {
+            let v6 = auth.first().is_some_and(|b| b >> 4 == 6);
+            target.is_some()
+                && pkt.len() >= auth.len()
+                && ah_at(auth).is_some_and(|o| {
+                    pkt.get(o..auth.len()) != auth.get(o..)
+                        || immutable(v6).iter().any(|&i| pkt.get(i) != auth.get(i))
+                })
+        });
         let seq = if mutated { None } else { made.seq };
         let fresh = match (target, seq) {
             (Some(t), Some(s)) => book.fresh(t, s, gw::table()[t].esn),
@@ -268,6 +284,8 @@ pub fn run(data: &[u8]) {
             seq,
             expect: Expect::Any,
             contained: made.contained && !mutated,
+            authentic: made.authentic.clone(),
+            hdr: made.hdr.clone(),
         });
         let accepted = target.map(|t| rx.accepted(t));
         let out = rx.input(&pkt, &mut inp);
@@ -285,7 +303,7 @@ pub fn run(data: &[u8]) {
             // every IPv4 header fits; IPv6 only overflows with
             // change-en-route option data (or routing headers) to save.
             assert!(
-                mutable_area(&outer),
+                made.hdr.as_ref().is_none_or(mutable_area),
                 "{name}: mutable fields 'too large' in a header without mutable options: {outer:?}"
             );
             continue;

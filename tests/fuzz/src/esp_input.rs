@@ -60,6 +60,9 @@ struct Made {
     expect: Expect,
     /// Touches no SA state but its own SA's window at `seq`.
     contained: bool,
+    /// The bytes as the legitimate sender made them (before any mutation,
+    /// also for a replay of a mutated packet); `None` for raw packets.
+    authentic: Option<Vec<u8>>,
 }
 
 /// Where ESP starts in a packet made here or by the sending engine.
@@ -188,8 +191,10 @@ fn build(inp: &mut Input<'_>, book: &Book, sa: usize, outer: &craft::IpHdr) -> M
     // A Next Header that leads into another header makes the payload a
     // packet of its own: only contained when it was one already.
     let contained = contained && (nh == nh_default || !inbound::is_ipsec_or_tunnel(nh));
+    let bytes = outer.build(50, &esp);
     Made {
-        bytes: outer.build(50, &esp),
+        authentic: Some(bytes.clone()),
+        bytes,
         // Without ESN only the 32 transmitted bits are the sequence number.
         seq: Some(if def.esn {
             (u64::from(seq_hi) << 32) | u64::from(seq_lo)
@@ -236,6 +241,7 @@ fn engine_made(
                 Expect::Any
             };
             Some(Made {
+                authentic: transmitted.then(|| b.clone()),
                 bytes: b,
                 seq,
                 expect,
@@ -271,6 +277,7 @@ pub fn run(data: &[u8]) {
                     seq: None,
                     expect: Expect::Any,
                     contained: false,
+                    authentic: None,
                 })
             }
             _ if !sent.is_empty() => {
@@ -285,15 +292,21 @@ pub fn run(data: &[u8]) {
         let seq_at = esp_at(&pkt).map(|a| a + 4);
         let mutated = inbound::mutate(&mut inp, &mut pkt, seq_at);
         // The SA the packet reaches, by its SPI as made (before mutation).
-        let target = esp_sa_of(&made.bytes);
-        let esp_off = esp_at(&made.bytes);
-        let tampered = mutated
-            && target.is_some_and(|t| gw::table()[t].authenticated())
-            && esp_off.is_some_and(|o| {
-                pkt.len() >= made.bytes.len()
-                    && pkt.get(..o) == made.bytes.get(..o)
-                    && pkt.get(o..made.bytes.len()) != made.bytes.get(o..)
-            });
+        let target = made
+            .authentic
+            .as_deref()
+            .and_then(esp_sa_of)
+            .or_else(|| esp_sa_of(&made.bytes));
+        // Tampered: the protected bytes differ from what the legitimate
+        // sender made (outer header intact, nothing cut off).
+        let tampered = made.authentic.as_ref().is_some_and(|auth| {
+            target.is_some_and(|t| gw::table()[t].authenticated())
+                && esp_at(auth).is_some_and(|o| {
+                    pkt.len() >= auth.len()
+                        && pkt.get(..o) == auth.get(..o)
+                        && pkt.get(o..auth.len()) != auth.get(o..)
+                })
+        });
         let seq = if mutated { None } else { made.seq };
         let fresh = match (target, seq) {
             (Some(t), Some(s)) => book.fresh(t, s, gw::table()[t].esn),
@@ -311,6 +324,7 @@ pub fn run(data: &[u8]) {
             seq,
             expect: Expect::Any,
             contained: made.contained && !mutated,
+            authentic: made.authentic.clone(),
         });
         let accepted = target.map(|t| rx.accepted(t));
         let out = rx.input(&pkt, &mut inp);
