@@ -43,6 +43,8 @@ fmt:
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features fipsec-ffi/ipsec-mb -- -D warnings
+	$(CARGO) fmt --manifest-path tests/fuzz/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path tests/fuzz/Cargo.toml --all-targets -- -D warnings
 
 test: deps lint test-vectors test-rust kmod-check test-interop fuzz-short
 	@echo "== make test: all green =="
@@ -75,7 +77,10 @@ bench: deps
 demo: deps
 	$(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- demo
 
+# The harness's own tests first (seeds replay clean, every oracle fires),
+# then a short libFuzzer run of every target.
 fuzz-short: deps
+	$(CARGO) test --manifest-path tests/fuzz/Cargo.toml --test harness
 	ci/fuzz.sh $(FUZZ_SHORT_SECONDS)
 
 fuzz: deps
