@@ -30,7 +30,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use fipsec_buf::{BufStats, PacketBuf};
-use fipsec_crypto::{Done, Framework, Instant};
+use fipsec_crypto::framework::BATCH_CHUNK;
+use fipsec_crypto::{Done, Framework, Instant, Request};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
@@ -40,6 +41,7 @@ use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
 use crate::packet::{self, IpError, IpInfo};
 use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
+use crate::selector::PacketSelector;
 use crate::spd::{Direction, MAX_REQUESTS};
 use crate::stats::{DropCounters, DropReason};
 
@@ -322,6 +324,36 @@ pub struct Worker<P> {
     /// Compressor, decompressor and scratch, created on the first IPCOMP
     /// packet.
     pub(crate) ipcomp: Option<Box<IpcompState>>,
+    /// Inside [`Worker::output_batch`] / [`Worker::input_batch`]: ESP
+    /// requests are held back in `deferred` and dispatched together.
+    pub(crate) batching: bool,
+    /// Inside a batch call (including its flushes): the memos below may
+    /// be filled and used.
+    in_batch: bool,
+    /// ESP requests held back for one [`Framework::dispatch_batch`]
+    /// (capacity [`BATCH_CHUNK`], allocated with the worker).
+    pub(crate) deferred: Vec<Request<P, Cont>>,
+    /// Within a batch: the last outbound selector and the bundle the
+    /// database chose for it (the policy and SAs cannot change under the
+    /// worker's snapshot until it is refreshed, which a batch never does).
+    out_memo: Option<OutMemo>,
+    /// Within a batch: the last inbound selector and removed transforms
+    /// that the inbound policy check accepted.
+    in_memo: Option<InMemo>,
+}
+
+/// An output decision remembered within one batch.
+struct OutMemo {
+    sel: PacketSelector,
+    sas: [Option<SaRef>; MAX_REQUESTS],
+    len: u8,
+}
+
+/// An accepted inbound policy check remembered within one batch.
+struct InMemo {
+    sel: PacketSelector,
+    applied: [AppliedXform; MAX_REQUESTS],
+    n: usize,
 }
 
 impl<P> core::fmt::Debug for Worker<P> {
@@ -355,6 +387,11 @@ impl<P: PacketBuf> Worker<P> {
             rng,
             ip_id: u16::from_be_bytes(id),
             ipcomp: None,
+            batching: false,
+            in_batch: false,
+            deferred: Vec::with_capacity(BATCH_CHUNK),
+            out_memo: None,
+            in_memo: None,
         }
     }
 
@@ -416,6 +453,9 @@ impl<P: PacketBuf> Worker<P> {
             }
         };
         let sel = packet::selector(&pkt, &info);
+        if let Some(cont) = self.out_memo_hit(&sel) {
+            return self.run(now, Next::Output(pkt, cont));
+        }
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
                 add_local(&self.stats.plain_out, 1);
@@ -428,6 +468,13 @@ impl<P: PacketBuf> Worker<P> {
                 for (slot, sa) in sas.iter_mut().zip(bundle.sas()) {
                     *slot = Some(sa.clone());
                     len += 1;
+                }
+                if self.in_batch {
+                    self.out_memo = Some(OutMemo {
+                        sel,
+                        sas: sas.clone(),
+                        len,
+                    });
                 }
                 let cont = Cont {
                     sas,
@@ -460,6 +507,125 @@ impl<P: PacketBuf> Worker<P> {
     pub fn complete(&mut self, now: Instant, done: Done<P, Cont>) -> Verdict<P> {
         let next = self.after(now, done);
         self.run(now, next)
+    }
+
+    /// Processes a batch of outbound IP packets: each as [`Worker::output`]
+    /// would, except that the ESP requests of up to [`BATCH_CHUNK`] packets
+    /// go to the crypto framework together ([`Framework::dispatch_batch`]:
+    /// a multi-buffer engine interleaves them), and that what is the same
+    /// for consecutive packets of one flow is looked up once per batch
+    /// (the policy and SA bundle of a selector). Every final verdict is
+    /// handed to `out`; packets queued on an asynchronous driver come back
+    /// from [`Worker::poll`]. The packets of one SA keep their order; a
+    /// packet dropped or bypassed before its crypto may be reported before
+    /// earlier packets that were in crypto. Returns the verdicts handed out.
+    pub fn output_batch<I: IntoIterator<Item = P>>(
+        &mut self,
+        now: Instant,
+        pkts: I,
+        out: &mut dyn FnMut(Verdict<P>),
+    ) -> usize {
+        self.batch(now, pkts, out, Self::output)
+    }
+
+    /// Processes a batch of inbound IP packets: each as [`Worker::input`]
+    /// would, with the crypto requests dispatched together and the inbound
+    /// policy check of consecutive packets of one flow done once, as in
+    /// [`Worker::output_batch`]. The anti-replay window is checked before
+    /// and committed after the ICV for each packet as in `input` (RFC 4303
+    /// § 3.4.3), so a duplicate within one batch is still dropped (at its
+    /// commit). Returns the verdicts handed to `out`.
+    pub fn input_batch<I: IntoIterator<Item = P>>(
+        &mut self,
+        now: Instant,
+        pkts: I,
+        out: &mut dyn FnMut(Verdict<P>),
+    ) -> usize {
+        self.batch(now, pkts, out, Self::input)
+    }
+
+    fn batch<I: IntoIterator<Item = P>>(
+        &mut self,
+        now: Instant,
+        pkts: I,
+        out: &mut dyn FnMut(Verdict<P>),
+        one: fn(&mut Self, Instant, P) -> Verdict<P>,
+    ) -> usize {
+        let mut n = 0;
+        self.batching = true;
+        self.in_batch = true;
+        for pkt in pkts {
+            match one(self, now, pkt) {
+                Verdict::Pending => {}
+                v => {
+                    n += 1;
+                    out(v);
+                }
+            }
+            if self.deferred.len() >= self.deferred.capacity() {
+                n += self.flush(now, out);
+            }
+        }
+        n += self.flush(now, out);
+        self.batching = false;
+        self.in_batch = false;
+        self.out_memo = None;
+        self.in_memo = None;
+        n
+    }
+
+    /// Dispatches the held-back requests together and runs their "after"
+    /// halves (which dispatch at once whatever they start).
+    fn flush(&mut self, now: Instant, out: &mut dyn FnMut(Verdict<P>)) -> usize {
+        if self.deferred.is_empty() {
+            return 0;
+        }
+        let batching = core::mem::replace(&mut self.batching, false);
+        let mut reqs = core::mem::take(&mut self.deferred);
+        let ipsec = self.ipsec.clone();
+        let mut n = 0;
+        ipsec
+            .crypto
+            .dispatch_batch(&mut reqs, now, &mut |done| match self.complete(now, done) {
+                Verdict::Pending => {}
+                v => {
+                    n += 1;
+                    out(v);
+                }
+            });
+        self.deferred = reqs;
+        self.batching = batching;
+        n
+    }
+
+    /// Hands an ESP request to the crypto framework, or holds it back for
+    /// the batch's [`Framework::dispatch_batch`].
+    #[inline]
+    pub(crate) fn dispatch(&mut self, req: Request<P, Cont>, now: Instant) -> Next<P> {
+        if self.batching && self.deferred.len() < self.deferred.capacity() {
+            self.deferred.push(req);
+            return Next::Verdict(Verdict::Pending);
+        }
+        match self.ipsec.crypto.dispatch(req, now) {
+            Some(done) => self.after(now, done),
+            None => Next::Verdict(Verdict::Pending),
+        }
+    }
+
+    /// The bundle remembered for `sel` in this batch, as a fresh
+    /// continuation, when every SA of it is still valid.
+    fn out_memo_hit(&self, sel: &PacketSelector) -> Option<Cont> {
+        let m = self.out_memo.as_ref()?;
+        if m.sel != *sel || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
+            return None;
+        }
+        Some(Cont {
+            sas: m.sas.clone(),
+            len: m.len,
+            idx: 0,
+            step: Step::EspOut(Default::default()),
+            bare_tunnel: false,
+        })
     }
 
     /// Collects asynchronous crypto completions, resumes each packet, and
@@ -570,9 +736,17 @@ impl<P: PacketBuf> Worker<P> {
                 *slot = AppliedXform::from(&**sa);
                 n += 1;
             }
-            let applied = applied.get(..n).unwrap_or(&[]);
-            if let Err(r) = self.reader.check_inbound(Direction::In, &sel, applied, now) {
-                return self.drop_pkt(r);
+            let hit = self.in_memo.as_ref().is_some_and(|m| {
+                m.n == n && m.sel == sel && m.applied.get(..n) == applied.get(..n)
+            });
+            if !hit {
+                let a = applied.get(..n).unwrap_or(&[]);
+                if let Err(r) = self.reader.check_inbound(Direction::In, &sel, a, now) {
+                    return self.drop_pkt(r);
+                }
+                if self.in_batch {
+                    self.in_memo = Some(InMemo { sel, applied, n });
+                }
             }
         }
         Next::Verdict(Verdict::Deliver(pkt))

@@ -26,7 +26,7 @@ use fipsec_wire::esp::{
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Step, Verdict, Worker};
+use crate::engine::{Cont, Next, Step, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -275,10 +275,7 @@ impl<P: PacketBuf> Worker<P> {
         });
         let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
         req.order_key = order_key;
-        match self.ipsec.crypto.dispatch(req, now) {
-            Some(done) => self.esp_input_after(now, done),
-            None => Next::Verdict(Verdict::Pending),
-        }
+        self.dispatch(req, now)
     }
 
     /// ESP input, "after" half.
@@ -500,10 +497,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         let mut req = Request::new(session, Op::Encrypt, layout, pkt, cont);
         req.order_key = order_key;
-        match self.ipsec.crypto.dispatch(req, now) {
-            Some(done) => self.esp_output_after(now, done),
-            None => Next::Verdict(Verdict::Pending),
-        }
+        self.dispatch(req, now)
     }
 
     /// ESP output, "after" half.
