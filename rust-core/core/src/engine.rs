@@ -340,6 +340,35 @@ pub struct Worker<P> {
     /// Within a batch: the last inbound selector and removed transforms
     /// that the inbound policy check accepted.
     in_memo: Option<InMemo>,
+    /// Within a batch: the packets and bytes counted on one SA, added to
+    /// its shared counters once (at the batch's end or when another SA
+    /// is counted) instead of two locked adds per packet.
+    sa_tally: Option<SaTally>,
+}
+
+/// Per-SA counts not yet added to the SA's shared counters.
+struct SaTally {
+    sa: SaRef,
+    in_packets: u64,
+    in_bytes: u64,
+    out_packets: u64,
+    out_bytes: u64,
+}
+
+impl SaTally {
+    fn add_to_sa(&self) {
+        let c = &self.sa.counters;
+        for (counter, n) in [
+            (&c.in_packets, self.in_packets),
+            (&c.in_bytes, self.in_bytes),
+            (&c.out_packets, self.out_packets),
+            (&c.out_bytes, self.out_bytes),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// An output decision remembered within one batch.
@@ -392,6 +421,43 @@ impl<P: PacketBuf> Worker<P> {
             deferred: Vec::with_capacity(BATCH_CHUNK),
             out_memo: None,
             in_memo: None,
+            sa_tally: None,
+        }
+    }
+
+    /// Counts a packet of `bytes` on `sa`'s inbound (`inbound`) or
+    /// outbound counters: at once outside a batch, tallied within one.
+    #[inline]
+    pub(crate) fn count_on_sa(&mut self, sa: &SaRef, inbound: bool, bytes: u64) {
+        if !self.in_batch {
+            if inbound {
+                sa.counters.count_in(bytes);
+            } else {
+                sa.counters.count_out(bytes);
+            }
+            return;
+        }
+        let t = match &mut self.sa_tally {
+            Some(t) if Arc::ptr_eq(&t.sa, sa) => t,
+            other => {
+                if let Some(old) = other.take() {
+                    old.add_to_sa();
+                }
+                other.insert(SaTally {
+                    sa: sa.clone(),
+                    in_packets: 0,
+                    in_bytes: 0,
+                    out_packets: 0,
+                    out_bytes: 0,
+                })
+            }
+        };
+        if inbound {
+            t.in_packets += 1;
+            t.in_bytes = t.in_bytes.wrapping_add(bytes);
+        } else {
+            t.out_packets += 1;
+            t.out_bytes = t.out_bytes.wrapping_add(bytes);
         }
     }
 
@@ -516,7 +582,9 @@ impl<P: PacketBuf> Worker<P> {
     /// for consecutive packets of one flow is looked up once per batch
     /// (the policy and SA bundle of a selector). Every final verdict is
     /// handed to `out`; packets queued on an asynchronous driver come back
-    /// from [`Worker::poll`]. The packets of one SA keep their order; a
+    /// from [`Worker::poll`]. The SAs' packet and byte counters are added
+    /// to once per SA and batch, when the batch call returns. The packets
+    /// of one SA keep their order; a
     /// packet dropped or bypassed before its crypto may be reported before
     /// earlier packets that were in crypto. Returns the verdicts handed out.
     pub fn output_batch<I: IntoIterator<Item = P>>(
@@ -569,6 +637,9 @@ impl<P: PacketBuf> Worker<P> {
         n += self.flush(now, out);
         self.batching = false;
         self.in_batch = false;
+        if let Some(t) = self.sa_tally.take() {
+            t.add_to_sa();
+        }
         self.out_memo = None;
         self.in_memo = None;
         n

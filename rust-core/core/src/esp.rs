@@ -357,7 +357,7 @@ impl<P: PacketBuf> Worker<P> {
         if stripped.is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
-        sa.counters.count_in(enc_len as u64);
+        self.count_on_sa(sa, true, enc_len as u64);
         self.stats.esp.count_in_local(enc_len);
         self.input_continue(pkt, cont, version, skip, next_header)
     }
@@ -512,7 +512,7 @@ impl<P: PacketBuf> Worker<P> {
         if result.is_err() {
             return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
         }
-        sa.counters.count_out(u64::from(c.bytes));
+        self.count_on_sa(sa, false, u64::from(c.bytes));
         self.stats.esp.count_out_local(c.bytes as usize);
         self.output_continue(pkt, cont)
     }

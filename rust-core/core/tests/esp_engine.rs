@@ -459,6 +459,40 @@ fn batches_behave_as_packets_one_by_one() {
         assert_eq!(got, want, "{name}: delivered in order, each once");
         let s = p.b.ipsec().proto_stats();
         assert_eq!(s.esp.input, n as u64 - 1, "{name}");
+        // The SAs' own counters, added once per batch, are complete when
+        // the batch call returns.
+        let out_sa =
+            p.a.ipsec()
+                .db
+                .reader()
+                .lookup_in(
+                    &sa_addr("192.0.2.2"),
+                    SaProto::Esp,
+                    fipsec_core::Spi(0x1001),
+                )
+                .cloned();
+        let in_sa =
+            p.b.ipsec()
+                .db
+                .reader()
+                .lookup_in(
+                    &sa_addr("192.0.2.2"),
+                    SaProto::Esp,
+                    fipsec_core::Spi(0x1001),
+                )
+                .cloned();
+        let count = |sa: Option<fipsec_core::SaRef>, inbound: bool| {
+            let c = &sa.unwrap().counters;
+            let get =
+                |x: &core::sync::atomic::AtomicU64| x.load(core::sync::atomic::Ordering::Relaxed);
+            if inbound {
+                get(&c.in_packets)
+            } else {
+                get(&c.out_packets)
+            }
+        };
+        assert_eq!(count(out_sa, false), n as u64, "{name}");
+        assert_eq!(count(in_sa, true), n as u64 - 1, "{name}");
     }
 }
 
