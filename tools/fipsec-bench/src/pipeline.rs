@@ -40,6 +40,16 @@
 //! at most `MHLEN` bytes are one header mbuf; each packet carries a tag,
 //! which must arrive with it).
 //!
+//! Calls: by default each round goes through `Worker::output_batch` and
+//! `Worker::input_batch` (a userspace gateway's `recvmmsg` batch: the
+//! engine hands the round's crypto requests to the driver
+//! `BATCH_CHUNK` at a time through `Framework::dispatch_batch`), and the
+//! bare phases hand the same driver the same requests the same way, through
+//! `Engine::process_batch` in chunks of `BATCH_CHUNK` (a multi-buffer driver
+//! interleaves them in both, so the comparison stays like for like).
+//! `--per-packet`: one `Worker::output`/`input` call per packet and one
+//! `Engine::process` per packet in the bare phases.
+//!
 //! Timing: each phase of a round is timed alone with the `report` clock
 //! (thread CPU time by default, `--wall` for wall time), the cost of reading
 //! the clock is measured and subtracted, and the reported figure is the
@@ -53,6 +63,7 @@
 //! 64,512,1400,imix`, `--algs gcm,cbc,chacha`, `--drivers ipsec-mb,soft`,
 //! `--buffers slice,noreplay,chain`, `--batch N`, `--wall`,
 //! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers),
+//! `--per-packet` (per-packet calls, see above),
 //! `--breakdown` (the path's parts timed alone: where the overhead goes).
 
 use std::sync::Arc;
@@ -272,7 +283,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
                      [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha] [--drivers ipsec-mb,soft] \
-                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--pipeline-csv FILE]"
+                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--per-packet] [--pipeline-csv FILE]"
                     .into());
             }
             // Options of the other benchmarks (`fipsec-bench all` passes them on).
