@@ -378,11 +378,11 @@ struct OutMemo {
     len: u8,
 }
 
-/// An accepted inbound policy check remembered within one batch.
+/// An accepted inbound policy check remembered within one batch: the
+/// packet's selector and the SAs it came through.
 struct InMemo {
     sel: PacketSelector,
-    applied: [AppliedXform; MAX_REQUESTS],
-    n: usize,
+    sas: [Option<SaRef>; MAX_REQUESTS],
 }
 
 impl<P> core::fmt::Debug for Worker<P> {
@@ -583,10 +583,11 @@ impl<P: PacketBuf> Worker<P> {
     /// (the policy and SA bundle of a selector). Every final verdict is
     /// handed to `out`; packets queued on an asynchronous driver come back
     /// from [`Worker::poll`]. The SAs' packet and byte counters are added
-    /// to once per SA and batch, when the batch call returns. The packets
-    /// of one SA keep their order; a
-    /// packet dropped or bypassed before its crypto may be reported before
-    /// earlier packets that were in crypto. Returns the verdicts handed out.
+    /// to once per SA and batch, when the batch call returns. On
+    /// synchronous drivers the verdicts come out in packet order (a packet
+    /// dropped or bypassed before its crypto first finishes the requests
+    /// held back before it), exactly as one [`Worker::output`] call per
+    /// packet would give them. Returns the verdicts handed out.
     pub fn output_batch<I: IntoIterator<Item = P>>(
         &mut self,
         now: Instant,
@@ -626,6 +627,10 @@ impl<P: PacketBuf> Worker<P> {
             match one(self, now, pkt) {
                 Verdict::Pending => {}
                 v => {
+                    // Final before its crypto (dropped, bypassed): the
+                    // packets held back before it are finished first, so
+                    // that verdicts come out in packet order.
+                    n += self.flush(now, out);
                     n += 1;
                     out(v);
                 }
@@ -796,27 +801,43 @@ impl<P: PacketBuf> Worker<P> {
         }
         if self.ipsec.config.check_inbound_policy {
             let sel = packet::selector(&pkt, info);
-            let mut applied = [AppliedXform {
-                proto: SaProto::Esp,
-                mode: Mode::Any,
-                spi: crate::sa::Spi(0),
-                dst: fipsec_wire::SockaddrUnion::UNSPEC,
-            }; MAX_REQUESTS];
-            let mut n = 0;
-            for (slot, sa) in applied.iter_mut().zip(cont.sas.iter().flatten()) {
-                *slot = AppliedXform::from(&**sa);
-                n += 1;
-            }
+            // The same flow through the same SAs as a packet of this batch
+            // that passed: the same verdict (the SAs are compared by
+            // identity; the memo holds references, so none can be freed
+            // and its address reused while it is remembered).
             let hit = self.in_memo.as_ref().is_some_and(|m| {
-                m.n == n && m.sel == sel && m.applied.get(..n) == applied.get(..n)
+                m.sel == sel
+                    && m.sas.len() == cont.sas.len()
+                    && m.sas
+                        .iter()
+                        .zip(cont.sas.iter())
+                        .all(|(a, b)| match (a, b) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                            (None, None) => true,
+                            _ => false,
+                        })
             });
             if !hit {
+                let mut applied = [AppliedXform {
+                    proto: SaProto::Esp,
+                    mode: Mode::Any,
+                    spi: crate::sa::Spi(0),
+                    dst: fipsec_wire::SockaddrUnion::UNSPEC,
+                }; MAX_REQUESTS];
+                let mut n = 0;
+                for (slot, sa) in applied.iter_mut().zip(cont.sas.iter().flatten()) {
+                    *slot = AppliedXform::from(&**sa);
+                    n += 1;
+                }
                 let a = applied.get(..n).unwrap_or(&[]);
                 if let Err(r) = self.reader.check_inbound(Direction::In, &sel, a, now) {
                     return self.drop_pkt(r);
                 }
                 if self.in_batch {
-                    self.in_memo = Some(InMemo { sel, applied, n });
+                    self.in_memo = Some(InMemo {
+                        sel,
+                        sas: cont.sas.clone(),
+                    });
                 }
             }
         }
