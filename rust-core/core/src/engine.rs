@@ -329,7 +329,7 @@ pub struct Worker<P> {
     pub(crate) batching: bool,
     /// Inside a batch call (including its flushes): the memos below may
     /// be filled and used.
-    in_batch: bool,
+    pub(crate) in_batch: bool,
     /// ESP requests held back for one [`Framework::dispatch_batch`]
     /// (capacity [`BATCH_CHUNK`], allocated with the worker).
     pub(crate) deferred: Vec<Request<P, Cont>>,
@@ -340,6 +340,9 @@ pub struct Worker<P> {
     /// Within a batch: the last inbound selector and removed transforms
     /// that the inbound policy check accepted.
     in_memo: Option<InMemo>,
+    /// Within a batch: the inbound SA last found, with its destination
+    /// and SPI.
+    pub(crate) in_sa_memo: Option<(fipsec_wire::SockaddrUnion, u32, SaRef)>,
     /// Within a batch: the packets and bytes counted on one SA, added to
     /// its shared counters once (at the batch's end or when another SA
     /// is counted) instead of two locked adds per packet.
@@ -421,6 +424,7 @@ impl<P: PacketBuf> Worker<P> {
             deferred: Vec::with_capacity(BATCH_CHUNK),
             out_memo: None,
             in_memo: None,
+            in_sa_memo: None,
             sa_tally: None,
         }
     }
@@ -647,6 +651,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         self.out_memo = None;
         self.in_memo = None;
+        self.in_sa_memo = None;
         n
     }
 

@@ -210,9 +210,26 @@ impl<P: PacketBuf> Worker<P> {
         let [s0, s1, s2, s3, q0, q1, q2, q3] = hdr;
         let spi = u32::from_be_bytes([s0, s1, s2, s3]);
         let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
-        // Borrowed from this worker's snapshot: the one reference count the
-        // packet takes is the continuation's, below.
-        let Some(sa) = self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi)) else {
+        // Within a batch, the SA of the previous ESP packet to the same
+        // destination and SPI, when it is still valid (what the lookup would
+        // find: the worker's snapshot does not change within a batch).
+        let remembered = self.in_sa_memo.as_ref().is_some_and(|(dst, memo_spi, sa)| {
+            *memo_spi == spi && *dst == info.dst && sa.is_valid()
+        });
+        if !remembered && self.in_batch {
+            self.in_sa_memo = self
+                .reader
+                .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+                .map(|sa| (info.dst, spi, sa.clone()));
+        }
+        // Borrowed from this worker's snapshot (or the memo): the one
+        // reference count the packet takes is the continuation's, below.
+        let found = if self.in_batch {
+            self.in_sa_memo.as_ref().map(|(_, _, sa)| sa)
+        } else {
+            self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+        };
+        let Some(sa) = found else {
             return self.drop_pkt(DropReason::EspInNoSa);
         };
         if !sa.is_valid() {
