@@ -258,6 +258,7 @@ impl LifetimeState {
 
     /// Accounts one packet of `bytes` at `now` and checks the limits (the
     /// data-path check). Lock-free: three relaxed atomic adds at most.
+    #[inline]
     pub fn account(&self, bytes: u64, now: Instant) -> LifetimeVerdict {
         let allocations = self
             .allocations
