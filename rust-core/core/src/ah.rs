@@ -470,7 +470,7 @@ impl<P: PacketBuf> Worker<P> {
             },
             None => u64::from(seq_lo),
         };
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInBufferError));
         }
         let iv_at = skip + wire_ah::HEADER_LEN;
@@ -620,7 +620,7 @@ impl<P: PacketBuf> Worker<P> {
         if pkt.len() + hdr_len > packet::max_datagram_len(info.version) {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutTooBig));
         }
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutBufferError));
         }
         // RFC 4543 § 3.1: the GMAC IV must be unique per key; the 64-bit
@@ -634,7 +634,7 @@ impl<P: PacketBuf> Worker<P> {
             icv_len: hdr_len - wire_ah::HEADER_LEN,
         };
         // The ICV field (IV included) stays zero until the "after" half.
-        let ok = match pkt.make_space(skip, hdr_len, &self.ipsec.buf_stats) {
+        let ok = match pkt.make_space(skip, hdr_len, &self.buf_stats) {
             Ok(space) => repr
                 .emit(&mut wire_ah::Packet::new_unchecked(&mut *space))
                 .is_ok(),

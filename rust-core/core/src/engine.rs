@@ -29,7 +29,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use fipsec_buf::{BufStats, PacketBuf};
+use fipsec_buf::{BufStats, BufStatsSnapshot, PacketBuf};
 use fipsec_crypto::framework::BATCH_CHUNK;
 use fipsec_crypto::{Done, Framework, Instant, Request};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
@@ -262,8 +262,13 @@ pub struct Ipsec<P> {
     pub stats: ProtoStats,
     /// Each worker's own counters, registered when the worker is made.
     worker_stats: spin::Mutex<Vec<Arc<ProtoStats>>>,
-    /// Buffer-layer counters (m_clone, makespace).
+    /// Buffer-layer counters (m_clone, makespace) not kept by a worker
+    /// (the data path counts in each worker's own set; read the total with
+    /// [`Ipsec::buf_stats_total`]).
     pub buf_stats: BufStats,
+    /// Each worker's own buffer-layer counters, registered when the worker
+    /// is made.
+    worker_buf_stats: spin::Mutex<Vec<Arc<BufStats>>>,
     /// Settings.
     pub config: EngineConfig,
 }
@@ -287,8 +292,19 @@ impl<P: PacketBuf> Ipsec<P> {
             stats: ProtoStats::default(),
             worker_stats: spin::Mutex::new(Vec::new()),
             buf_stats: BufStats::new(),
+            worker_buf_stats: spin::Mutex::new(Vec::new()),
             config,
         }
+    }
+
+    /// The buffer-layer counters: the shared set plus every worker's.
+    pub fn buf_stats_total(&self) -> BufStatsSnapshot {
+        let mut sum = BufStatsSnapshot::default();
+        self.buf_stats.add_to(&mut sum);
+        for w in self.worker_buf_stats.lock().iter() {
+            w.add_to(&mut sum);
+        }
+        sum
     }
 
     /// The per-protocol counters: the shared set plus every worker's.
@@ -318,6 +334,9 @@ pub struct Worker<P> {
     /// This worker's own protocol counters (single writer; registered in
     /// `ipsec`).
     pub(crate) stats: Arc<ProtoStats>,
+    /// This worker's own buffer-layer counters (registered in `ipsec`): no
+    /// cache line shared with other workers is written per packet.
+    pub(crate) buf_stats: Arc<BufStats>,
     pub(crate) reader: DbReader,
     pub(crate) rng: Box<dyn SecureRandom>,
     pub(crate) ip_id: u16,
@@ -412,9 +431,12 @@ impl<P: PacketBuf> Worker<P> {
         rng.fill(&mut id);
         let stats = Arc::new(ProtoStats::default());
         ipsec.worker_stats.lock().push(stats.clone());
+        let buf_stats = Arc::new(BufStats::new());
+        ipsec.worker_buf_stats.lock().push(buf_stats.clone());
         Worker {
             ipsec,
             stats,
+            buf_stats,
             reader,
             rng,
             ip_id: u16::from_be_bytes(id),
@@ -907,8 +929,7 @@ impl<P: PacketBuf> Worker<P> {
                 .ok()
                 .and_then(|()| IpVersion::of(first[0]).ok());
             let outer =
-                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
-                {
+                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.buf_stats) {
                     Ok(v) => v,
                     Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
                 };

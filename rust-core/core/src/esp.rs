@@ -256,7 +256,7 @@ impl<P: PacketBuf> Worker<P> {
             },
             None => u64::from(seq_lo),
         };
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         let mut iv = [0u8; 16];
@@ -433,7 +433,7 @@ impl<P: PacketBuf> Worker<P> {
         if new_len > packet::max_datagram_len(info.version) {
             return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         // The explicit IV: unpredictable for CBC (RFC 3602 § 2.3); unique for
@@ -451,7 +451,7 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         let spi = sa.spi().0;
-        let ok = match pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.ipsec.buf_stats) {
+        let ok = match pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.buf_stats) {
             Ok(h) => {
                 let (a, rest) = h.split_at_mut(4);
                 a.copy_from_slice(&spi.to_be_bytes());

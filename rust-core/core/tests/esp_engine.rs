@@ -425,6 +425,15 @@ fn batches_behave_as_packets_one_by_one() {
         });
         assert_eq!((handed, esp.len()), (n + 1, n), "{name}");
         assert_eq!(bypassed, [40], "{name}");
+        // Each ESP packet got its outer header (room made at the front)
+        // and its ESP header (room made after the outer header), counted
+        // in the worker's own buffer counters and seen in the total.
+        let b = p.a.ipsec().buf_stats_total();
+        assert_eq!(
+            (b.makespace_front, b.makespace_middle),
+            (n as u64, n as u64),
+            "{name}"
+        );
         for (i, e) in esp.iter().enumerate() {
             let b = e.bytes();
             assert_eq!(&b[20..24], &0x1001u32.to_be_bytes(), "{name}");
