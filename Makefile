@@ -27,7 +27,7 @@ KMOD_RUSTFLAGS := -C code-model=kernel -C relocation-model=static -C relro-level
 	--cfg sha1_backend="soft" --cfg sha2_backend="soft"
 KMOD_LIB := target/$(KMOD_TARGET)/kmod/libfipsec_ffi.a
 
-.PHONY: all deps build test test-vectors test-rust test-interop lint fmt kmod-lib kmod-check bench demo fuzz fuzz-short clean
+.PHONY: all deps build test test-vectors test-rust test-interop test-interop-batch lint fmt kmod-lib kmod-check bench demo fuzz fuzz-short clean
 
 all: build
 
@@ -46,7 +46,7 @@ lint: deps
 	$(CARGO) fmt --manifest-path tests/fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --manifest-path tests/fuzz/Cargo.toml --all-targets -- -D warnings
 
-test: deps lint test-vectors test-rust kmod-check test-interop fuzz-short
+test: deps lint test-vectors test-rust kmod-check test-interop test-interop-batch fuzz-short
 	@echo "== make test: all green =="
 
 test-vectors:
@@ -70,6 +70,11 @@ kmod-check: kmod-lib
 test-interop: deps
 	$(CARGO) build --release -p fipsec-pkt --features ipsec-mb
 	FIPSEC_PKT=$(CURDIR)/target/release/fipsec-pkt $(PYTHON) -m unittest discover -s tests/interop -p 'test_*.py' -v
+
+# The same suite through Worker::output_batch / input_batch (fipsec-pkt --batch).
+test-interop-batch: deps
+	$(CARGO) build --release -p fipsec-pkt --features ipsec-mb
+	FIPSEC_PKT_BATCH=1 FIPSEC_PKT=$(CURDIR)/target/release/fipsec-pkt $(PYTHON) -m unittest discover -s tests/interop -p 'test_*.py'
 
 bench: deps
 	$(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all

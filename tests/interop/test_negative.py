@@ -7,6 +7,7 @@ buffer allocation failures, an SA dying while its packet is in crypto, an SA
 without a crypto session) are covered by the Rust tests of fipsec-core.
 """
 
+import os
 import unittest
 
 from scapy.layers.inet import IP, UDP
@@ -190,7 +191,13 @@ class DropCounters(unittest.TestCase):
                     ["deliver", "deliver", "esp_in_lifetime_expired"],
                     {"esp_in_lifetime_expired": 1})
         r = run(tunnel_desc(GCM, hard_packets=2), pkts, "input")
-        self.assertEqual(r.verdicts[3], ("dropped", "esp_in_no_sa"))
+        if os.environ.get("FIPSEC_PKT_BATCH") == "1":
+            # Through Worker::input_batch the fourth packet is already in
+            # crypto (past its SA lookup) when the third kills the SA: it
+            # is dropped as it would be on an asynchronous driver.
+            self.assertEqual(r.verdicts[3], ("dropped", "esp_in_sa_not_valid"))
+        else:
+            self.assertEqual(r.verdicts[3], ("dropped", "esp_in_no_sa"))
         # A byte limit: the first packet's payload already exceeds 10 bytes.
         self.expect(tunnel_desc(GCM, hard_bytes=10), pkts[:1], "input",
                     ["esp_in_lifetime_expired"], {"esp_in_lifetime_expired": 1})

@@ -31,7 +31,7 @@ pub mod tag;
 
 pub use chain::{Chain, Mbuf, PktHdr, SegKind, SegSpec, StorageId};
 pub use slice::SliceBuf;
-pub use stats::BufStats;
+pub use stats::{BufStats, BufStatsSnapshot};
 pub use tag::{TagCookie, TagList, TagType};
 
 /// Why a buffer operation failed. Each variant maps to its own drop counter

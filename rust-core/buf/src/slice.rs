@@ -116,10 +116,17 @@ impl SliceBuf {
     /// Grows the storage so that at least `front` bytes of headroom and
     /// `back` bytes of tailroom exist. Reallocates (and copies) only when
     /// needed.
+    #[inline]
     fn reserve(&mut self, front: usize, back: usize) -> Result<(), BufError> {
         if self.head >= front && self.tailroom() >= back {
             return Ok(());
         }
+        self.grow(front, back)
+    }
+
+    /// [`SliceBuf::reserve`]'s slow path: a larger storage.
+    #[cold]
+    fn grow(&mut self, front: usize, back: usize) -> Result<(), BufError> {
         let new_len = self
             .len
             .checked_add(front + back)

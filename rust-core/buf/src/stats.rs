@@ -65,6 +65,28 @@ impl BufStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Adds every counter to `sum` (to total several sets, e.g. one per
+    /// worker).
+    pub fn add_to(&self, sum: &mut BufStatsSnapshot) {
+        let s = self.snapshot();
+        for (t, v) in [
+            (&mut sum.clone_packets, s.clone_packets),
+            (&mut sum.clone_coalesced_single, s.clone_coalesced_single),
+            (&mut sum.clone_segments_copied, s.clone_segments_copied),
+            (
+                &mut sum.clone_segments_allocated,
+                s.clone_segments_allocated,
+            ),
+            (&mut sum.makespace_front, s.makespace_front),
+            (&mut sum.makespace_middle, s.makespace_middle),
+            (&mut sum.makespace_end, s.makespace_end),
+            (&mut sum.makespace_inserted, s.makespace_inserted),
+            (&mut sum.pullup_copies, s.pullup_copies),
+        ] {
+            *t = t.wrapping_add(v);
+        }
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> BufStatsSnapshot {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);

@@ -34,18 +34,28 @@
 //! A crypto request authenticates packet bytes in place, and its ICV must not
 //! lie inside the authenticated region. So the "before" half
 //!
-//! 1. zeroes the mutable fields *in the packet*, saving the bytes it changes
-//!    in the continuation ([`SavedFields`]: at most [`SAVE_BYTES`] bytes in
-//!    [`SAVE_RUNS`] runs, inline, no allocation);
+//! 1. zeroes the mutable fields *in the packet*, noting the bytes it changes
+//!    ([`SavedFields`]: at most [`SAVE_BYTES`] bytes in [`SAVE_RUNS`] runs);
 //! 2. zeroes the ICV field in the AH header (input: after copying the
 //!    received ICV to the scratch tail and the GMAC IV into the nonce);
 //! 3. appends a scratch tail (`m_pad`) for the ICV — preceded, for GMAC
 //!    with ESN, by the 4 high sequence-number bytes, because an AEAD session
 //!    takes no `auth_suffix` (for the MACs the ESN bits go in
-//!    `Layout::auth_suffix`);
+//!    `Layout::auth_suffix`) — and followed by the saved mutable-field bytes
+//!    (the record of [`SavedFields::emit`]), outside every region the
+//!    request covers:
+//!
+//! ```text
+//!  | IP header (mutable fields zeroed) | AH (ICV field zeroed) | payload | [Seq#hi] | ICV | saved bytes | runs |
+//!  |<------------------------ authenticated (aad) ------------------------->|          ^icv_offset
+//!                                                                          |<------- scratch tail ------------>|
+//! ```
 //!
 //! and the "after" half writes the IV and the computed ICV into the header
-//! (output), trims the tail and writes the saved bytes back. FreeBSD instead keeps a
+//! (output), reads the saved bytes back from the tail, trims the tail and
+//! writes them into the header. The continuation keeps only the record's
+//! shape (two bytes), so every continuation stays small whatever the
+//! protocol — it is moved with each request. FreeBSD instead keeps a
 //! `malloc`'d copy of the whole header area and the ICV in its `xform_data`
 //! and compares the ICV itself.
 //!
@@ -96,9 +106,11 @@ const MAX_ICV: usize = 32;
 const GMAC_IV_LEN: usize = 8;
 
 /// The original bytes of the mutable fields that the ICV computation
-/// zeroed (or predicted), kept in the continuation so the "after" half can
-/// restore them. Inline and bounded: [`SAVE_BYTES`] bytes in at most
-/// [`SAVE_RUNS`] runs.
+/// zeroed (or predicted), so that the "after" half can restore them.
+/// Bounded: [`SAVE_BYTES`] bytes in at most [`SAVE_RUNS`] runs. It lives on
+/// the stack while the "before" half builds it and travels in the packet's
+/// scratch tail ([`SavedFields::emit`], [`SavedFields::parse`]), not in the
+/// continuation.
 #[derive(Clone, Copy)]
 pub struct SavedFields {
     data: [u8; SAVE_BYTES],
@@ -180,6 +192,56 @@ impl SavedFields {
         Ok(())
     }
 
+    /// The shape of the record [`SavedFields::emit`] writes: number of runs
+    /// and of saved bytes.
+    fn shape(&self) -> SavedShape {
+        SavedShape {
+            runs: self.n_runs,
+            used: self.used,
+        }
+    }
+
+    /// Writes the record — the saved bytes, then each run as offset (2
+    /// bytes, big endian) and length (1 byte) — into `dst`, which must be
+    /// [`SavedShape::record_len`] bytes long.
+    fn emit(&self, dst: &mut [u8]) -> Option<()> {
+        let used = usize::from(self.used);
+        let (data, runs) = dst.split_at_mut_checked(used)?;
+        data.copy_from_slice(self.data.get(..used)?);
+        for (d, &(off, len)) in runs
+            .chunks_exact_mut(RUN_RECORD_LEN)
+            .zip(self.runs.iter().take(usize::from(self.n_runs)))
+        {
+            let [o0, o1] = off.to_be_bytes();
+            d.copy_from_slice(&[o0, o1, len]);
+        }
+        Some(())
+    }
+
+    /// Reads back a record of shape `shape` written by [`SavedFields::emit`].
+    fn parse(src: &[u8], shape: SavedShape) -> Option<SavedFields> {
+        let mut s = SavedFields::default();
+        let used = usize::from(shape.used);
+        let n_runs = usize::from(shape.runs);
+        if src.len() != shape.record_len() || n_runs > SAVE_RUNS {
+            return None;
+        }
+        let (data, runs) = src.split_at_checked(used)?;
+        s.data.get_mut(..used)?.copy_from_slice(data);
+        let mut total = 0usize;
+        for (r, d) in s.runs.iter_mut().zip(runs.chunks_exact(RUN_RECORD_LEN)) {
+            let [o0, o1, len] = d else { return None };
+            *r = (u16::from_be_bytes([*o0, *o1]), *len);
+            total += usize::from(*len);
+        }
+        if total != used {
+            return None;
+        }
+        s.n_runs = shape.runs;
+        s.used = shape.used;
+        Some(s)
+    }
+
     /// Number of saved bytes.
     pub fn len(&self) -> usize {
         usize::from(self.used)
@@ -188,6 +250,24 @@ impl SavedFields {
     /// True when nothing was saved.
     pub fn is_empty(&self) -> bool {
         self.used == 0
+    }
+}
+
+/// Bytes of one run in the tail record: offset (2) and length (1).
+const RUN_RECORD_LEN: usize = 3;
+
+/// The shape of the saved-bytes record in a packet's scratch tail: what the
+/// continuation keeps of [`SavedFields`] (2 bytes instead of ~100).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SavedShape {
+    runs: u8,
+    used: u8,
+}
+
+impl SavedShape {
+    /// Length of the record in the tail.
+    fn record_len(self) -> usize {
+        usize::from(self.used) + RUN_RECORD_LEN * usize::from(self.runs)
     }
 }
 
@@ -242,11 +322,13 @@ pub struct AhInCont {
     hdr_len: u16,
     v6: bool,
     next_header: u8,
+    /// Scratch tail bytes (ESN bits, ICV, saved-bytes record).
     tail: u8,
     seq: u64,
     /// Packet length before the scratch tail.
     body_len: u32,
-    saved: SavedFields,
+    /// The saved-bytes record at the end of the tail.
+    saved: SavedShape,
 }
 
 /// What the outbound "after" half needs.
@@ -261,8 +343,10 @@ pub struct AhOutCont {
     icv_len: u8,
     /// The sequence number (GMAC: the IV).
     seq: u64,
+    /// Scratch tail bytes (ESN bits, ICV, saved-bytes record).
     tail: u8,
-    saved: SavedFields,
+    /// The saved-bytes record at the end of the tail.
+    saved: SavedShape,
 }
 
 /// The shape of an AH transform, derived from the session per packet.
@@ -386,7 +470,7 @@ impl<P: PacketBuf> Worker<P> {
             },
             None => u64::from(seq_lo),
         };
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInBufferError));
         }
         let iv_at = skip + wire_ah::HEADER_LEN;
@@ -421,12 +505,14 @@ impl<P: PacketBuf> Worker<P> {
         };
         let body_len = pkt.len();
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
-        let ok = match pkt.pad(shape.tail_len()) {
+        let tail = shape.tail_len() + saved.shape().record_len();
+        let ok = match pkt.pad(tail) {
             Ok(t) => {
                 let (esn, rest) = t.split_at_mut(shape.esn_in_tail());
                 esn.copy_from_slice(seq_hi.get(..esn.len()).unwrap_or(&[]));
-                rest.copy_from_slice(icv);
-                true
+                let (icv_dst, record) = rest.split_at_mut(icv.len());
+                icv_dst.copy_from_slice(icv);
+                saved.emit(record).is_some()
             }
             Err(_) => false,
         };
@@ -446,10 +532,10 @@ impl<P: PacketBuf> Worker<P> {
             hdr_len: hdr_len as u16,
             v6: info.version == IpVersion::V6,
             next_header: u8::from(next_header),
-            tail: shape.tail_len() as u8,
+            tail: tail as u8,
             seq,
             body_len: body_len as u32,
-            saved,
+            saved: saved.shape(),
         });
         let req =
             Request::new(session, Op::Decrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
@@ -489,9 +575,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         let version = if c.v6 { IpVersion::V6 } else { IpVersion::V4 };
         let next_header = IpProtocol::from(c.next_header);
-        let done = pkt
-            .trim_back(usize::from(c.tail))
-            .and_then(|()| c.saved.restore(&mut pkt))
+        let done = take_saved(&mut pkt, usize::from(c.tail), c.saved)
             .and_then(|()| pkt.strip(skip, hdr_len))
             .and_then(|()| {
                 packet::set_next_header(&mut pkt, version, usize::from(c.nh_offset), next_header)
@@ -536,7 +620,7 @@ impl<P: PacketBuf> Worker<P> {
         if pkt.len() + hdr_len > packet::max_datagram_len(info.version) {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutTooBig));
         }
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutBufferError));
         }
         // RFC 4543 § 3.1: the GMAC IV must be unique per key; the 64-bit
@@ -550,7 +634,7 @@ impl<P: PacketBuf> Worker<P> {
             icv_len: hdr_len - wire_ah::HEADER_LEN,
         };
         // The ICV field (IV included) stays zero until the "after" half.
-        let ok = match pkt.make_space(skip, hdr_len, &self.ipsec.buf_stats) {
+        let ok = match pkt.make_space(skip, hdr_len, &self.buf_stats) {
             Ok(space) => repr
                 .emit(&mut wire_ah::Packet::new_unchecked(&mut *space))
                 .is_ok(),
@@ -576,12 +660,14 @@ impl<P: PacketBuf> Worker<P> {
         };
         let body_len = pkt.len();
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
-        let ok = match pkt.pad(shape.tail_len()) {
+        let tail = shape.tail_len() + saved.shape().record_len();
+        let ok = match pkt.pad(tail) {
             Ok(t) => {
-                let (esn, icv) = t.split_at_mut(shape.esn_in_tail());
+                let (esn, rest) = t.split_at_mut(shape.esn_in_tail());
                 esn.copy_from_slice(seq_hi.get(..esn.len()).unwrap_or(&[]));
+                let (icv, record) = rest.split_at_mut(shape.icv_len);
                 icv.fill(0);
-                true
+                saved.emit(record).is_some()
             }
             Err(_) => false,
         };
@@ -598,8 +684,8 @@ impl<P: PacketBuf> Worker<P> {
             iv_len: shape.iv_len() as u8,
             icv_len: shape.icv_len as u8,
             seq,
-            tail: shape.tail_len() as u8,
-            saved,
+            tail: tail as u8,
+            saved: saved.shape(),
         });
         let req =
             Request::new(session, Op::Encrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
@@ -635,8 +721,7 @@ impl<P: PacketBuf> Worker<P> {
         let done = pkt
             .copy_out(c.icv_from as usize, icv)
             .and_then(|()| pkt.copy_in(c.field_at as usize, field))
-            .and_then(|()| pkt.trim_back(usize::from(c.tail)))
-            .and_then(|()| c.saved.restore(&mut pkt));
+            .and_then(|()| take_saved(&mut pkt, usize::from(c.tail), c.saved));
         if done.is_err() {
             return self.drop_on(&sa, false, DropReason::AhOutBufferError);
         }
@@ -644,6 +729,28 @@ impl<P: PacketBuf> Worker<P> {
         self.ipsec.stats.ah.count_out(c.bytes as usize);
         self.output_continue(pkt, cont)
     }
+}
+
+/// Reads the saved-bytes record of shape `shape` from the end of the
+/// packet's `tail`-byte scratch tail, removes the tail and writes the saved
+/// bytes back into the headers.
+fn take_saved<P: PacketBuf>(
+    pkt: &mut P,
+    tail: usize,
+    shape: SavedShape,
+) -> Result<(), fipsec_buf::BufError> {
+    use fipsec_buf::BufError;
+    let n = shape.record_len();
+    let mut record = [0u8; SAVE_BYTES + RUN_RECORD_LEN * SAVE_RUNS];
+    let record = record.get_mut(..n).ok_or(BufError::OutOfBounds)?;
+    let at = pkt.len().checked_sub(n).ok_or(BufError::OutOfBounds)?;
+    if n > tail {
+        return Err(BufError::OutOfBounds);
+    }
+    pkt.copy_out(at, record)?;
+    let saved = SavedFields::parse(record, shape).ok_or(BufError::OutOfBounds)?;
+    pkt.trim_back(tail)?;
+    saved.restore(pkt)
 }
 
 fn replay_reason(e: ReplayError) -> DropReason {
@@ -695,6 +802,38 @@ mod test {
         now[..SAVE_BYTES].fill(0);
         assert_eq!(SavedFields::diff(&orig, &now).unwrap().len(), SAVE_BYTES);
         assert!(SavedFields::diff(&orig, &orig).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tail_record_round_trips() {
+        let orig: [u8; 60] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) | 1);
+        let mut now = orig;
+        for i in [1usize, 6, 7, 8, 10, 11, 30, 31, 50] {
+            now[i] = 0;
+        }
+        let s = SavedFields::diff(&orig, &now).unwrap();
+        let shape = s.shape();
+        assert_eq!(shape.record_len(), s.len() + 3 * usize::from(s.n_runs));
+        let mut rec = alloc::vec![0u8; shape.record_len()];
+        s.emit(&mut rec).unwrap();
+        let back = SavedFields::parse(&rec, shape).unwrap();
+        let mut b = fipsec_buf::SliceBuf::from_slice(&now).unwrap();
+        back.restore(&mut b).unwrap();
+        assert_eq!(b.bytes(), &orig[..]);
+        // A record whose runs do not add up to its bytes is refused.
+        let bad = SavedShape {
+            runs: shape.runs,
+            used: shape.used - 1,
+        };
+        assert!(SavedFields::parse(&rec[1..], bad).is_none());
+        assert!(SavedFields::parse(&rec[1..], shape).is_none());
+        // The record survives in a packet's tail and is taken back out.
+        let mut pkt = fipsec_buf::SliceBuf::from_slice(&now).unwrap();
+        let tail = 20 + rec.len();
+        let t = pkt.pad(tail).unwrap();
+        t[20..].copy_from_slice(&rec);
+        take_saved(&mut pkt, tail, shape).unwrap();
+        assert_eq!(pkt.bytes(), &orig[..]);
     }
 
     #[test]

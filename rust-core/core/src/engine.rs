@@ -29,8 +29,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use fipsec_buf::{BufStats, PacketBuf};
-use fipsec_crypto::{Done, Framework, Instant};
+use fipsec_buf::{BufStats, BufStatsSnapshot, PacketBuf};
+use fipsec_crypto::framework::BATCH_CHUNK;
+use fipsec_crypto::{Done, Framework, Instant, Request};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
@@ -40,6 +41,7 @@ use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
 use crate::packet::{self, IpError, IpInfo};
 use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
+use crate::selector::PacketSelector;
 use crate::spd::{Direction, MAX_REQUESTS};
 use crate::stats::{DropCounters, DropReason};
 
@@ -260,8 +262,13 @@ pub struct Ipsec<P> {
     pub stats: ProtoStats,
     /// Each worker's own counters, registered when the worker is made.
     worker_stats: spin::Mutex<Vec<Arc<ProtoStats>>>,
-    /// Buffer-layer counters (m_clone, makespace).
+    /// Buffer-layer counters (m_clone, makespace) not kept by a worker
+    /// (the data path counts in each worker's own set; read the total with
+    /// [`Ipsec::buf_stats_total`]).
     pub buf_stats: BufStats,
+    /// Each worker's own buffer-layer counters, registered when the worker
+    /// is made.
+    worker_buf_stats: spin::Mutex<Vec<Arc<BufStats>>>,
     /// Settings.
     pub config: EngineConfig,
 }
@@ -285,8 +292,19 @@ impl<P: PacketBuf> Ipsec<P> {
             stats: ProtoStats::default(),
             worker_stats: spin::Mutex::new(Vec::new()),
             buf_stats: BufStats::new(),
+            worker_buf_stats: spin::Mutex::new(Vec::new()),
             config,
         }
+    }
+
+    /// The buffer-layer counters: the shared set plus every worker's.
+    pub fn buf_stats_total(&self) -> BufStatsSnapshot {
+        let mut sum = BufStatsSnapshot::default();
+        self.buf_stats.add_to(&mut sum);
+        for w in self.worker_buf_stats.lock().iter() {
+            w.add_to(&mut sum);
+        }
+        sum
     }
 
     /// The per-protocol counters: the shared set plus every worker's.
@@ -316,12 +334,77 @@ pub struct Worker<P> {
     /// This worker's own protocol counters (single writer; registered in
     /// `ipsec`).
     pub(crate) stats: Arc<ProtoStats>,
+    /// This worker's own buffer-layer counters (registered in `ipsec`): no
+    /// cache line shared with other workers is written per packet.
+    pub(crate) buf_stats: Arc<BufStats>,
     pub(crate) reader: DbReader,
     pub(crate) rng: Box<dyn SecureRandom>,
     pub(crate) ip_id: u16,
     /// Compressor, decompressor and scratch, created on the first IPCOMP
     /// packet.
     pub(crate) ipcomp: Option<Box<IpcompState>>,
+    /// Inside [`Worker::output_batch`] / [`Worker::input_batch`]: ESP
+    /// requests are held back in `deferred` and dispatched together.
+    pub(crate) batching: bool,
+    /// Inside a batch call (including its flushes): the memos below may
+    /// be filled and used.
+    pub(crate) in_batch: bool,
+    /// ESP requests held back for one [`Framework::dispatch_batch`]
+    /// (capacity [`BATCH_CHUNK`], allocated with the worker).
+    pub(crate) deferred: Vec<Request<P, Cont>>,
+    /// Within a batch: the last outbound selector and the bundle the
+    /// database chose for it (the policy and SAs cannot change under the
+    /// worker's snapshot until it is refreshed, which a batch never does).
+    out_memo: Option<OutMemo>,
+    /// Within a batch: the last inbound selector and removed transforms
+    /// that the inbound policy check accepted.
+    in_memo: Option<InMemo>,
+    /// Within a batch: the inbound SA last found, with its destination
+    /// and SPI.
+    pub(crate) in_sa_memo: Option<(fipsec_wire::SockaddrUnion, u32, SaRef)>,
+    /// Within a batch: the packets and bytes counted on one SA, added to
+    /// its shared counters once (at the batch's end or when another SA
+    /// is counted) instead of two locked adds per packet.
+    sa_tally: Option<SaTally>,
+}
+
+/// Per-SA counts not yet added to the SA's shared counters.
+struct SaTally {
+    sa: SaRef,
+    in_packets: u64,
+    in_bytes: u64,
+    out_packets: u64,
+    out_bytes: u64,
+}
+
+impl SaTally {
+    fn add_to_sa(&self) {
+        let c = &self.sa.counters;
+        for (counter, n) in [
+            (&c.in_packets, self.in_packets),
+            (&c.in_bytes, self.in_bytes),
+            (&c.out_packets, self.out_packets),
+            (&c.out_bytes, self.out_bytes),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// An output decision remembered within one batch.
+struct OutMemo {
+    sel: PacketSelector,
+    sas: [Option<SaRef>; MAX_REQUESTS],
+    len: u8,
+}
+
+/// An accepted inbound policy check remembered within one batch: the
+/// packet's selector and the SAs it came through.
+struct InMemo {
+    sel: PacketSelector,
+    sas: [Option<SaRef>; MAX_REQUESTS],
 }
 
 impl<P> core::fmt::Debug for Worker<P> {
@@ -348,13 +431,59 @@ impl<P: PacketBuf> Worker<P> {
         rng.fill(&mut id);
         let stats = Arc::new(ProtoStats::default());
         ipsec.worker_stats.lock().push(stats.clone());
+        let buf_stats = Arc::new(BufStats::new());
+        ipsec.worker_buf_stats.lock().push(buf_stats.clone());
         Worker {
             ipsec,
             stats,
+            buf_stats,
             reader,
             rng,
             ip_id: u16::from_be_bytes(id),
             ipcomp: None,
+            batching: false,
+            in_batch: false,
+            deferred: Vec::with_capacity(BATCH_CHUNK),
+            out_memo: None,
+            in_memo: None,
+            in_sa_memo: None,
+            sa_tally: None,
+        }
+    }
+
+    /// Counts a packet of `bytes` on `sa`'s inbound (`inbound`) or
+    /// outbound counters: at once outside a batch, tallied within one.
+    #[inline]
+    pub(crate) fn count_on_sa(&mut self, sa: &SaRef, inbound: bool, bytes: u64) {
+        if !self.in_batch {
+            if inbound {
+                sa.counters.count_in(bytes);
+            } else {
+                sa.counters.count_out(bytes);
+            }
+            return;
+        }
+        let t = match &mut self.sa_tally {
+            Some(t) if Arc::ptr_eq(&t.sa, sa) => t,
+            other => {
+                if let Some(old) = other.take() {
+                    old.add_to_sa();
+                }
+                other.insert(SaTally {
+                    sa: sa.clone(),
+                    in_packets: 0,
+                    in_bytes: 0,
+                    out_packets: 0,
+                    out_bytes: 0,
+                })
+            }
+        };
+        if inbound {
+            t.in_packets += 1;
+            t.in_bytes = t.in_bytes.wrapping_add(bytes);
+        } else {
+            t.out_packets += 1;
+            t.out_bytes = t.out_bytes.wrapping_add(bytes);
         }
     }
 
@@ -416,6 +545,9 @@ impl<P: PacketBuf> Worker<P> {
             }
         };
         let sel = packet::selector(&pkt, &info);
+        if let Some(cont) = self.out_memo_hit(&sel) {
+            return self.run(now, Next::Output(pkt, cont));
+        }
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
                 add_local(&self.stats.plain_out, 1);
@@ -428,6 +560,13 @@ impl<P: PacketBuf> Worker<P> {
                 for (slot, sa) in sas.iter_mut().zip(bundle.sas()) {
                     *slot = Some(sa.clone());
                     len += 1;
+                }
+                if self.in_batch {
+                    self.out_memo = Some(OutMemo {
+                        sel,
+                        sas: sas.clone(),
+                        len,
+                    });
                 }
                 let cont = Cont {
                     sas,
@@ -460,6 +599,136 @@ impl<P: PacketBuf> Worker<P> {
     pub fn complete(&mut self, now: Instant, done: Done<P, Cont>) -> Verdict<P> {
         let next = self.after(now, done);
         self.run(now, next)
+    }
+
+    /// Processes a batch of outbound IP packets: each as [`Worker::output`]
+    /// would, except that the ESP requests of up to [`BATCH_CHUNK`] packets
+    /// go to the crypto framework together ([`Framework::dispatch_batch`]:
+    /// a multi-buffer engine interleaves them), and that what is the same
+    /// for consecutive packets of one flow is looked up once per batch
+    /// (the policy and SA bundle of a selector). Every final verdict is
+    /// handed to `out`; packets queued on an asynchronous driver come back
+    /// from [`Worker::poll`]. The SAs' packet and byte counters are added
+    /// to once per SA and batch, when the batch call returns. On
+    /// synchronous drivers the verdicts come out in packet order (a packet
+    /// dropped or bypassed before its crypto first finishes the requests
+    /// held back before it), exactly as one [`Worker::output`] call per
+    /// packet would give them. Returns the verdicts handed out.
+    pub fn output_batch<I: IntoIterator<Item = P>>(
+        &mut self,
+        now: Instant,
+        pkts: I,
+        out: &mut dyn FnMut(Verdict<P>),
+    ) -> usize {
+        self.batch(now, pkts, out, Self::output)
+    }
+
+    /// Processes a batch of inbound IP packets: each as [`Worker::input`]
+    /// would, with the crypto requests dispatched together and the inbound
+    /// policy check of consecutive packets of one flow done once, as in
+    /// [`Worker::output_batch`]. The anti-replay window is checked before
+    /// and committed after the ICV for each packet as in `input` (RFC 4303
+    /// § 3.4.3), so a duplicate within one batch is still dropped (at its
+    /// commit). Returns the verdicts handed to `out`.
+    pub fn input_batch<I: IntoIterator<Item = P>>(
+        &mut self,
+        now: Instant,
+        pkts: I,
+        out: &mut dyn FnMut(Verdict<P>),
+    ) -> usize {
+        self.batch(now, pkts, out, Self::input)
+    }
+
+    fn batch<I: IntoIterator<Item = P>>(
+        &mut self,
+        now: Instant,
+        pkts: I,
+        out: &mut dyn FnMut(Verdict<P>),
+        one: fn(&mut Self, Instant, P) -> Verdict<P>,
+    ) -> usize {
+        let mut n = 0;
+        self.batching = true;
+        self.in_batch = true;
+        for pkt in pkts {
+            match one(self, now, pkt) {
+                Verdict::Pending => {}
+                v => {
+                    // Final before its crypto (dropped, bypassed): the
+                    // packets held back before it are finished first, so
+                    // that verdicts come out in packet order.
+                    n += self.flush(now, out);
+                    n += 1;
+                    out(v);
+                }
+            }
+            if self.deferred.len() >= self.deferred.capacity() {
+                n += self.flush(now, out);
+            }
+        }
+        n += self.flush(now, out);
+        self.batching = false;
+        self.in_batch = false;
+        if let Some(t) = self.sa_tally.take() {
+            t.add_to_sa();
+        }
+        self.out_memo = None;
+        self.in_memo = None;
+        self.in_sa_memo = None;
+        n
+    }
+
+    /// Dispatches the held-back requests together and runs their "after"
+    /// halves (which dispatch at once whatever they start).
+    fn flush(&mut self, now: Instant, out: &mut dyn FnMut(Verdict<P>)) -> usize {
+        if self.deferred.is_empty() {
+            return 0;
+        }
+        let batching = core::mem::replace(&mut self.batching, false);
+        let mut reqs = core::mem::take(&mut self.deferred);
+        let ipsec = self.ipsec.clone();
+        let mut n = 0;
+        ipsec
+            .crypto
+            .dispatch_batch(&mut reqs, now, &mut |done| match self.complete(now, done) {
+                Verdict::Pending => {}
+                v => {
+                    n += 1;
+                    out(v);
+                }
+            });
+        self.deferred = reqs;
+        self.batching = batching;
+        n
+    }
+
+    /// Hands an ESP request to the crypto framework, or holds it back for
+    /// the batch's [`Framework::dispatch_batch`].
+    #[inline]
+    pub(crate) fn dispatch(&mut self, req: Request<P, Cont>, now: Instant) -> Next<P> {
+        if self.batching && self.deferred.len() < self.deferred.capacity() {
+            self.deferred.push(req);
+            return Next::Verdict(Verdict::Pending);
+        }
+        match self.ipsec.crypto.dispatch(req, now) {
+            Some(done) => self.after(now, done),
+            None => Next::Verdict(Verdict::Pending),
+        }
+    }
+
+    /// The bundle remembered for `sel` in this batch, as a fresh
+    /// continuation, when every SA of it is still valid.
+    fn out_memo_hit(&self, sel: &PacketSelector) -> Option<Cont> {
+        let m = self.out_memo.as_ref()?;
+        if m.sel != *sel || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
+            return None;
+        }
+        Some(Cont {
+            sas: m.sas.clone(),
+            len: m.len,
+            idx: 0,
+            step: Step::EspOut(Default::default()),
+            bare_tunnel: false,
+        })
     }
 
     /// Collects asynchronous crypto completions, resumes each packet, and
@@ -559,20 +828,44 @@ impl<P: PacketBuf> Worker<P> {
         }
         if self.ipsec.config.check_inbound_policy {
             let sel = packet::selector(&pkt, info);
-            let mut applied = [AppliedXform {
-                proto: SaProto::Esp,
-                mode: Mode::Any,
-                spi: crate::sa::Spi(0),
-                dst: fipsec_wire::SockaddrUnion::UNSPEC,
-            }; MAX_REQUESTS];
-            let mut n = 0;
-            for (slot, sa) in applied.iter_mut().zip(cont.sas.iter().flatten()) {
-                *slot = AppliedXform::from(&**sa);
-                n += 1;
-            }
-            let applied = applied.get(..n).unwrap_or(&[]);
-            if let Err(r) = self.reader.check_inbound(Direction::In, &sel, applied, now) {
-                return self.drop_pkt(r);
+            // The same flow through the same SAs as a packet of this batch
+            // that passed: the same verdict (the SAs are compared by
+            // identity; the memo holds references, so none can be freed
+            // and its address reused while it is remembered).
+            let hit = self.in_memo.as_ref().is_some_and(|m| {
+                m.sel == sel
+                    && m.sas.len() == cont.sas.len()
+                    && m.sas
+                        .iter()
+                        .zip(cont.sas.iter())
+                        .all(|(a, b)| match (a, b) {
+                            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                            (None, None) => true,
+                            _ => false,
+                        })
+            });
+            if !hit {
+                let mut applied = [AppliedXform {
+                    proto: SaProto::Esp,
+                    mode: Mode::Any,
+                    spi: crate::sa::Spi(0),
+                    dst: fipsec_wire::SockaddrUnion::UNSPEC,
+                }; MAX_REQUESTS];
+                let mut n = 0;
+                for (slot, sa) in applied.iter_mut().zip(cont.sas.iter().flatten()) {
+                    *slot = AppliedXform::from(&**sa);
+                    n += 1;
+                }
+                let a = applied.get(..n).unwrap_or(&[]);
+                if let Err(r) = self.reader.check_inbound(Direction::In, &sel, a, now) {
+                    return self.drop_pkt(r);
+                }
+                if self.in_batch {
+                    self.in_memo = Some(InMemo {
+                        sel,
+                        sas: cont.sas.clone(),
+                    });
+                }
             }
         }
         Next::Verdict(Verdict::Deliver(pkt))
@@ -636,8 +929,7 @@ impl<P: PacketBuf> Worker<P> {
                 .ok()
                 .and_then(|()| IpVersion::of(first[0]).ok());
             let outer =
-                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.ipsec.buf_stats)
-                {
+                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.buf_stats) {
                     Ok(v) => v,
                     Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
                 };
@@ -705,5 +997,17 @@ fn ipip_out_reason(e: IpipError) -> DropReason {
         | IpipError::InnerLengthInvalid
         | IpipError::InnerVersionMismatch => DropReason::IpOutMalformed,
         _ => DropReason::IpipBufferError,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    /// A continuation is moved with every request and completion: no
+    /// protocol may make it grow (AH keeps its saved header bytes in the
+    /// packet's scratch tail for this reason).
+    #[test]
+    fn continuation_stays_small() {
+        assert!(core::mem::size_of::<super::Step>() <= 40);
+        assert!(core::mem::size_of::<super::Cont>() <= 80);
     }
 }

@@ -26,7 +26,7 @@ use fipsec_wire::esp::{
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Step, Verdict, Worker};
+use crate::engine::{Cont, Next, Step, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -210,9 +210,26 @@ impl<P: PacketBuf> Worker<P> {
         let [s0, s1, s2, s3, q0, q1, q2, q3] = hdr;
         let spi = u32::from_be_bytes([s0, s1, s2, s3]);
         let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
-        // Borrowed from this worker's snapshot: the one reference count the
-        // packet takes is the continuation's, below.
-        let Some(sa) = self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi)) else {
+        // Within a batch, the SA of the previous ESP packet to the same
+        // destination and SPI, when it is still valid (what the lookup would
+        // find: the worker's snapshot does not change within a batch).
+        let remembered = self.in_sa_memo.as_ref().is_some_and(|(dst, memo_spi, sa)| {
+            *memo_spi == spi && *dst == info.dst && sa.is_valid()
+        });
+        if !remembered && self.in_batch {
+            self.in_sa_memo = self
+                .reader
+                .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+                .map(|sa| (info.dst, spi, sa.clone()));
+        }
+        // Borrowed from this worker's snapshot (or the memo): the one
+        // reference count the packet takes is the continuation's, below.
+        let found = if self.in_batch {
+            self.in_sa_memo.as_ref().map(|(_, _, sa)| sa)
+        } else {
+            self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+        };
+        let Some(sa) = found else {
             return self.drop_pkt(DropReason::EspInNoSa);
         };
         if !sa.is_valid() {
@@ -239,7 +256,7 @@ impl<P: PacketBuf> Worker<P> {
             },
             None => u64::from(seq_lo),
         };
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         let mut iv = [0u8; 16];
@@ -275,10 +292,7 @@ impl<P: PacketBuf> Worker<P> {
         });
         let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
         req.order_key = order_key;
-        match self.ipsec.crypto.dispatch(req, now) {
-            Some(done) => self.esp_input_after(now, done),
-            None => Next::Verdict(Verdict::Pending),
-        }
+        self.dispatch(req, now)
     }
 
     /// ESP input, "after" half.
@@ -360,7 +374,7 @@ impl<P: PacketBuf> Worker<P> {
         if stripped.is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
-        sa.counters.count_in(enc_len as u64);
+        self.count_on_sa(sa, true, enc_len as u64);
         self.stats.esp.count_in_local(enc_len);
         self.input_continue(pkt, cont, version, skip, next_header)
     }
@@ -419,7 +433,7 @@ impl<P: PacketBuf> Worker<P> {
         if new_len > packet::max_datagram_len(info.version) {
             return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
         // The explicit IV: unpredictable for CBC (RFC 3602 § 2.3); unique for
@@ -437,7 +451,7 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         let spi = sa.spi().0;
-        let ok = match pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.ipsec.buf_stats) {
+        let ok = match pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.buf_stats) {
             Ok(h) => {
                 let (a, rest) = h.split_at_mut(4);
                 a.copy_from_slice(&spi.to_be_bytes());
@@ -500,10 +514,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         let mut req = Request::new(session, Op::Encrypt, layout, pkt, cont);
         req.order_key = order_key;
-        match self.ipsec.crypto.dispatch(req, now) {
-            Some(done) => self.esp_output_after(now, done),
-            None => Next::Verdict(Verdict::Pending),
-        }
+        self.dispatch(req, now)
     }
 
     /// ESP output, "after" half.
@@ -518,7 +529,7 @@ impl<P: PacketBuf> Worker<P> {
         if result.is_err() {
             return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
         }
-        sa.counters.count_out(u64::from(c.bytes));
+        self.count_on_sa(sa, false, u64::from(c.bytes));
         self.stats.esp.count_out_local(c.bytes as usize);
         self.output_continue(pkt, cont)
     }

@@ -180,7 +180,7 @@ impl<P: PacketBuf> Worker<P> {
             .and_then(|s| s.scratch.get(SCRATCH_LEN..SCRATCH_LEN + clen));
         let written = match (emitted, out) {
             (Ok(()), Some(out)) => pkt
-                .make_writable(&self.ipsec.buf_stats)
+                .make_writable(&self.buf_stats)
                 .and_then(|()| pkt.copy_in(skip, &hdr))
                 .and_then(|()| pkt.copy_in(skip + hdr.len(), out))
                 .and_then(|()| pkt.trim_back(n - hdr.len() - clen))
@@ -261,7 +261,7 @@ impl<P: PacketBuf> Worker<P> {
             .and_then(|s| s.scratch.get(SCRATCH_LEN..SCRATCH_LEN + out_len));
         let written = match out {
             Some(out) => pkt
-                .make_writable(&self.ipsec.buf_stats)
+                .make_writable(&self.buf_stats)
                 .and_then(|()| pkt.strip(skip, hdr.len()))
                 .and_then(|()| {
                     if out_len > m {
@@ -330,7 +330,7 @@ impl<P: PacketBuf> Worker<P> {
         let index = SaIndex::new(info.src, info.dst, SaProto::IpComp, Mode::Tunnel, ReqId(0));
         self.reader.lookup_out(&index)?;
         cont.bare_tunnel = true;
-        if pkt.make_writable(&self.ipsec.buf_stats).is_err() {
+        if pkt.make_writable(&self.buf_stats).is_err() {
             return Some(Err(DropReason::IpipBufferError));
         }
         Some(match ipip::decapsulate(pkt, info.offset, info.proto) {

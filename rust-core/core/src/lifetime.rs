@@ -130,6 +130,20 @@ pub enum LifetimeVerdict {
     HardReached(LifetimeLimit),
 }
 
+/// What [`LifetimeState::account_n`] found in a batch: the first packet
+/// (index into the batch) that reached the soft limit — reported for one
+/// packet per SA, like [`LifetimeVerdict::SoftReached`] — and the first
+/// that reached the hard limit (it and every later packet of the batch
+/// reached it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[must_use = "a hard limit means packets must be dropped"]
+pub struct BatchVerdict {
+    /// The packet that reached the soft limit, and in which dimension.
+    pub soft: Option<(usize, LifetimeLimit)>,
+    /// The first packet that reached the hard limit, and in which dimension.
+    pub hard: Option<(usize, LifetimeLimit)>,
+}
+
 /// A snapshot of the current usage (`SADB_EXT_LIFETIME_CURRENT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LifetimeCurrent {
@@ -244,6 +258,7 @@ impl LifetimeState {
 
     /// Accounts one packet of `bytes` at `now` and checks the limits (the
     /// data-path check). Lock-free: three relaxed atomic adds at most.
+    #[inline]
     pub fn account(&self, bytes: u64, now: Instant) -> LifetimeVerdict {
         let allocations = self
             .allocations
@@ -273,6 +288,111 @@ impl LifetimeState {
             first_used: first.checked_sub(1).map(Instant::from_micros),
         };
         self.judge(&usage, now)
+    }
+
+    /// True when accounting `packets` more packets of `bytes` bytes in all
+    /// at `now` cannot reach a hard limit, given the usage so far: a batch
+    /// of that size may then be accounted at once ([`LifetimeState::account_n`])
+    /// with no packet of it past the limit. Usage only grows, so checking
+    /// the usage after the whole batch covers every packet in it.
+    pub fn hard_headroom(&self, packets: u64, bytes: u64, now: Instant) -> bool {
+        let hard = self.hard.load();
+        if hard.is_unlimited() {
+            return true;
+        }
+        let mut usage = self.current();
+        usage.allocations = usage.allocations.saturating_add(packets);
+        usage.bytes = usage.bytes.saturating_add(bytes);
+        if usage.first_used.is_none() && packets > 0 {
+            usage.first_used = Some(now);
+        }
+        hard.reached(&usage, now).is_none()
+    }
+
+    /// Accounts the packets of a batch at once, in order — one atomic add
+    /// for the packets and one for the bytes — and judges each packet as
+    /// [`LifetimeState::account`] would have judged it had the packets been
+    /// accounted one after another (the adds are atomic, so a concurrent
+    /// batch or packet lands wholly before or after this one).
+    /// `sizes` yields each packet's bytes; it is walked again only when a
+    /// limit may have been reached.
+    pub fn account_n<I>(&self, sizes: I, now: Instant) -> BatchVerdict
+    where
+        I: Iterator<Item = u64> + Clone,
+    {
+        let (n, total) = sizes
+            .clone()
+            .fold((0u64, 0u64), |(n, b), x| (n + 1, b.saturating_add(x)));
+        if n == 0 {
+            return BatchVerdict::default();
+        }
+        let prev_allocations = self.allocations.fetch_add(n, Ordering::Relaxed);
+        let prev_bytes = self.bytes.fetch_add(total, Ordering::Relaxed);
+        let mut first = self.first_used.load(Ordering::Relaxed);
+        if first == 0 {
+            let mine = now.as_micros().saturating_add(1);
+            first = match self.first_used.compare_exchange(
+                0,
+                mine,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => mine,
+                Err(theirs) => theirs,
+            };
+        }
+        let usage_at = |allocations: u64, bytes: u64| LifetimeCurrent {
+            allocations,
+            bytes,
+            added: self.added,
+            first_used: first.checked_sub(1).map(Instant::from_micros),
+        };
+        let end = usage_at(
+            prev_allocations.saturating_add(n),
+            prev_bytes.saturating_add(total),
+        );
+        let hard = self.hard.load();
+        let soft = self.soft.load();
+        let soft_open = !self.soft_fired.load(Ordering::Relaxed);
+        let hard_end = hard.reached(&end, now).is_some();
+        let soft_end = soft_open && soft.reached(&end, now).is_some();
+        if !hard_end && !soft_end {
+            return BatchVerdict::default();
+        }
+        // A limit is reached within the batch: find the first packet that
+        // reaches each, exactly as one `account` per packet would.
+        let mut v = BatchVerdict::default();
+        let (mut a, mut b) = (prev_allocations, prev_bytes);
+        for (i, x) in sizes.enumerate() {
+            a = a.saturating_add(1);
+            b = b.saturating_add(x);
+            let usage = usage_at(a, b);
+            if let Some(limit) = hard.reached(&usage, now) {
+                v.hard = Some((i, limit));
+                break;
+            }
+            if soft_open
+                && v.soft.is_none()
+                && let Some(limit) = soft.reached(&usage, now)
+                && self
+                    .soft_fired
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                v.soft = Some((i, limit));
+            }
+        }
+        v
+    }
+
+    /// Takes back the usage of `packets` packets of `bytes` bytes accounted
+    /// by [`LifetimeState::account_n`] that turned out not to use the SA
+    /// (a batch's packets after a concurrent hard expiry).
+    pub fn unaccount(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.allocations.fetch_sub(packets, Ordering::Relaxed);
+            self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Checks the limits without accounting anything (the timer check).
@@ -353,6 +473,73 @@ mod test {
             l.account(1, secs(1)),
             LifetimeVerdict::HardReached(LifetimeLimit::Bytes)
         );
+    }
+
+    /// `account_n` judges every packet of a batch as `account` would one
+    /// after another: the oracle is a second state fed packet by packet.
+    #[test]
+    fn account_n_matches_account_packet_by_packet() {
+        let soft = Lifetime {
+            bytes: 1000,
+            ..Lifetime::UNLIMITED
+        };
+        let hard = Lifetime {
+            bytes: 2000,
+            allocations: 30,
+            ..Lifetime::UNLIMITED
+        };
+        let sizes: alloc::vec::Vec<u64> = (0..50u64).map(|i| 17 + (i * 37) % 120).collect();
+        for chunk in [1usize, 3, 7, 16, 50] {
+            let one = LifetimeState::new(soft, hard, secs(0));
+            let bulk = LifetimeState::new(soft, hard, secs(0));
+            let mut expect = alloc::vec::Vec::new();
+            for &x in &sizes {
+                expect.push(one.account(x, secs(1)));
+            }
+            let mut got = alloc::vec![LifetimeVerdict::Ok; sizes.len()];
+            for (c, sizes) in sizes.chunks(chunk).enumerate() {
+                let v = bulk.account_n(sizes.iter().copied(), secs(1));
+                if let Some((i, l)) = v.soft {
+                    got[c * chunk + i] = LifetimeVerdict::SoftReached(l);
+                }
+                if let Some((i, l)) = v.hard {
+                    for g in &mut got[c * chunk + i..c * chunk + sizes.len()] {
+                        *g = LifetimeVerdict::HardReached(l);
+                    }
+                }
+            }
+            assert_eq!(got, expect, "chunks of {chunk}");
+            assert_eq!(one.current(), bulk.current());
+        }
+    }
+
+    #[test]
+    fn headroom_sees_the_end_of_the_batch() {
+        let hard = Lifetime {
+            allocations: 10,
+            bytes: 1000,
+            ..Lifetime::UNLIMITED
+        };
+        let l = LifetimeState::new(Lifetime::UNLIMITED, hard, secs(0));
+        assert!(l.hard_headroom(10, 1000, secs(0)));
+        assert!(!l.hard_headroom(11, 10, secs(0)));
+        assert!(!l.hard_headroom(1, 1001, secs(0)));
+        let _ = l.account(500, secs(0));
+        assert!(l.hard_headroom(9, 500, secs(0)));
+        assert!(!l.hard_headroom(9, 501, secs(0)));
+        l.unaccount(1, 500);
+        assert_eq!(l.current().bytes, 0);
+        let unlimited = LifetimeState::new(Lifetime::UNLIMITED, Lifetime::UNLIMITED, secs(0));
+        assert!(unlimited.hard_headroom(u64::MAX, u64::MAX, secs(0)));
+        // A use-time limit counts from the first use, which this batch may be.
+        let hard = Lifetime {
+            use_time: Duration::from_secs(5),
+            ..Lifetime::UNLIMITED
+        };
+        let l = LifetimeState::new(Lifetime::UNLIMITED, hard, secs(0));
+        assert!(l.hard_headroom(3, 3, secs(100)));
+        let _ = l.account(1, secs(100));
+        assert!(!l.hard_headroom(1, 1, secs(105)));
     }
 
     #[test]

@@ -521,6 +521,7 @@ impl SecAssoc {
     }
 
     /// The SPI (or CPI).
+    #[inline]
     pub fn spi(&self) -> Spi {
         self.spi
     }
@@ -548,21 +549,25 @@ impl SecAssoc {
     }
 
     /// Protocol.
+    #[inline]
     pub fn proto(&self) -> SaProto {
         self.proto
     }
 
     /// Source address (normalized).
+    #[inline]
     pub fn src(&self) -> &SockaddrUnion {
         &self.src
     }
 
     /// Destination address (normalized).
+    #[inline]
     pub fn dst(&self) -> &SockaddrUnion {
         &self.dst
     }
 
     /// Mode.
+    #[inline]
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -573,16 +578,19 @@ impl SecAssoc {
     }
 
     /// The database-unique id (creation order).
+    #[inline]
     pub fn id(&self) -> SaId {
         self.id
     }
 
     /// The configuration (algorithms, keys, flags, NAT-T, crypto session).
+    #[inline]
     pub fn config(&self) -> &SaConfig {
         &self.config
     }
 
     /// The crypto session, if one was attached.
+    #[inline]
     pub fn session(&self) -> Option<&Session> {
         self.config.session.as_ref()
     }
@@ -594,6 +602,7 @@ impl SecAssoc {
 
     /// Mature or dying: the SA may protect packets. The "after" half of a
     /// crypto operation checks this before using the result.
+    #[inline]
     pub fn is_valid(&self) -> bool {
         self.state().is_valid()
     }
@@ -619,6 +628,7 @@ impl SecAssoc {
     /// On [`LifetimeVerdict::HardReached`] the SA is marked dead at once, so
     /// no other packet uses it; report the verdict to the database
     /// (`SecurityDb::lifetime_event`) so that it sends the EXPIRE.
+    #[inline]
     pub fn account(&self, bytes: u64, now: Instant) -> LifetimeVerdict {
         let v = self.lifetime.account(bytes, now);
         match v {
@@ -633,6 +643,7 @@ impl SecAssoc {
 
     /// The anti-replay window (None when anti-replay is off). The input
     /// path locks it for `check` before crypto and again for `commit` after.
+    #[inline]
     pub fn replay(&self) -> Option<&spin::Mutex<ReplayWindow>> {
         self.replay.as_ref()
     }
@@ -662,6 +673,7 @@ impl SecAssoc {
     /// The low 32 bits go on the wire; with ESN the high 32 bits enter the
     /// ICV (RFC 4303 § 2.2.1). Fails rather than cycle unless cycling is
     /// allowed, in which case the counter continues at 1.
+    #[inline]
     pub fn next_seq(&self) -> Result<u64, SeqOverflow> {
         let limit = self.seq_limit();
         let cycle = self.may_cycle();

@@ -13,6 +13,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use arrayvec::ArrayVec;
 use fipsec_buf::PacketBuf;
 
 use crate::CryptoError;
@@ -315,9 +316,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// every request that completes synchronously is handed to `out`, in
     /// the order of `reqs` except for retried ones, which complete after.
     /// Returns the number handed to `out`. Requests are handed to the
-    /// engines [`BATCH_CHUNK`] at a time; each chunk allocates one vector
-    /// of job descriptors per engine it uses (never one per request), and
-    /// the shared counters are added to once per chunk.
+    /// engines [`BATCH_CHUNK`] at a time, with the job descriptors in a
+    /// fixed-capacity list on the stack (no allocation), and the shared
+    /// counters are added to once per chunk.
     pub fn dispatch_batch(
         &self,
         reqs: &mut Vec<Request<P, C>>,
@@ -407,14 +408,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
             let Kind::Sync(engine) = &slot.kind else {
                 continue;
             };
-            let count = route
-                .iter()
-                .filter(|r| matches!(r, Route::Sync(d, _) if *d == di))
-                .count();
-            let mut jobs: Vec<Job<'_>> = Vec::new();
-            if jobs.try_reserve_exact(count).is_err() {
-                continue; // left unprocessed: retried one at a time
-            }
+            // At most BATCH_CHUNK jobs (one per request of the chunk): a
+            // fixed-capacity list on the stack, no allocation.
+            let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = ArrayVec::new();
             let mut queued = [false; BATCH_CHUNK];
             for ((req, r), q) in chunk.iter_mut().zip(route.iter()).zip(queued.iter_mut()) {
                 let Route::Sync(d, ci) = *r else {
@@ -430,7 +426,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     pkt,
                     ..
                 } = req;
-                if let Some(c) = session.0.candidates.get(ci) {
+                if let Some(c) = session.0.candidates.get(ci)
+                    && !jobs.is_full()
+                {
                     *q = true;
                     jobs.push(Job {
                         session: &*c.state,

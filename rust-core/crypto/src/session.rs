@@ -32,6 +32,7 @@ pub struct Session(pub(crate) Arc<SessionInner>);
 
 impl Session {
     /// The parameters the session was created with.
+    #[inline]
     pub fn params(&self) -> &SessionParams {
         &self.0.params
     }

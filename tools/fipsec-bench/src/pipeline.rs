@@ -40,6 +40,16 @@
 //! at most `MHLEN` bytes are one header mbuf; each packet carries a tag,
 //! which must arrive with it).
 //!
+//! Calls: by default each round goes through `Worker::output_batch` and
+//! `Worker::input_batch` (a userspace gateway's `recvmmsg` batch: the
+//! engine hands the round's crypto requests to the driver
+//! `BATCH_CHUNK` at a time through `Framework::dispatch_batch`), and the
+//! bare phases hand the same driver the same requests the same way, through
+//! `Engine::process_batch` in chunks of `BATCH_CHUNK` (a multi-buffer driver
+//! interleaves them in both, so the comparison stays like for like).
+//! `--per-packet`: one `Worker::output`/`input` call per packet and one
+//! `Engine::process` per packet in the bare phases.
+//!
 //! Timing: each phase of a round is timed alone with the `report` clock
 //! (thread CPU time by default, `--wall` for wall time), the cost of reading
 //! the clock is measured and subtracted, and the reported figure is the
@@ -53,6 +63,7 @@
 //! 64,512,1400,imix`, `--algs gcm,cbc,chacha`, `--drivers ipsec-mb,soft`,
 //! `--buffers slice,noreplay,chain`, `--batch N`, `--wall`,
 //! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers),
+//! `--per-packet` (per-packet calls, see above),
 //! `--breakdown` (the path's parts timed alone: where the overhead goes).
 
 use std::sync::Arc;
@@ -67,8 +78,9 @@ use fipsec_core::spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec}
 use fipsec_core::{
     Cont, DropReason, EngineConfig, Ipsec, SecureRandom, SecurityDb, Verdict, Worker, xform,
 };
+use fipsec_crypto::framework::BATCH_CHUNK;
 use fipsec_crypto::{
-    CryptoStats, Engine, EngineSession, Framework, InlineBytes, Instant, Layout, Op, Region,
+    CryptoStats, Engine, EngineSession, Framework, InlineBytes, Instant, Job, Layout, Op, Region,
     SecretKey, SessionParams, Transform,
 };
 use fipsec_ffi::accel::EngineFactory;
@@ -185,6 +197,10 @@ struct Opts {
     csv: Option<String>,
     /// Skip the bare-crypto phases (for profilers: only the pipeline runs).
     no_bare: bool,
+    /// One `Worker::output`/`input` call per packet (and one
+    /// `Engine::process` per packet for the bare phases) instead of the
+    /// batch calls.
+    per_packet: bool,
     /// Also time the pipeline's parts alone (policy and SA lookups, IP
     /// parsing, the crypto framework's dispatch) for one row per driver.
     breakdown: bool,
@@ -210,6 +226,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         buffers: vec![Buffers::Slice, Buffers::NoReplay, Buffers::Chain],
         csv: None,
         no_bare: false,
+        per_packet: false,
         breakdown: false,
     };
     let mut it = args.iter();
@@ -260,12 +277,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--wall" => o.clock = Clock::Wall,
             "--no-bare" => o.no_bare = true,
+            "--per-packet" => o.per_packet = true,
             "--breakdown" => o.breakdown = true,
             "--pipeline-csv" => o.csv = Some(val("--pipeline-csv")?),
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
                      [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha] [--drivers ipsec-mb,soft] \
-                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--pipeline-csv FILE]"
+                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--per-packet] [--pipeline-csv FILE]"
                     .into());
             }
             // Options of the other benchmarks (`fipsec-bench all` passes them on).
@@ -510,8 +528,29 @@ impl Bare {
             .sum()
     }
 
-    /// Runs `op` on every buffer; returns how many failed.
-    fn run(&mut self, op: Op) -> usize {
+    /// Runs `op` on every buffer; returns how many failed. `batched`: as
+    /// the batched pipeline hands requests to the engine, through
+    /// [`Engine::process_batch`] in chunks of `BATCH_CHUNK` (a multi-buffer
+    /// engine interleaves them); otherwise one `Engine::process` each.
+    fn run(&mut self, op: Op, batched: bool) -> usize {
+        if batched {
+            let mut failed = 0;
+            for chunk in self.bufs.chunks_mut(BATCH_CHUNK) {
+                let mut jobs: Vec<Job<'_>> = chunk
+                    .iter_mut()
+                    .map(|(b, l)| Job {
+                        session: &*self.state,
+                        op,
+                        layout: l,
+                        pkt: b as &mut dyn PacketBuf,
+                        result: Err(fipsec_crypto::CryptoError::DriverFailure),
+                    })
+                    .collect();
+                self.engine.process_batch(&mut jobs, &self.stats);
+                failed += jobs.iter().filter(|j| j.result.is_err()).count();
+            }
+            return failed;
+        }
         let mut failed = 0;
         for (b, l) in self.bufs.iter_mut() {
             let r = self
@@ -681,6 +720,29 @@ fn esp_input<P: PacketBuf>(w: &mut Worker<P>, now: Instant, p: P) -> Verdict<P> 
     w.input(now, p)
 }
 
+/// `Worker::output_batch` over the whole round, kept out of line (see
+/// [`esp_output`]).
+#[inline(never)]
+fn esp_output_batch<P: PacketBuf>(
+    w: &mut Worker<P>,
+    now: Instant,
+    pkts: &mut Vec<P>,
+    out: &mut dyn FnMut(Verdict<P>),
+) {
+    w.output_batch(now, pkts.drain(..), out);
+}
+
+/// `Worker::input_batch` over the whole round, kept out of line.
+#[inline(never)]
+fn esp_input_batch<P: PacketBuf>(
+    w: &mut Worker<P>,
+    now: Instant,
+    pkts: &mut Vec<P>,
+    out: &mut dyn FnMut(Verdict<P>),
+) {
+    w.input_batch(now, pkts.drain(..), out);
+}
+
 /// Measures one row.
 fn measure<P: PacketBuf>(
     pair: &mut Pair<P>,
@@ -716,15 +778,26 @@ fn measure<P: PacketBuf>(
         // ESP output on A.
         let a0 = alloc_count::allocations();
         let t = clock.now();
-        for p in inner.drain(..) {
-            match esp_output(&mut pair.a, now, p) {
+        if o.per_packet {
+            for p in inner.drain(..) {
+                match esp_output(&mut pair.a, now, p) {
+                    Verdict::Transmit(p) => esp.push(p),
+                    v => {
+                        if bad.is_none() {
+                            bad = Some(format!("output: {}", verdict_name(&v)));
+                        }
+                    }
+                }
+            }
+        } else {
+            esp_output_batch(&mut pair.a, now, &mut inner, &mut |v| match v {
                 Verdict::Transmit(p) => esp.push(p),
                 v => {
                     if bad.is_none() {
                         bad = Some(format!("output: {}", verdict_name(&v)));
                     }
                 }
-            }
+            });
         }
         let d_out = clock.since(t);
         let a1 = alloc_count::allocations();
@@ -739,15 +812,26 @@ fn measure<P: PacketBuf>(
         // ESP input on B.
         let a2 = alloc_count::allocations();
         let t = clock.now();
-        for p in esp.drain(..) {
-            match esp_input(&mut pair.b, now, p) {
+        if o.per_packet {
+            for p in esp.drain(..) {
+                match esp_input(&mut pair.b, now, p) {
+                    Verdict::Deliver(p) => back.push(p),
+                    v => {
+                        if bad.is_none() {
+                            bad = Some(format!("input: {}", verdict_name(&v)));
+                        }
+                    }
+                }
+            }
+        } else {
+            esp_input_batch(&mut pair.b, now, &mut esp, &mut |v| match v {
                 Verdict::Deliver(p) => back.push(p),
                 v => {
                     if bad.is_none() {
                         bad = Some(format!("input: {}", verdict_name(&v)));
                     }
                 }
-            }
+            });
         }
         let d_in = clock.since(t);
         let a3 = alloc_count::allocations();
@@ -765,10 +849,10 @@ fn measure<P: PacketBuf>(
         if !o.no_bare {
             sink = sink.wrapping_add(bare.touch());
             let t = clock.now();
-            failed_dec = bare.run(Op::Decrypt);
+            failed_dec = bare.run(Op::Decrypt, !o.per_packet);
             d_dec = clock.since(t);
             let t = clock.now();
-            failed_enc = bare.run(Op::Encrypt);
+            failed_enc = bare.run(Op::Encrypt, !o.per_packet);
             d_enc = clock.since(t);
         }
         if failed_dec + failed_enc > 0 {
@@ -1034,7 +1118,7 @@ fn breakdown(f: &EngineFactory, alg: &Alg, len: usize, o: &Opts, cost: f64) -> R
     rows.push((
         "crypto: Engine::process alone (encrypt)",
         time_ns(clock, cost, n, |_| {
-            bare.run(Op::Encrypt);
+            bare.run(Op::Encrypt, false);
         }),
     ));
     // The whole path for comparison (output and input of fresh packets).
