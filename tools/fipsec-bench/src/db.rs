@@ -26,7 +26,11 @@
 //! output lookup under 100 ns at 1M SAs.
 //!
 //! Options: `--quick` (sizes up to 100k SAs, 1k policies; for CI smoke runs),
-//! `--pfkey` (only the add rates via PF_KEY and their baseline).
+//! `--pfkey` (only the add rates via PF_KEY and their baseline), `--sad`
+//! (only the memory floor and the SAD table), `--sizes 1000,1000000` (SAD
+//! sizes), `--iters N` (lookups per timing run, 1M by default),
+//! `--no-floor`. For `perf stat`, `FIPSEC_BENCH_ONLY=in|out` times only one
+//! direction.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -127,6 +131,8 @@ struct SadRow {
     out_hot_ns: f64,
     rss_per_sa: Option<f64>,
     struct_per_sa: f64,
+    /// Huge-page backing of the heap while this database existed.
+    pages: String,
 }
 
 /// SAD shards per index in this benchmark: sized for a million SAs (~60
@@ -137,7 +143,7 @@ const BENCH_SHARDS: usize = 16384;
 /// Number of SAs carrying traffic in the "hot" measurement.
 const HOT: u32 = 1000;
 
-fn bench_sad(n: u32, shards: usize) -> Result<SadRow, String> {
+fn bench_sad(n: u32, shards: usize, iters: u32) -> Result<SadRow, String> {
     let rss0 = rss_bytes();
     let mut cfg = DbConfig::default();
     cfg.sad.shards = shards;
@@ -150,6 +156,7 @@ fn bench_sad(n: u32, shards: usize) -> Result<SadRow, String> {
     }
     let add_per_s = f64::from(n) / t.elapsed().as_secs_f64();
     let rss1 = rss_bytes();
+    let pages = huge_page_usage();
     let mem = db.sad().memory();
     let struct_per_sa = (mem.sa_bytes + mem.index_bytes) as f64 / f64::from(n);
     let rss_per_sa = match (rss0, rss1) {
@@ -168,7 +175,6 @@ fn bench_sad(n: u32, shards: usize) -> Result<SadRow, String> {
             return Err(format!("output lookup of SA {i} missed"));
         }
     }
-    let iters = 1_000_000;
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
     // Making the random keys alone (the baselines to subtract).
     let key_in_ns = time_ns(5, iters, || {
@@ -187,13 +193,22 @@ fn bench_sad(n: u32, shards: usize) -> Result<SadRow, String> {
         Some(sa) => u64::from(sa.spi().0),
         None => u64::MAX,
     };
-    let in_ns = time_ns(5, iters, || lookup_in(rng.below(n)));
-    let out_ns = time_ns(5, iters, || lookup_out(rng.below(n)));
+    let only = std::env::var("FIPSEC_BENCH_ONLY").unwrap_or_default();
+    let (do_in, do_out) = (only != "out", only != "in");
+    let skip = |run: bool, f: &mut dyn FnMut() -> f64| if run { f() } else { f64::NAN };
+    let in_ns = skip(do_in, &mut || time_ns(5, iters, || lookup_in(rng.below(n))));
+    let out_ns = skip(do_out, &mut || {
+        time_ns(5, iters, || lookup_out(rng.below(n)))
+    });
     // Hot set: traffic on HOT SAs spread over all n installed.
     let hot: Vec<u32> = (0..HOT.min(n)).map(|_| rng.below(n)).collect();
     let pick = |rng: &mut XorShift| hot[rng.below(hot.len() as u32) as usize];
-    let in_hot_ns = time_ns(5, iters, || lookup_in(pick(&mut rng)));
-    let out_hot_ns = time_ns(5, iters, || lookup_out(pick(&mut rng)));
+    let in_hot_ns = skip(do_in, &mut || {
+        time_ns(5, iters, || lookup_in(pick(&mut rng)))
+    });
+    let out_hot_ns = skip(do_out, &mut || {
+        time_ns(5, iters, || lookup_out(pick(&mut rng)))
+    });
     Ok(SadRow {
         n,
         add_per_s,
@@ -205,12 +220,60 @@ fn bench_sad(n: u32, shards: usize) -> Result<SadRow, String> {
         out_hot_ns,
         rss_per_sa,
         struct_per_sa,
+        pages,
     })
 }
 
-/// The memory-latency floor of this machine: ns per dependent random read
-/// over `mb` MiB (one pointer chase, Sattolo cycle, 64-byte nodes).
-fn chase_ns(mb: usize) -> f64 {
+/// Which page size backs this process's heap: the kernel-like
+/// configuration is transparent huge pages for the heap (a FreeBSD kernel
+/// allocates from the direct map, mapped with 2 MiB/1 GiB superpages, so
+/// 4 KiB-page TLB misses are an artifact of userspace). With THP in
+/// `madvise` mode, glibc (2.35+) asks for them when run with
+/// `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (`make bench` does).
+fn huge_page_report() -> String {
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let tun = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let on = tun.contains("glibc.malloc.hugetlb=1") || thp.starts_with("[always]");
+    format!(
+        "heap pages: {} (THP {thp}; GLIBC_TUNABLES={:?})",
+        if on {
+            "2 MiB transparent huge pages requested (kernel-like)"
+        } else {
+            "4 KiB (userspace default; run with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for huge pages)"
+        },
+        tun
+    )
+}
+
+/// How much of the heap the kernel actually backs with huge pages now
+/// (`AnonHugePages` of `/proc/self/smaps_rollup`).
+fn huge_page_usage() -> String {
+    let s = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match (field("AnonHugePages:"), field("Anonymous:")) {
+        (Some(h), Some(a)) => format!(
+            "heap now: {} MiB anonymous, {} MiB of it on 2 MiB pages",
+            a / 1024,
+            h / 1024
+        ),
+        _ => "heap page sizes unknown (no /proc/self/smaps_rollup)".into(),
+    }
+}
+
+/// The memory floor of this machine over `mb` MiB of 64-byte nodes: ns per
+/// random read. `dependent`: a pointer chase (Sattolo cycle), each read's
+/// address from the one before — the latency of one miss. Otherwise
+/// independent reads at random nodes, summed — what a loop of independent
+/// lookups (as measured below) can overlap, the throughput floor of one
+/// miss per lookup.
+fn chase_ns(mb: usize, dependent: bool) -> f64 {
     let n = mb * 1024 * 1024 / 64;
     let mut next: Vec<[u32; 16]> = vec![[0; 16]; n];
     let mut perm: Vec<u32> = (0..n as u32).collect();
@@ -222,14 +285,24 @@ fn chase_ns(mb: usize) -> f64 {
     for i in 0..n {
         next[perm[i] as usize][0] = perm[(i + 1) % n];
     }
-    let mut p = 0u32;
     let iters = 2_000_000u32;
-    let t = WallClock::now();
-    for _ in 0..iters {
-        p = next[p as usize][0];
+    if dependent {
+        let mut p = 0u32;
+        let t = WallClock::now();
+        for _ in 0..iters {
+            p = next[p as usize][0];
+        }
+        black_box(p);
+        t.elapsed().as_nanos() as f64 / f64::from(iters)
+    } else {
+        let mut acc = 0u32;
+        let t = WallClock::now();
+        for _ in 0..iters {
+            acc = acc.wrapping_add(next[rng.below(n as u32) as usize][0]);
+        }
+        black_box(acc);
+        t.elapsed().as_nanos() as f64 / f64::from(iters)
     }
-    black_box(p);
-    t.elapsed().as_nanos() as f64 / f64::from(iters)
 }
 
 /// The k-th policy: four selector shapes (host pairs, /24 pairs, /16 to
@@ -372,10 +445,26 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map(|v| v.parse::<usize>().map_err(|e| format!("--shards: {e}")))
         .transpose()?
         .unwrap_or(BENCH_SHARDS);
-    let sa_sizes: &[u32] = if quick {
-        &[1, 1_000, 100_000]
-    } else {
-        &[1, 1_000, 100_000, 1_000_000]
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let iters = value("--iters")
+        .map(|v| v.parse::<u32>().map_err(|e| format!("--iters: {e}")))
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let sizes: Option<Vec<u32>> = value("--sizes")
+        .map(|v| {
+            v.split(',')
+                .map(|x| x.parse::<u32>().map_err(|e| format!("--sizes: {e}")))
+                .collect()
+        })
+        .transpose()?;
+    let sa_sizes: &[u32] = match &sizes {
+        Some(v) => v,
+        None if quick => &[1, 1_000, 100_000],
+        None => &[1, 1_000, 100_000, 1_000_000],
     };
     let sp_sizes: &[u32] = if quick {
         &[10, 1_000]
@@ -386,15 +475,35 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--pfkey") {
         return run_pfkey(quick, shards);
     }
+    let sad_only = args.iter().any(|a| a == "--sad");
     println!("== fipsec-bench db: security databases ==");
     println!("(wall-clock, single thread, on a shared 2-core VM: numbers are noisy)");
+    println!("{}", huge_page_report());
     println!("SAD shards per index: {shards} (one reader caches 2 x {shards} shard pointers)");
     println!();
+    let floor_sizes: &[usize] = if quick {
+        &[1, 8, 64]
+    } else {
+        &[1, 8, 32, 64, 512]
+    };
+    let no_floor = args.iter().any(|a| a == "--no-floor");
+    let show = |f: &dyn Fn(usize) -> f64| {
+        if no_floor {
+            return "skipped".to_string();
+        }
+        floor_sizes
+            .iter()
+            .map(|&mb| format!("{:.0} ns/{mb} MiB", f(mb)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "memory floor (one dependent random read): {:.0} ns over 8 MiB, {:.0} ns over 64 MiB, {:.0} ns over 512 MiB",
-        chase_ns(8),
-        chase_ns(64),
-        if quick { f64::NAN } else { chase_ns(512) }
+        "memory latency floor (dependent random reads, pointer chase): {}",
+        show(&|mb| chase_ns(mb, true))
+    );
+    println!(
+        "memory throughput floor (independent random reads, as the lookups below): {}",
+        show(&|mb| chase_ns(mb, false))
     );
     println!();
     println!(
@@ -414,7 +523,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     let mut rows = Vec::new();
     for &n in sa_sizes {
-        let row = bench_sad(n, shards)?;
+        let row = bench_sad(n, shards, iters)?;
         println!(
             "{:>9} {:>10.0} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1} {:>7.1} | {:>8} {:>8.0}",
             row.n,
@@ -448,6 +557,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::mem::size_of::<fipsec_core::SecAssoc>()
     );
 
+    if let Some(last) = rows.last() {
+        println!("  at {} SAs: {}", last.n, last.pages);
+    }
+
     let find = |n: u32| rows.iter().find(|r| r.n == n);
     println!();
     if let (Some(k1), Some(m1)) = (find(1_000), find(1_000_000).or_else(|| find(100_000))) {
@@ -473,6 +586,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         );
     }
 
+    if sad_only {
+        return Ok(());
+    }
     println!();
     println!(
         "{:>9}  {:>7}  {:>11}  {:>12}  {:>14}  {:>9}",
