@@ -588,12 +588,14 @@ impl SecAssoc {
     }
 
     /// Current state.
+    #[inline]
     pub fn state(&self) -> SaState {
         SaState::from_u8(self.state.load(Ordering::Acquire))
     }
 
     /// Mature or dying: the SA may protect packets. The "after" half of a
     /// crypto operation checks this before using the result.
+    #[inline]
     pub fn is_valid(&self) -> bool {
         self.state().is_valid()
     }

@@ -43,6 +43,7 @@ use fipsec_core::spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec,
 use fipsec_core::time::Instant;
 use fipsec_core::{DbConfig, SecurityDb};
 use fipsec_crypto::SecretKey;
+use fipsec_ffi::prefetch::CpuPrefetch;
 use fipsec_wire::SockaddrUnion;
 
 /// The i-th SA of the benchmark: ESP tunnel 10.0.0.0+i -> 100.64.0.0+i.
@@ -131,6 +132,8 @@ struct SadRow {
     out_ns: f64,
     in_hot_ns: f64,
     out_hot_ns: f64,
+    in_batch_ns: f64,
+    out_batch_ns: f64,
     rss_per_sa: Option<f64>,
     struct_per_sa: f64,
     /// Huge-page backing of the heap while this database existed.
@@ -168,6 +171,34 @@ fn bench_sad(n: u32, shards: usize, iters: u32) -> Result<SadRow, String> {
 
     let mut r = db.reader();
     r.refresh();
+    // The batched lookups find what the single ones find (and a key that
+    // is not installed finds nothing).
+    for chunk in (0..n + 3).collect::<Vec<u32>>().chunks(11) {
+        let dsts: Vec<SockaddrUnion> = chunk.iter().map(|&i| sa_dst(i)).collect();
+        let keys: Vec<_> = chunk
+            .iter()
+            .zip(&dsts)
+            .map(|(&i, d)| (d, SaProto::Esp, sa_spi(i)))
+            .collect();
+        let reqs: Vec<SaIndex> = chunk.iter().map(|&i| sa_index(i)).collect();
+        let refs: Vec<&SaIndex> = reqs.iter().collect();
+        let mut fi = vec![None; chunk.len()];
+        let mut fo = vec![None; chunk.len()];
+        r.lookup_in_batch(&keys, &mut fi, &CpuPrefetch);
+        r.lookup_out_batch(&refs, &mut fo, &CpuPrefetch);
+        for (j, &i) in chunk.iter().enumerate() {
+            let si = r.lookup_in(&sa_dst(i), SaProto::Esp, sa_spi(i));
+            let so = r.lookup_out(&sa_index(i));
+            let same = |a: Option<&fipsec_core::SaRef>, b: Option<&fipsec_core::SaRef>| match (a, b)
+            {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            };
+            if !same(fi[j], si) || !same(fo[j], so) || (i < n) != si.is_some() {
+                return Err(format!("batched lookup of SA {i} differs"));
+            }
+        }
+    }
     // Warm, and check that every lookup hits.
     for i in 0..n {
         if r.lookup_in(&sa_dst(i), SaProto::Esp, sa_spi(i)).is_none() {
@@ -213,6 +244,35 @@ fn bench_sad(n: u32, shards: usize, iters: u32) -> Result<SadRow, String> {
     let out_hot_ns = skip(do_out, &mut || {
         time_ns(15, iters / 3, || lookup_out(pick(&mut rng)))
     });
+    // Batches of LOOKUP_BATCH random keys through the batched lookups
+    // (what a gateway that receives packets in bursts calls); per lookup.
+    let b = fipsec_core::sad::LOOKUP_BATCH;
+    let in_batch_ns = skip(do_in, &mut || {
+        time_ns(15, iters / 3 / b as u32, || {
+            let idx: [u32; fipsec_core::sad::LOOKUP_BATCH] = std::array::from_fn(|_| rng.below(n));
+            let dsts = idx.map(sa_dst);
+            let keys: [_; fipsec_core::sad::LOOKUP_BATCH] =
+                std::array::from_fn(|j| (&dsts[j], SaProto::Esp, sa_spi(idx[j])));
+            let mut found = [None; fipsec_core::sad::LOOKUP_BATCH];
+            r.lookup_in_batch(&keys, &mut found, &CpuPrefetch);
+            found.iter().fold(0u64, |a, f| {
+                a.wrapping_add(f.map_or(u64::MAX, |sa| u64::from(sa.spi().0)))
+            })
+        }) / b as f64
+    });
+    let out_batch_ns = skip(do_out, &mut || {
+        time_ns(15, iters / 3 / b as u32, || {
+            let reqs: [SaIndex; fipsec_core::sad::LOOKUP_BATCH] =
+                std::array::from_fn(|_| sa_index(rng.below(n)));
+            let refs: [&SaIndex; fipsec_core::sad::LOOKUP_BATCH] =
+                std::array::from_fn(|j| &reqs[j]);
+            let mut found = [None; fipsec_core::sad::LOOKUP_BATCH];
+            r.lookup_out_batch(&refs, &mut found, &CpuPrefetch);
+            found.iter().fold(0u64, |a, f| {
+                a.wrapping_add(f.map_or(u64::MAX, |sa| u64::from(sa.spi().0)))
+            })
+        }) / b as f64
+    });
     Ok(SadRow {
         n,
         add_per_s,
@@ -222,6 +282,8 @@ fn bench_sad(n: u32, shards: usize, iters: u32) -> Result<SadRow, String> {
         out_ns,
         in_hot_ns,
         out_hot_ns,
+        in_batch_ns,
+        out_batch_ns,
         rss_per_sa,
         struct_per_sa,
         pages,
@@ -297,6 +359,23 @@ fn chase_ns(mb: usize, dependent: bool) -> f64 {
         } else {
             u64::from(next[rng.below(n as u32) as usize][0])
         }
+    })
+}
+
+/// The floor of a lookup's shape: an index read at a random place of a
+/// `index_mb` MiB table gives the position of a 64-byte object in `mb`
+/// MiB, which is read too — two dependent misses, independent from one
+/// iteration to the next (as the lookups are). ns per iteration.
+fn two_level_ns(index_mb: usize, mb: usize) -> f64 {
+    let n = mb * 1024 * 1024 / 64;
+    let objects: Vec<[u32; 16]> = (0..n as u32).map(|i| [i; 16]).collect();
+    let mut rng = XorShift(0x5851_f42d_4c95_7f2d);
+    let index: Vec<[u32; 16]> = (0..index_mb * 1024 * 1024 / 64)
+        .map(|_| [rng.below(n as u32); 16])
+        .collect();
+    time_ns(5, 400_000, || {
+        let slot = index[rng.below(index.len() as u32) as usize][0];
+        u64::from(objects[slot as usize][1])
     })
 }
 
@@ -502,9 +581,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "memory throughput floor (independent random reads, as the lookups below): {}",
         show(&|mb| chase_ns(mb, false))
     );
+    if !no_floor {
+        println!(
+            "two-level floor (random 64 B read in a 64 MiB index, then the 64 B object it names in 1 GiB; \
+             independent iterations): {:.0} ns",
+            two_level_ns(64, 1024)
+        );
+    }
     println!();
     println!(
-        "{:>9} {:>10} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8}",
+        "{:>9} {:>10} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8}",
         "SAs",
         "add/s",
         "in",
@@ -515,6 +601,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         "net",
         "in hot",
         "out hot",
+        "in b16",
+        "out b16",
         "B/SA rss",
         "B/SA str"
     );
@@ -522,7 +610,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     for &n in sa_sizes {
         let row = bench_sad(n, shards, iters)?;
         println!(
-            "{:>9} {:>10.0} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1} {:>7.1} | {:>8} {:>8.0}",
+            "{:>9} {:>10.0} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1} {:>7.1} {:>7.1} | {:>7.1} {:>7.1} | {:>7.1} {:>7.1} | {:>8} {:>8.0}",
             row.n,
             row.add_per_s,
             row.in_ns,
@@ -533,6 +621,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             row.out_ns - row.key_out_ns,
             row.in_hot_ns,
             row.out_hot_ns,
+            row.in_batch_ns,
+            row.out_batch_ns,
             row.rss_per_sa
                 .map_or("-".to_string(), |v| format!("{v:.0}")),
             row.struct_per_sa,
@@ -548,7 +638,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!(
         "  among all installed (traffic on a working set); B/SA rss: process RSS growth while adding;"
     );
-    println!("  B/SA str: Sad::memory (SA objects + both indexes) / SAs.");
+    println!(
+        "  b16: uniform random keys through the batched lookups, {} keys a call, with prefetch (ns per key,",
+        fipsec_core::sad::LOOKUP_BATCH
+    );
+    println!("  incl. making the keys); B/SA str: Sad::memory (SA objects + both indexes) / SAs.");
     println!(
         "  size_of::<SecAssoc>() = {} bytes (+64 for the Arc counts, 64-byte aligned)",
         std::mem::size_of::<fipsec_core::SecAssoc>()
@@ -580,6 +674,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
             verdict(m1.out_ns < 100.0),
             m1.out_hot_ns,
             verdict(m1.out_hot_ns < 100.0)
+        );
+        let (bi, bo) = (
+            m1.in_batch_ns / k1.in_batch_ns,
+            m1.out_batch_ns / k1.out_batch_ns,
+        );
+        println!(
+            "batched ({} keys a call), uniform random keys: {label} vs 1k input {bi:.2}x, output {bo:.2}x -> {}; output {:.1} ns at {label} -> {}",
+            fipsec_core::sad::LOOKUP_BATCH,
+            verdict(bi <= 2.0 && bo <= 2.0),
+            m1.out_batch_ns,
+            verdict(m1.out_batch_ns < 100.0)
         );
     }
 
