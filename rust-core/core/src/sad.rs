@@ -13,12 +13,14 @@
 //!   ([`SaIndex::serves`]), newest first — or oldest first with
 //!   [`SadConfig::prefer_old_sa`] (`net.key.preferred_oldsa`).
 //!
-//! Each shard is a table of 64-byte buckets ([`crate::bucket`]) of four
-//! 16-byte entries (the 64-bit hash and the `Arc`); a lookup reads one line
-//! of the index, and a match is confirmed on the SA's own identity fields,
-//! which sit in its first cache line next to the state that a lookup checks
-//! anyway: two memory reads per lookup, with branches that go the same way
-//! for every hit, so consecutive lookups overlap.
+//! Each shard is a table of 64-byte buckets (module `bucket`) of four
+//! 16-byte entries (the 64-bit hash and the `Arc`), at most half full; a
+//! lookup reads one bucket of the index, and a match is confirmed on the
+//! SA's own identity fields, which sit in its first cache line next to the
+//! state that a lookup checks anyway: two dependent memory reads per
+//! lookup. The batched lookups ([`SadReader::lookup_in_batch`],
+//! [`SadReader::lookup_out_batch`]) prefetch the buckets, then the SAs, of
+//! [`LOOKUP_BATCH`] packets so that those reads overlap.
 //!
 //! Writers (the PF_KEY handler, the lifetime timer) serialize on one spin
 //! lock and copy-on-write a single shard per change. Data-path threads each
@@ -153,7 +155,7 @@ pub struct SaExpire {
 /// references under the index's 64-bit hash — 64-byte buckets of four
 /// (tag, `Arc`) slots, at most half full — in the same allocation as its
 /// reference counts, so a lookup goes from the reader's cache straight to
-/// one line of the table, then to the first line of the SA it verifies.
+/// one bucket of the table, then to the first line of the SA it verifies.
 /// Published shards never change; a writer edits a copy
 /// ([`TableBuf`]), and a removal rebuilds the copy (no tombstones).
 type Shard = Table<SaRef>;

@@ -6,7 +6,18 @@
 //! * SA input lookup `(dst, proto, spi)` and output lookup
 //!   `(src, dst, proto, mode, reqid)` at 1, 1k, 100k and 1M SAs — random
 //!   keys, warm (one untimed pass first), ns per lookup; the cost of making
-//!   the random key is measured alone and shown separately;
+//!   the random key is measured alone and shown separately; the same keys
+//!   through the batched lookups (`lookup_in_batch`/`lookup_out_batch`,
+//!   `LOOKUP_BATCH` keys a call, with the CPU's prefetch); checked equal to
+//!   the single lookups first;
+//! * the memory floors of the machine in the same run: dependent random
+//!   reads (latency of one miss), independent random reads (what a loop of
+//!   independent lookups can overlap), and a two-level read (index line,
+//!   then the object it names: the shape of one lookup);
+//! * the page size backing the heap: `make bench` runs with
+//!   `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (transparent huge pages, as a
+//!   FreeBSD kernel's direct map has superpages); the report prints which
+//!   was requested and how much of the heap the kernel gave on 2 MiB pages;
 //! * direct SA add rate (`SecurityDb::add_sa`, what the PF_KEY handler
 //!   calls) while the database grows to each size;
 //! * SA add rate via PF_KEY: SADB_ADD messages (Linux dialect, AES-256-GCM
@@ -29,8 +40,11 @@
 //! `--pfkey` (only the add rates via PF_KEY and their baseline), `--sad`
 //! (only the memory floor and the SAD table), `--sizes 1000,1000000` (SAD
 //! sizes), `--iters N` (lookups per timing run, 1M by default),
-//! `--no-floor`. For `perf stat`, `FIPSEC_BENCH_ONLY=in|out` times only one
-//! direction.
+//! `--no-floor`, `--shards N`. `FIPSEC_BENCH_ONLY=in|out` times only one
+//! direction (for profiling one of them).
+//!
+//! Timings are wall-clock, the fastest of 15 runs (a shared CPU only makes
+//! a run slower).
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
