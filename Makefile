@@ -76,8 +76,14 @@ test-interop-batch: deps
 	$(CARGO) build --release -p fipsec-pkt --features ipsec-mb
 	FIPSEC_PKT_BATCH=1 FIPSEC_PKT=$(CURDIR)/target/release/fipsec-pkt $(PYTHON) -m unittest discover -s tests/interop -p 'test_*.py'
 
+# Benchmarks run with the kernel-like page size: glibc (2.35+) asks for
+# transparent huge pages for the heap, as a FreeBSD kernel's allocations sit
+# in the superpage-mapped direct map (the bench prints which it got;
+# `make bench BENCH_TUNABLES=` measures with 4 KiB pages).
+BENCH_TUNABLES ?= glibc.malloc.hugetlb=1
+
 bench: deps
-	$(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all
+	GLIBC_TUNABLES=$(BENCH_TUNABLES) $(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all
 
 demo: deps
 	$(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- demo

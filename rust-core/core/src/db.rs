@@ -65,7 +65,7 @@ use fipsec_wire::SockaddrUnion;
 use crate::events::{Acquire, Event};
 use crate::lifetime::{ExpireKind, LifetimeVerdict};
 use crate::sa::{Mode, SaIndex, SaParams, SaProto, SaRef, SecAssoc, Spi};
-use crate::sad::{RandomSource, Sad, SadConfig, SadError, SadReader};
+use crate::sad::{Prefetch, RandomSource, Sad, SadConfig, SadError, SadReader};
 use crate::selector::PacketSelector;
 use crate::spd::{
     Direction, IpsecRequest, Level, MAX_REQUESTS, PolicyAction, PolicyId, SecPolicy, Spd,
@@ -498,6 +498,30 @@ impl DbReader {
     #[inline]
     pub fn lookup_out(&self, request: &SaIndex) -> Option<&SaRef> {
         self.sad.lookup_out(request)
+    }
+
+    /// Input SA lookups for a batch of packets
+    /// ([`SadReader::lookup_in_batch`]).
+    #[inline]
+    pub fn lookup_in_batch<'a>(
+        &'a self,
+        keys: &[(&SockaddrUnion, SaProto, Spi)],
+        found: &mut [Option<&'a SaRef>],
+        pf: &impl Prefetch,
+    ) {
+        self.sad.lookup_in_batch(keys, found, pf);
+    }
+
+    /// Output SA lookups for a batch of requests
+    /// ([`SadReader::lookup_out_batch`]).
+    #[inline]
+    pub fn lookup_out_batch<'a>(
+        &'a self,
+        requests: &[&SaIndex],
+        found: &mut [Option<&'a SaRef>],
+        pf: &impl Prefetch,
+    ) {
+        self.sad.lookup_out_batch(requests, found, pf);
     }
 
     /// A lifetime hit seen on the data path: call it with the verdict of

@@ -46,6 +46,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod ah;
+mod bucket;
 pub mod db;
 pub mod deflate;
 pub mod engine;

@@ -596,6 +596,7 @@ impl SecAssoc {
     }
 
     /// Current state.
+    #[inline]
     pub fn state(&self) -> SaState {
         SaState::from_u8(self.state.load(Ordering::Acquire))
     }

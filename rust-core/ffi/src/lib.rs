@@ -34,6 +34,7 @@ pub mod ipsec_mb;
 #[cfg(all(feature = "kmod", not(feature = "std")))]
 pub mod kmod;
 
+pub mod prefetch;
 pub mod selftest;
 #[cfg(feature = "std")]
 pub mod sys;
