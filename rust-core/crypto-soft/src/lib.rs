@@ -255,8 +255,7 @@ impl SoftSession {
                 st.update(prefix);
                 st.update(range(buf, &m.aad)?);
                 let payload = range_mut(buf, &m.payload)?;
-                cipher.encrypt(iv, payload)?;
-                st.update(payload);
+                cipher.encrypt_absorb(iv, payload, &mut |ct| st.update(ct))?;
                 st.update(suffix);
                 let mut tag = [0u8; MAX_MAC_LEN];
                 let n = st.finish(&mut tag);
