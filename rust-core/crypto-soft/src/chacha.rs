@@ -12,11 +12,12 @@
 //!
 //! The whole request runs inside one call of the ChaCha20 back end
 //! ([`StreamCipherCore::process_with_backend`]) and takes its keystream in
-//! the back end's parallel batches (four blocks for SSE2/AVX2, one for the
-//! portable back end): the first batch yields the one-time key from block 0
-//! and the keystream for the start of the payload, so a short packet costs
-//! one batch, not one for the key and more for the payload. Sealing hashes
-//! each batch of ciphertext right after producing it, while it is in cache.
+//! the back end's parallel batches (16 blocks for AVX-512, four for
+//! SSE2/AVX2, one for the portable back end): the first batch yields the
+//! one-time key from block 0 and the keystream for the start of the
+//! payload, so a short packet costs one batch, not one for the key and
+//! more for the payload. Sealing hashes each batch of ciphertext right
+//! after producing it, while it is in cache.
 
 use chacha20::variants::Ietf;
 use chacha20::{ChaChaCore, KeyIvInit, R20};
@@ -162,8 +163,9 @@ fn run<B: StreamCipherBackend<BlockSize = U64>>(
 ) -> Result<(), CryptoError> {
     // Block 0: the Poly1305 one-time key (RFC 8439 § 2.6); the rest of
     // the batch is the keystream from counter 1 on.
-    backend.gen_par_ks_blocks(ks);
-    let (block0, head) = ks.split_first().ok_or(CryptoError::InvalidRequest)?;
+    let blocks = |len: usize| len.div_ceil(BLOCK_LEN);
+    let first = next_batch(backend, ks, 1 + blocks(m.payload.len()));
+    let (block0, head) = first.split_first().ok_or(CryptoError::InvalidRequest)?;
     let mut otk = Array::<u8, U32>::default();
     otk.copy_from_slice(block0.get(..32).ok_or(CryptoError::InvalidRequest)?);
     let mut h = PaddedHash::new(Poly1305::new(&otk));
@@ -177,8 +179,8 @@ fn run<B: StreamCipherBackend<BlockSize = U64>>(
             let payload = range_mut(buf, &m.payload)?;
             let mut rest = xor_absorb(payload, head, &mut h);
             while !rest.is_empty() {
-                backend.gen_par_ks_blocks(ks);
-                rest = xor_absorb(rest, ks, &mut h);
+                let n = blocks(rest.len());
+                rest = xor_absorb(rest, next_batch(backend, ks, n), &mut h);
             }
             let ct_len = h.pad();
             h.block(len_block(aad_len, ct_len));
@@ -202,11 +204,32 @@ fn run<B: StreamCipherBackend<BlockSize = U64>>(
             let payload = range_mut(buf, &m.payload)?;
             let mut rest = xor(payload, head);
             while !rest.is_empty() {
-                backend.gen_par_ks_blocks(ks);
-                rest = xor(rest, ks);
+                let n = blocks(rest.len());
+                rest = xor(rest, next_batch(backend, ks, n));
             }
             Ok(())
         }
+    }
+}
+
+/// The keystream for the next `need` blocks, or as much of it as one batch
+/// holds, generated into `ks`. A short tail is generated as such only by a
+/// back end wider than four blocks (AVX-512, which runs it at a narrower
+/// width); the four-block back ends compute a whole batch even for one
+/// block, so they get their full batch.
+fn next_batch<'k, B: StreamCipherBackend<BlockSize = U64>>(
+    backend: &mut B,
+    ks: &'k mut ParBlocks<B>,
+    need: usize,
+) -> &'k [Array<u8, U64>] {
+    let par = ks.len();
+    if need < par && par > 4 {
+        let tail = ks.split_at_mut(need).0;
+        backend.gen_tail_blocks(tail);
+        tail
+    } else {
+        backend.gen_par_ks_blocks(ks);
+        ks
     }
 }
 
