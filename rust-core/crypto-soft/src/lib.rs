@@ -48,8 +48,10 @@
 //!
 //! The kernel build selects the constant-time software back ends of `aes`,
 //! `polyval`, `chacha20`, `poly1305`, `sha1`, `sha2` (no SIMD registers
-//! without `fpu_kern_enter(9)`); userspace detects AES-NI, PCLMULQDQ, AVX2
-//! and SHA-NI at run time.
+//! without `fpu_kern_enter(9)`); userspace detects AES-NI/VAES, PCLMULQDQ,
+//! AVX2, AVX-512 (ChaCha20, with `--cfg chacha20_avx512`) and SHA-NI at run
+//! time, and is compiled for x86-64-v3 (AVX2) so that `poly1305`'s AVX2
+//! back end is inlined (`.cargo/config.toml`).
 #![no_std]
 #![forbid(unsafe_code)]
 
