@@ -50,7 +50,7 @@
 //! `polyval`, `chacha20`, `poly1305`, `sha1`, `sha2` (no SIMD registers
 //! without `fpu_kern_enter(9)`); userspace detects AES-NI/VAES, PCLMULQDQ,
 //! AVX2, AVX-512 (ChaCha20, with `--cfg chacha20_avx512`) and SHA-NI at run
-//! time, and is compiled for x86-64-v3 (AVX2) so that `poly1305`'s AVX2
+//! time, and is compiled with AVX2 enabled so that `poly1305`'s AVX2
 //! back end is inlined (`.cargo/config.toml`).
 #![no_std]
 #![forbid(unsafe_code)]
