@@ -9,12 +9,23 @@
 //!  tag        = Poly1305(otk, AAD || pad16 || ciphertext || pad16 ||
 //!                             le64(len(AAD)) || le64(len(ciphertext)))
 //! ```
+//!
+//! The whole request runs inside one call of the ChaCha20 back end
+//! ([`StreamCipherCore::process_with_backend`]) and takes its keystream in
+//! the back end's parallel batches (16 blocks for AVX-512, four for
+//! SSE2/AVX2, one for the portable back end): the first batch yields the
+//! one-time key from block 0 and the keystream for the start of the
+//! payload, so a short packet costs one batch, not one for the key and
+//! more for the payload. Sealing hashes each batch of ciphertext right
+//! after producing it, while it is in cache.
 
 use chacha20::variants::Ietf;
 use chacha20::{ChaChaCore, KeyIvInit, R20};
-use cipher::StreamCipherCore;
 use cipher::array::Array;
-use cipher::consts::U64;
+use cipher::consts::{U32, U64};
+use cipher::{
+    BlockSizeUser, ParBlocks, StreamCipherBackend, StreamCipherClosure, StreamCipherCore,
+};
 use fipsec_crypto::{CryptoError, SpanMap, ct_eq};
 use ghash::universal_hash::KeyInit;
 use poly1305::Poly1305;
@@ -25,6 +36,13 @@ use crate::{range, range_mut};
 
 /// Length of the nonce ESP uses (RFC 7634 § 2: salt || IV).
 pub(crate) const NONCE_LEN: usize = 12;
+
+/// Length of one ChaCha20 block (RFC 8439 § 2.3).
+const BLOCK_LEN: usize = 64;
+
+/// The longest payload the 32-bit block counter covers after block 0
+/// (RFC 8439 § 2.4: counter 1 .. 2^32 - 1).
+const MAX_PAYLOAD: u64 = (u32::MAX as u64) * BLOCK_LEN as u64;
 
 /// A ChaCha20-Poly1305 key (256 bits, salt excluded); wiped on drop.
 pub(crate) struct ChaChaPoly {
@@ -44,23 +62,29 @@ impl ChaChaPoly {
         Ok(ChaChaPoly { key })
     }
 
-    /// The keystream positioned at block counter 1, and Poly1305 keyed with
-    /// the one-time key from block 0 (RFC 8439 § 2.6).
-    fn begin(
+    /// Runs `dir` over the request with the keystream for `nonce`, counter 0.
+    fn run(
         &self,
+        dir: Direction,
         nonce: &[u8],
-    ) -> Result<(ChaChaCore<R20, Ietf>, PaddedHash<Poly1305>), CryptoError> {
+        buf: &mut [u8],
+        m: &SpanMap,
+        aad_prefix: &[u8],
+    ) -> Result<(), CryptoError> {
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::InvalidRequest)?;
+        if u64::try_from(m.payload.len()).map_or(true, |n| n > MAX_PAYLOAD) {
+            return Err(CryptoError::InvalidRequest);
+        }
         let mut core = ChaChaCore::<R20, Ietf>::new(&self.key.into(), &nonce.into());
-        let mut block0 = Array::<u8, U64>::default();
-        core.write_keystream_block(&mut block0);
-        let (otk, _) = Array::<u8, cipher::consts::U32>::slice_as_chunks(&block0);
-        let mac = otk
-            .first()
-            .map(Poly1305::new)
-            .ok_or(CryptoError::InvalidRequest);
-        block0.zeroize();
-        Ok((core, PaddedHash::new(mac?)))
+        let mut result = Err(CryptoError::InvalidRequest);
+        core.process_with_backend(Pass {
+            dir,
+            buf,
+            m,
+            aad_prefix,
+            result: &mut result,
+        });
+        result
     }
 
     /// Encrypts `buf[m.payload]` in place and writes the 16-byte tag to
@@ -72,20 +96,7 @@ impl ChaChaPoly {
         m: &SpanMap,
         aad_prefix: &[u8],
     ) -> Result<(), CryptoError> {
-        let (core, mut h) = self.begin(nonce)?;
-        h.update(aad_prefix);
-        h.update(range(buf, &m.aad)?);
-        let aad_len = h.pad();
-        let payload = range_mut(buf, &m.payload)?;
-        core.try_apply_keystream_partial(payload.into())
-            .map_err(|_| CryptoError::InvalidRequest)?;
-        h.update(payload);
-        let ct_len = h.pad();
-        h.block(len_block(aad_len, ct_len));
-        let t = h.finalize();
-        let icv = range_mut(buf, &m.icv)?;
-        icv.copy_from_slice(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?);
-        Ok(())
+        self.run(Direction::Seal, nonce, buf, m, aad_prefix)
     }
 
     /// Verifies the tag at `buf[m.icv]`, then decrypts `buf[m.payload]`; on
@@ -97,25 +108,158 @@ impl ChaChaPoly {
         m: &SpanMap,
         aad_prefix: &[u8],
     ) -> Result<(), CryptoError> {
-        let (core, mut h) = self.begin(nonce)?;
-        h.update(aad_prefix);
-        h.update(range(buf, &m.aad)?);
-        let aad_len = h.pad();
-        h.update(range(buf, &m.payload)?);
-        let ct_len = h.pad();
-        h.block(len_block(aad_len, ct_len));
-        let mut t = h.finalize();
-        let icv = range(buf, &m.icv)?;
-        let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
-        // The expected tag is a valid forgery for this packet: do not leave it.
-        t.zeroize();
-        if !ok {
-            return Err(CryptoError::BadIcv);
-        }
-        let payload = range_mut(buf, &m.payload)?;
-        core.try_apply_keystream_partial(payload.into())
-            .map_err(|_| CryptoError::InvalidRequest)
+        self.run(Direction::Open, nonce, buf, m, aad_prefix)
     }
+}
+
+/// Which way a [`Pass`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Encrypt, then authenticate the ciphertext.
+    Seal,
+    /// Authenticate the ciphertext, verify, then decrypt.
+    Open,
+}
+
+/// One request, run with the ChaCha20 back end in hand.
+struct Pass<'a> {
+    dir: Direction,
+    buf: &'a mut [u8],
+    m: &'a SpanMap,
+    aad_prefix: &'a [u8],
+    result: &'a mut Result<(), CryptoError>,
+}
+
+impl BlockSizeUser for Pass<'_> {
+    type BlockSize = U64;
+}
+
+impl StreamCipherClosure for Pass<'_> {
+    fn call<B: StreamCipherBackend<BlockSize = U64>>(self, backend: &mut B) {
+        let mut ks = ParBlocks::<B>::default();
+        let Pass {
+            dir,
+            buf,
+            m,
+            aad_prefix,
+            result,
+        } = self;
+        *result = run(dir, buf, m, aad_prefix, backend, &mut ks);
+        for block in ks.iter_mut() {
+            block.as_mut_slice().zeroize();
+        }
+    }
+}
+
+/// The AEAD of RFC 8439 § 2.8 with the keystream from `backend`, which
+/// stands at block 0; `ks` is the batch buffer (wiped by the caller).
+fn run<B: StreamCipherBackend<BlockSize = U64>>(
+    dir: Direction,
+    buf: &mut [u8],
+    m: &SpanMap,
+    aad_prefix: &[u8],
+    backend: &mut B,
+    ks: &mut ParBlocks<B>,
+) -> Result<(), CryptoError> {
+    // Block 0: the Poly1305 one-time key (RFC 8439 § 2.6); the rest of
+    // the batch is the keystream from counter 1 on.
+    let blocks = |len: usize| len.div_ceil(BLOCK_LEN);
+    let first = next_batch(backend, ks, 1 + blocks(m.payload.len()));
+    let (block0, head) = first.split_first().ok_or(CryptoError::InvalidRequest)?;
+    let mut otk = Array::<u8, U32>::default();
+    otk.copy_from_slice(block0.get(..32).ok_or(CryptoError::InvalidRequest)?);
+    let mut h = PaddedHash::new(Poly1305::new(&otk));
+    otk.zeroize();
+
+    h.update(aad_prefix);
+    h.update(range(buf, &m.aad)?);
+    let aad_len = h.pad();
+    match dir {
+        Direction::Seal => {
+            let payload = range_mut(buf, &m.payload)?;
+            let mut rest = xor_absorb(payload, head, &mut h);
+            while !rest.is_empty() {
+                let n = blocks(rest.len());
+                rest = xor_absorb(rest, next_batch(backend, ks, n), &mut h);
+            }
+            let ct_len = h.pad();
+            h.block(len_block(aad_len, ct_len));
+            let t = h.finalize();
+            let icv = range_mut(buf, &m.icv)?;
+            icv.copy_from_slice(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?);
+            Ok(())
+        }
+        Direction::Open => {
+            h.update(range(buf, &m.payload)?);
+            let ct_len = h.pad();
+            h.block(len_block(aad_len, ct_len));
+            let mut t = h.finalize();
+            let icv = range(buf, &m.icv)?;
+            let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
+            // The expected tag is a valid forgery for this packet: do not leave it.
+            t.zeroize();
+            if !ok {
+                return Err(CryptoError::BadIcv);
+            }
+            let payload = range_mut(buf, &m.payload)?;
+            let mut rest = xor(payload, head);
+            while !rest.is_empty() {
+                let n = blocks(rest.len());
+                rest = xor(rest, next_batch(backend, ks, n));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The keystream for the next `need` blocks, or as much of it as one batch
+/// holds, generated into `ks`. Only a back end wider than four blocks
+/// (AVX-512, 16) is asked for a short tail, and for at least four blocks:
+/// it runs four in one vector, but one or two at narrower widths whose
+/// helpers the compiler leaves out of line (a 1000-byte payload, 16 + 1
+/// blocks, ran at 6.7 Gb/s with the one-block tail, 10.3 with four). The
+/// four-block back ends compute a whole batch even for one block, so they
+/// get their full batch.
+fn next_batch<'k, B: StreamCipherBackend<BlockSize = U64>>(
+    backend: &mut B,
+    ks: &'k mut ParBlocks<B>,
+    need: usize,
+) -> &'k [Array<u8, U64>] {
+    let par = ks.len();
+    if need < par && par > 4 {
+        let tail = ks.split_at_mut(need.max(4)).0;
+        backend.gen_tail_blocks(tail);
+        tail
+    } else {
+        backend.gen_par_ks_blocks(ks);
+        ks
+    }
+}
+
+/// XORs the start of `data` with the keystream blocks `ks` (as much as
+/// they cover); returns the part of `data` not reached.
+fn xor<'d>(data: &'d mut [u8], ks: &[Array<u8, U64>]) -> &'d mut [u8] {
+    let n = data.len().min(ks.len() * BLOCK_LEN);
+    let (done, rest) = data.split_at_mut(n);
+    for (chunk, block) in done.chunks_mut(BLOCK_LEN).zip(ks) {
+        for (d, k) in chunk.iter_mut().zip(block.iter()) {
+            *d ^= k;
+        }
+    }
+    rest
+}
+
+/// [`xor`], then absorbs the ciphertext it produced into `h`.
+fn xor_absorb<'d>(
+    data: &'d mut [u8],
+    ks: &[Array<u8, U64>],
+    h: &mut PaddedHash<Poly1305>,
+) -> &'d mut [u8] {
+    let n = data.len().min(ks.len() * BLOCK_LEN);
+    let (done, rest) = data.split_at_mut(n);
+    xor(done, ks);
+    h.update(done);
+    rest
 }
 
 /// `le64(len(AAD)) || le64(len(ciphertext))` in bytes (RFC 8439 § 2.8).

@@ -8,13 +8,39 @@
 //! arrive in pieces (`aad_prefix`, the in-packet AAD, and for GMAC the
 //! payload), so partial blocks are carried between pieces instead of being
 //! padded per piece, as `update_padded` would.
+//!
+//! For Poly1305 whole blocks go to the back end through [`Feed`], which
+//! first brings a back end that buffers blocks for its parallel path
+//! (Poly1305's AVX2 back end takes four at a time) back into alignment:
+//! after the one-block ESP AAD, `UniversalHash::update` would send every
+//! later batch of four down the back end's block-at-a-time fallback. GHASH
+//! keeps no such state and stays on `UniversalHash::update`.
 
 use cipher::array::Array;
 use cipher::consts::U16;
-use ghash::universal_hash::UniversalHash;
+use ghash::GHash;
+use ghash::universal_hash::{UhfBackend, UhfClosure, UniversalHash};
+use poly1305::Poly1305;
+
+/// A 16-byte-block universal hash, and how its blocks are best fed.
+pub(crate) trait BlockHash: UniversalHash<BlockSize = U16> {
+    /// Whole blocks go through [`Feed`] (aligning the back end's parallel
+    /// path) rather than `UniversalHash::update`.
+    const ALIGN: bool;
+}
+
+impl BlockHash for Poly1305 {
+    const ALIGN: bool = true;
+}
+
+impl BlockHash for GHash {
+    const ALIGN: bool = false;
+}
+use cipher::BlockSizeUser;
+use cipher::typenum::Unsigned;
 
 /// A universal hash plus the partial block not yet absorbed.
-pub(crate) struct PaddedHash<U: UniversalHash<BlockSize = U16>> {
+pub(crate) struct PaddedHash<U: BlockHash> {
     uh: U,
     partial: [u8; 16],
     filled: usize,
@@ -22,7 +48,7 @@ pub(crate) struct PaddedHash<U: UniversalHash<BlockSize = U16>> {
     run_len: u64,
 }
 
-impl<U: UniversalHash<BlockSize = U16>> PaddedHash<U> {
+impl<U: BlockHash> PaddedHash<U> {
     /// Wraps a keyed hash.
     pub(crate) fn new(uh: U) -> Self {
         PaddedHash {
@@ -51,7 +77,9 @@ impl<U: UniversalHash<BlockSize = U16>> PaddedHash<U> {
             self.filled = 0;
         }
         let (blocks, rest) = Array::<u8, U16>::slice_as_chunks(data);
-        if !blocks.is_empty() {
+        if U::ALIGN {
+            self.uh.update_with_backend(Feed { blocks });
+        } else if !blocks.is_empty() {
             self.uh.update(blocks);
         }
         if let Some(dst) = self.partial.get_mut(..rest.len()) {
@@ -81,5 +109,40 @@ impl<U: UniversalHash<BlockSize = U16>> PaddedHash<U> {
     /// The hash value.
     pub(crate) fn finalize(self) -> [u8; 16] {
         self.uh.finalize().into()
+    }
+}
+
+/// Whole blocks for a universal hash's back end: single blocks until the
+/// back end is aligned for its parallel path (`blocks_needed_to_align`),
+/// then parallel batches, then the rest one by one.
+struct Feed<'a> {
+    blocks: &'a [Array<u8, U16>],
+}
+
+impl BlockSizeUser for Feed<'_> {
+    type BlockSize = U16;
+}
+
+impl UhfClosure for Feed<'_> {
+    #[inline(always)]
+    fn call<B: UhfBackend<BlockSize = U16>>(self, backend: &mut B) {
+        if B::ParBlocksSize::USIZE > 1 {
+            let n = backend.blocks_needed_to_align().min(self.blocks.len());
+            let (head, rest) = self.blocks.split_at(n);
+            for block in head {
+                backend.proc_block(block);
+            }
+            let (par, tail) = Array::slice_as_chunks(rest);
+            for blocks in par {
+                backend.proc_par_blocks(blocks);
+            }
+            for block in tail {
+                backend.proc_block(block);
+            }
+        } else {
+            for block in self.blocks {
+                backend.proc_block(block);
+            }
+        }
     }
 }
