@@ -734,12 +734,12 @@ pub fn predict_routing_header(packet: &mut [u8], rh_offset: usize) -> Result<()>
     if routing_type != ROUTING_TYPE0 && routing_type != ROUTING_TYPE2 {
         return Err(Error);
     }
+    if !routing_predictable(hdr_ext_len, routing_type, segments_left) {
+        return Err(Error);
+    }
     // Type 0 and 2: 4 reserved bytes, then 16-byte addresses.
     let n = hdr_ext_len / 2;
     let left = usize::from(segments_left);
-    if left > n || (routing_type == ROUTING_TYPE2 && n != 1) {
-        return Err(Error);
-    }
     let dst = fixed.get_mut(field::DST_ADDR).ok_or(Error)?;
     for s in (1..=left).rev() {
         let i = n - s;
@@ -748,6 +748,23 @@ pub fn predict_routing_header(packet: &mut [u8], rh_offset: usize) -> Result<()>
     }
     write_u8(rh, 3, 0);
     Ok(())
+}
+
+/// Whether [`predict_routing_header`] can predict a Routing header with
+/// these fields (Segments Left 0: nothing to predict; Type 0: at most one
+/// segment per address; Type 2: exactly one address, [RFC 6275 § 6.4]).
+/// Shared by the validation pass of [`zero_mutable_fields_for_ah`], so that
+/// it fails before changing anything.
+///
+/// [RFC 6275 § 6.4]: https://www.rfc-editor.org/rfc/rfc6275#section-6.4
+fn routing_predictable(hdr_ext_len: usize, routing_type: u8, segments_left: u8) -> bool {
+    let n = hdr_ext_len / 2;
+    segments_left == 0
+        || match routing_type {
+            ROUTING_TYPE0 => usize::from(segments_left) <= n,
+            ROUTING_TYPE2 => n == 1 && segments_left == 1,
+            _ => false,
+        }
 }
 
 /// Prepares the IPv6 headers that precede an AH header for the ICV
@@ -794,11 +811,8 @@ pub fn zero_mutable_fields_for_ah(headers: &mut [u8], sending: bool) -> Result<(
                 }
             }
             IpProtocol::Ipv6Route if sending => {
-                let (rt, sl) = (read_u8(body, 2), read_u8(body, 3));
-                let addrs = usize::from(read_u8(body, 1)) / 2;
-                if sl != 0
-                    && (!(rt == ROUTING_TYPE0 || rt == ROUTING_TYPE2) || usize::from(sl) > addrs)
-                {
+                let hdr_ext_len = usize::from(read_u8(body, 1));
+                if !routing_predictable(hdr_ext_len, read_u8(body, 2), read_u8(body, 3)) {
                     return Err(Error);
                 }
             }
@@ -1133,8 +1147,11 @@ mod test {
         assert_eq!(&b[64..80], &addr("2001:db8::b").octets());
         assert_eq!(&b[80..96], &addr("2001:db8::a").octets());
         assert_eq!(b[59], 0);
-        // Segments Left above the address count, or an unpredictable type.
-        for (i, v) in [(3, 3u8), (2, 4u8)] {
+        // Segments Left above the address count, an unpredictable type, or
+        // Type 2 with two addresses (RFC 6275 § 6.4: exactly one). The
+        // Hop-by-Hop header before it has a mutable option: zeroing must
+        // fail before it touches that (a fuzz finding for Type 2).
+        for (i, v) in [(3, 3u8), (2, 4u8), (2, 2u8)] {
             let mut b = bytes(EXT);
             b[56 + i] = v;
             let before = b.clone();
