@@ -282,6 +282,20 @@ enum MutableError {
     Buffer,
 }
 
+impl MutableError {
+    /// The drop reason of this failure on input (`sending` false) or output.
+    fn drop_reason(self, sending: bool) -> DropReason {
+        match (self, sending) {
+            (MutableError::Invalid, false) => DropReason::AhInMutableInvalid,
+            (MutableError::TooLarge, false) => DropReason::AhInMutableTooLarge,
+            (MutableError::Buffer, false) => DropReason::AhInBufferError,
+            (MutableError::Invalid, true) => DropReason::AhOutMutableInvalid,
+            (MutableError::TooLarge, true) => DropReason::AhOutMutableTooLarge,
+            (MutableError::Buffer, true) => DropReason::AhOutBufferError,
+        }
+    }
+}
+
 /// Zeroes the mutable fields of the headers in `pkt[..skip]` (the IP header
 /// and, for IPv6, the extension headers before AH) in place, and returns the
 /// original bytes it changed. With `sending`, source routes are predicted.
@@ -494,14 +508,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         let saved = match zero_mutable_fields(&mut pkt, skip, info.version, false) {
             Ok(s) => s,
-            Err(e) => {
-                let r = match e {
-                    MutableError::Invalid => DropReason::AhInMutableInvalid,
-                    MutableError::TooLarge => DropReason::AhInMutableTooLarge,
-                    MutableError::Buffer => DropReason::AhInBufferError,
-                };
-                return Started::Next(self.drop_on(&sa, true, r));
-            }
+            Err(e) => return Started::Next(self.drop_on(&sa, true, e.drop_reason(false))),
         };
         let body_len = pkt.len();
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
@@ -649,14 +656,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         let saved = match zero_mutable_fields(&mut pkt, skip, info.version, true) {
             Ok(s) => s,
-            Err(e) => {
-                let r = match e {
-                    MutableError::Invalid => DropReason::AhOutMutableInvalid,
-                    MutableError::TooLarge => DropReason::AhOutMutableTooLarge,
-                    MutableError::Buffer => DropReason::AhOutBufferError,
-                };
-                return Started::Next(self.drop_on(&sa, false, r));
-            }
+            Err(e) => return Started::Next(self.drop_on(&sa, false, e.drop_reason(true))),
         };
         let body_len = pkt.len();
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
