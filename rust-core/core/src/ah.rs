@@ -407,6 +407,33 @@ impl Shape {
     }
 }
 
+/// Appends the request's scratch tail after the authenticated bytes: the
+/// ESN high bits where the algorithm takes them there (GMAC), the ICV
+/// (`icv` as received on input; zeros on output, where the engine writes
+/// it), then the record of the saved mutable fields. Returns the tail's
+/// length; `None` when the packet has no room for it.
+fn append_scratch_tail<P: PacketBuf>(
+    pkt: &mut P,
+    shape: &Shape,
+    seq: u64,
+    icv: Option<&[u8]>,
+    saved: &SavedFields,
+) -> Option<usize> {
+    let seq_hi = ((seq >> 32) as u32).to_be_bytes();
+    let tail = shape.tail_len() + saved.shape().record_len();
+    let t = pkt.pad(tail).ok()?;
+    let (esn, rest) = t.split_at_mut_checked(shape.esn_in_tail())?;
+    esn.copy_from_slice(seq_hi.get(..esn.len())?);
+    let (icv_dst, record) = rest.split_at_mut_checked(shape.icv_len)?;
+    match icv {
+        Some(icv) if icv.len() == icv_dst.len() => icv_dst.copy_from_slice(icv),
+        Some(_) => return None,
+        None => icv_dst.fill(0),
+    }
+    saved.emit(record)?;
+    Some(tail)
+}
+
 /// The request layout: authenticate `pkt[..body_len]` (plus the ESN high
 /// bits), ICV in the scratch tail after it.
 fn layout(shape: &Shape, salt: &[u8], iv: &[u8], body_len: usize, seq: u64) -> Option<Layout> {
@@ -511,21 +538,9 @@ impl<P: PacketBuf> Worker<P> {
             Err(e) => return Started::Next(self.drop_on(&sa, true, e.drop_reason(false))),
         };
         let body_len = pkt.len();
-        let seq_hi = ((seq >> 32) as u32).to_be_bytes();
-        let tail = shape.tail_len() + saved.shape().record_len();
-        let ok = match pkt.pad(tail) {
-            Ok(t) => {
-                let (esn, rest) = t.split_at_mut(shape.esn_in_tail());
-                esn.copy_from_slice(seq_hi.get(..esn.len()).unwrap_or(&[]));
-                let (icv_dst, record) = rest.split_at_mut(icv.len());
-                icv_dst.copy_from_slice(icv);
-                saved.emit(record).is_some()
-            }
-            Err(_) => false,
-        };
-        if !ok {
+        let Some(tail) = append_scratch_tail(&mut pkt, &shape, seq, Some(icv), &saved) else {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInBufferError));
-        }
+        };
         let Some(layout) = layout(&shape, sa.config().salt.as_bytes(), iv, body_len, seq) else {
             return Started::Next(self.drop_on(&sa, true, DropReason::AhInCryptoFailed));
         };
@@ -659,21 +674,9 @@ impl<P: PacketBuf> Worker<P> {
             Err(e) => return Started::Next(self.drop_on(&sa, false, e.drop_reason(true))),
         };
         let body_len = pkt.len();
-        let seq_hi = ((seq >> 32) as u32).to_be_bytes();
-        let tail = shape.tail_len() + saved.shape().record_len();
-        let ok = match pkt.pad(tail) {
-            Ok(t) => {
-                let (esn, rest) = t.split_at_mut(shape.esn_in_tail());
-                esn.copy_from_slice(seq_hi.get(..esn.len()).unwrap_or(&[]));
-                let (icv, record) = rest.split_at_mut(shape.icv_len);
-                icv.fill(0);
-                saved.emit(record).is_some()
-            }
-            Err(_) => false,
-        };
-        if !ok {
+        let Some(tail) = append_scratch_tail(&mut pkt, &shape, seq, None, &saved) else {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutBufferError));
-        }
+        };
         let Some(layout) = layout(&shape, sa.config().salt.as_bytes(), iv, body_len, seq) else {
             return Started::Next(self.drop_on(&sa, false, DropReason::AhOutCryptoFailed));
         };
