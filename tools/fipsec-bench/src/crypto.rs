@@ -22,10 +22,16 @@
 //! machine hits the framework and the library alike, and each figure is the
 //! median of its rounds;
 //! * `openssl speed -evp <cipher> -bytes N -seconds S` as a subprocess:
-//!   the stitched `aes-*-cbc-hmac-sha*` EVPs where OpenSSL has them,
-//!   otherwise cipher and `-hmac` measured separately and combined as
-//!   `1/(1/a + 1/b)`; CMAC stands in for XCBC (OpenSSL has no XCBC; both
-//!   are one AES-CBC-MAC pass), and there is no GMAC in `openssl speed`.
+//!   AEADs as one EVP; encrypt-then-MAC as the cipher and `-hmac` measured
+//!   separately and combined as `1/(1/a + 1/b)` — what an ESP
+//!   implementation on OpenSSL's API does (strongSwan's userspace ESP, for
+//!   one). The stitched `aes-*-cbc-hmac-sha*` EVPs are not a baseline for
+//!   ESP: they implement TLS's MAC-then-encrypt, and outside TLS mode
+//!   (which `openssl speed` uses) they only feed the data to the hash and
+//!   never finalise an HMAC, so at 64 B they skip two of the three SHA-1
+//!   blocks an ESP ICV costs. CMAC stands in for XCBC (OpenSSL has no
+//!   XCBC; both are one AES-CBC-MAC pass), and there is no GMAC in
+//!   `openssl speed`.
 //!
 //! Throughput is payload bytes (the authenticated bytes for AH/GMAC rows)
 //! per second of the measuring thread's CPU time, in Gb/s; `--wall` divides
@@ -161,12 +167,12 @@ fn algorithms() -> Vec<Alg> {
         Alg {
             name: "aes-cbc-128+hmac-sha1-96",
             params: eta(CipherAlg::AesCbc, 16, MacAlg::HmacSha1),
-            baseline: Evp("aes-128-cbc-hmac-sha1"),
+            baseline: Combined(b(Evp("aes-128-cbc")), b(Hmac("sha1"))),
         },
         Alg {
             name: "aes-cbc-256+hmac-sha2-256-128",
             params: eta(CipherAlg::AesCbc, 32, MacAlg::HmacSha256),
-            baseline: Evp("aes-256-cbc-hmac-sha256"),
+            baseline: Combined(b(Evp("aes-256-cbc")), b(Hmac("sha256"))),
         },
         Alg {
             name: "aes-ctr-128+hmac-sha1-96",
