@@ -236,7 +236,53 @@ impl<P: PacketBuf, C> Framework<P, C> {
     ///
     /// Driver failures are retried on the next supporting driver; only when
     /// none is left does the request complete with the error.
+    #[inline]
     pub fn dispatch(&self, mut req: Request<P, C>, now: Instant) -> Option<Done<P, C>> {
+        // The common case, inline so the request is not moved into another
+        // frame and back: a fresh request whose session is bound to its
+        // best driver (candidate 0: `pick` would choose it) and that is a
+        // healthy synchronous engine. Anything else (a rebind, a session
+        // running on a fallback, an asynchronous driver, a driver failure)
+        // takes the general loop below.
+        if req.tried == 0 {
+            let inner = &req.session.0;
+            let ci = 0;
+            if inner.bound.load(Ordering::Relaxed) == ci
+                && let Some(c) = inner.candidates.get(ci)
+            {
+                let di = c.driver.0;
+                if let Some(slot) = self.slots.get(di)
+                    && let Kind::Sync(engine) = &slot.kind
+                    && !slot.down.load(Ordering::Relaxed)
+                {
+                    let Request {
+                        session,
+                        op,
+                        layout,
+                        pkt,
+                        ..
+                    } = &mut req;
+                    let state = session.0.candidates.get(ci).map(|c| &*c.state);
+                    if let Some(state) = state {
+                        let r = engine.process(state, *op, layout, pkt, &self.stats);
+                        CryptoStats::inc(&self.stats.requests);
+                        DriverStats::inc(&slot.stats.requests);
+                        req.tried = 1u32 << di;
+                        if r != Err(CryptoError::DriverFailure) {
+                            self.count_result(slot, &r);
+                            return Some(req.into_done(r));
+                        }
+                        self.note_error(slot);
+                    }
+                }
+            }
+        }
+        self.dispatch_loop(req, now)
+    }
+
+    /// [`Framework::dispatch`] in general: picks (and rebinds) a driver,
+    /// retries on driver failure, queues on asynchronous drivers.
+    fn dispatch_loop(&self, mut req: Request<P, C>, now: Instant) -> Option<Done<P, C>> {
         loop {
             let Some((di, ci)) = self.pick(&req.session, req.tried) else {
                 CryptoStats::inc(&self.stats.err_no_driver);
