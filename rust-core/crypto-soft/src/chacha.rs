@@ -16,8 +16,11 @@
 //! SSE2/AVX2, one for the portable back end): the first batch yields the
 //! one-time key from block 0 and the keystream for the start of the
 //! payload, so a short packet costs one batch, not one for the key and
-//! more for the payload. Sealing hashes each batch of ciphertext right
-//! after producing it, while it is in cache.
+//! more for the payload. Where a batch is wider than the request needs,
+//! the AVX-512 back end computes only the blocks needed (at least two; see
+//! [`next_batch`]), into a four-block buffer for payloads up to 192 bytes.
+//! Sealing hashes each batch of ciphertext right after producing it, while
+//! it is in cache.
 
 use chacha20::variants::Ietf;
 use chacha20::{ChaChaCore, KeyIvInit, R20};
@@ -146,7 +149,8 @@ impl StreamCipherClosure for Pass<'_> {
         } = self;
         // A short packet on a wide back end gets a small keystream buffer:
         // nothing of the 1 KiB AVX-512 batch is filled or wiped.
-        if B::ParBlocksSize::USIZE > SHORT_BLOCKS && 1 + blocks(m.payload.len()) <= SHORT_BLOCKS {
+        let need = 1 + blocks(m.payload.len());
+        if B::ParBlocksSize::USIZE > SHORT_BLOCKS && need <= SHORT_BLOCKS {
             let mut ks = [Array::<u8, U64>::default(); SHORT_BLOCKS];
             *result = run(dir, buf, m, aad_prefix, backend, &mut ks);
             ks.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
