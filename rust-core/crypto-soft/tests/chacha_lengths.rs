@@ -168,7 +168,7 @@ fn aad_lengths_match_the_rustcrypto_aead() {
                     aad: Region::new(0, aad_len),
                     payload: Region::new(aad_len + 8, len),
                     icv_offset: aad_len + 8 + len,
-                    iv: iv.clone(),
+                    iv,
                     aad_prefix: InlineBytes::new(prefix).unwrap(),
                     ..Layout::default()
                 };
@@ -177,7 +177,7 @@ fn aad_lengths_match_the_rustcrypto_aead() {
                     aad: Region::new(len + 16, aad_len),
                     payload: Region::new(0, len),
                     icv_offset: len,
-                    iv: iv.clone(),
+                    iv,
                     aad_prefix: InlineBytes::new(prefix).unwrap(),
                     ..Layout::default()
                 };
