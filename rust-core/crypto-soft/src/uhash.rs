@@ -42,10 +42,11 @@ use cipher::typenum::Unsigned;
 /// A universal hash plus the partial block not yet absorbed.
 ///
 /// It borrows the hash rather than owning it: Poly1305's AVX2 state is
-/// 576 bytes, and moving it in and out (for `UniversalHash::finalize`, which
-/// takes the hash by value) cost two `memcpy` calls per request, 5% of a
-/// 64-byte ChaCha20-Poly1305 request. The caller finalizes the hash once
-/// the last [`PaddedHash::block`] is in.
+/// 576 bytes, and moving it into the wrapper and out again (for
+/// `UniversalHash::finalize`, which takes the hash by value) cost two
+/// `memcpy` calls per request, 5% of a 64-byte ChaCha20-Poly1305 request;
+/// borrowed, only the by-value `finalize` copies it. The caller finalizes
+/// the hash once the last [`PaddedHash::block`] is in.
 pub(crate) struct PaddedHash<'u, U: BlockHash> {
     uh: &'u mut U,
     partial: [u8; 16],
