@@ -26,6 +26,7 @@ use ctr::CtrCore;
 use ctr::flavors::Ctr32BE;
 use fipsec_crypto::{CryptoError, SpanMap, ct_eq};
 use ghash::GHash;
+use ghash::universal_hash::UniversalHash;
 use zeroize::Zeroize;
 
 use crate::aes_key::{AesEnc, with_aes};
@@ -150,8 +151,8 @@ fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
 }
 
 /// `T = E_K(J0) xor S`; wipes the mask.
-fn tag(h: PaddedHash<GHash>, mask: &mut Array<u8, U16>) -> [u8; 16] {
-    let mut t = h.finalize();
+fn tag(h: GHash, mask: &mut Array<u8, U16>) -> [u8; 16] {
+    let mut t: [u8; 16] = h.finalize().into();
     for (t, m) in t.iter_mut().zip(mask.iter()) {
         *t ^= m;
     }
@@ -168,7 +169,8 @@ fn seal<C: BlockCipherEncrypt<BlockSize = U16>>(
     aad_prefix: &[u8],
 ) -> Result<(), CryptoError> {
     let (ctr, mut mask) = ctr_and_mask(c, nonce)?;
-    let mut h = PaddedHash::new(ghash.clone());
+    let mut gh = ghash.clone();
+    let mut h = PaddedHash::new(&mut gh);
     h.update(aad_prefix);
     h.update(range(buf, &m.aad)?);
     let aad_len = h.pad();
@@ -178,7 +180,7 @@ fn seal<C: BlockCipherEncrypt<BlockSize = U16>>(
     h.update(payload);
     let ct_len = h.pad();
     h.block(len_block(aad_len, ct_len));
-    let t = tag(h, &mut mask);
+    let t = tag(gh, &mut mask);
     let icv = range_mut(buf, &m.icv)?;
     icv.copy_from_slice(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?);
     Ok(())
@@ -193,14 +195,15 @@ fn open<C: BlockCipherEncrypt<BlockSize = U16>>(
     aad_prefix: &[u8],
 ) -> Result<(), CryptoError> {
     let (ctr, mut mask) = ctr_and_mask(c, nonce)?;
-    let mut h = PaddedHash::new(ghash.clone());
+    let mut gh = ghash.clone();
+    let mut h = PaddedHash::new(&mut gh);
     h.update(aad_prefix);
     h.update(range(buf, &m.aad)?);
     let aad_len = h.pad();
     h.update(range(buf, &m.payload)?);
     let ct_len = h.pad();
     h.block(len_block(aad_len, ct_len));
-    let mut t = tag(h, &mut mask);
+    let mut t = tag(gh, &mut mask);
     let icv = range(buf, &m.icv)?;
     let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
     // The expected tag is a valid forgery for this packet: do not leave it.
@@ -222,13 +225,14 @@ fn gmac<C: BlockCipherEncrypt<BlockSize = U16>>(
     aad_prefix: &[u8],
 ) -> Result<[u8; 16], CryptoError> {
     let (_, mut mask) = ctr_and_mask(c, nonce)?;
-    let mut h = PaddedHash::new(ghash.clone());
+    let mut gh = ghash.clone();
+    let mut h = PaddedHash::new(&mut gh);
     h.update(aad_prefix);
     h.update(range(buf, &m.aad)?);
     h.update(range(buf, &m.payload)?);
     let aad_len = h.pad();
     h.block(len_block(aad_len, 0));
-    Ok(tag(h, &mut mask))
+    Ok(tag(gh, &mut mask))
 }
 
 #[cfg(test)]

@@ -40,17 +40,24 @@ use cipher::BlockSizeUser;
 use cipher::typenum::Unsigned;
 
 /// A universal hash plus the partial block not yet absorbed.
-pub(crate) struct PaddedHash<U: BlockHash> {
-    uh: U,
+///
+/// It borrows the hash rather than owning it: Poly1305's AVX2 state is
+/// 576 bytes, and moving it into the wrapper and out again (for
+/// `UniversalHash::finalize`, which takes the hash by value) cost two
+/// `memcpy` calls per request, 5% of a 64-byte ChaCha20-Poly1305 request;
+/// borrowed, only the by-value `finalize` copies it. The caller finalizes
+/// the hash once the last [`PaddedHash::block`] is in.
+pub(crate) struct PaddedHash<'u, U: BlockHash> {
+    uh: &'u mut U,
     partial: [u8; 16],
     filled: usize,
     /// Bytes absorbed since the last [`PaddedHash::pad`] (for the length block).
     run_len: u64,
 }
 
-impl<U: BlockHash> PaddedHash<U> {
+impl<'u, U: BlockHash> PaddedHash<'u, U> {
     /// Wraps a keyed hash.
-    pub(crate) fn new(uh: U) -> Self {
+    pub(crate) fn new(uh: &'u mut U) -> Self {
         PaddedHash {
             uh,
             partial: [0; 16],
@@ -104,11 +111,6 @@ impl<U: BlockHash> PaddedHash<U> {
     /// Absorbs one whole block (the length block).
     pub(crate) fn block(&mut self, b: [u8; 16]) {
         self.uh.update(&[Array::from(b)]);
-    }
-
-    /// The hash value.
-    pub(crate) fn finalize(self) -> [u8; 16] {
-        self.uh.finalize().into()
     }
 }
 
