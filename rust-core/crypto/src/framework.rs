@@ -255,29 +255,50 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     && let Kind::Sync(engine) = &slot.kind
                     && !slot.down.load(Ordering::Relaxed)
                 {
-                    let Request {
-                        session,
-                        op,
-                        layout,
-                        pkt,
-                        ..
-                    } = &mut req;
-                    let state = session.0.candidates.get(ci).map(|c| &*c.state);
-                    if let Some(state) = state {
-                        let r = engine.process(state, *op, layout, pkt, &self.stats);
-                        CryptoStats::inc(&self.stats.requests);
-                        DriverStats::inc(&slot.stats.requests);
-                        req.tried = 1u32 << di;
-                        if r != Err(CryptoError::DriverFailure) {
-                            self.count_result(slot, &r);
-                            return Some(req.into_done(r));
-                        }
-                        self.note_error(slot);
+                    req.tried = 1u32 << di;
+                    if let Some(r) = self.run_on_engine(slot, &**engine, ci, &mut req) {
+                        return Some(req.into_done(r));
                     }
                 }
             }
         }
         self.dispatch_loop(req, now)
+    }
+
+    /// Runs `req` on synchronous `engine` (driver `slot`, candidate `ci`
+    /// of the request's session) and counts it. `Some(result)`: the request
+    /// completed; `None`: the engine failed it (counted) or holds no state
+    /// for the session, and another driver may be tried.
+    #[inline]
+    fn run_on_engine(
+        &self,
+        slot: &Slot<P, C>,
+        engine: &dyn Engine,
+        ci: usize,
+        req: &mut Request<P, C>,
+    ) -> Option<Result<(), CryptoError>> {
+        // Borrow the session's keyed state and the packet side by side (no
+        // reference-count traffic per request).
+        let Request {
+            session,
+            op,
+            layout,
+            pkt,
+            ..
+        } = req;
+        let state = session.0.candidates.get(ci).map(|c| &*c.state)?;
+        let r = engine.process(state, *op, layout, pkt, &self.stats);
+        // Counted once the engine returns (it completes before anyone could
+        // observe the request in between): the counter updates do not wait
+        // on the request's stores.
+        CryptoStats::inc(&self.stats.requests);
+        DriverStats::inc(&slot.stats.requests);
+        if r == Err(CryptoError::DriverFailure) {
+            self.note_error(slot);
+            return None;
+        }
+        self.count_result(slot, &r);
+        Some(r)
     }
 
     /// [`Framework::dispatch`] in general: picks (and rebinds) a driver,
@@ -295,33 +316,8 @@ impl<P: PacketBuf, C> Framework<P, C> {
             let slot = self.slots.get(di)?;
             match &slot.kind {
                 Kind::Sync(engine) => {
-                    // Borrow the session's keyed state and the packet side by
-                    // side (no reference-count traffic per request).
-                    let Request {
-                        session,
-                        op,
-                        layout,
-                        pkt,
-                        ..
-                    } = &mut req;
-                    let Some(state) = session.0.candidates.get(ci).map(|c| &*c.state) else {
-                        continue;
-                    };
-                    let r = engine.process(state, *op, layout, pkt, &self.stats);
-                    // Counted once the engine returns (it completes before
-                    // anyone could observe the request in between): the
-                    // counter updates do not wait on the request's stores.
-                    CryptoStats::inc(&self.stats.requests);
-                    DriverStats::inc(&slot.stats.requests);
-                    match r {
-                        Err(CryptoError::DriverFailure) => {
-                            self.note_error(slot);
-                            continue;
-                        }
-                        r => {
-                            self.count_result(slot, &r);
-                            return Some(req.into_done(r));
-                        }
+                    if let Some(r) = self.run_on_engine(slot, &**engine, ci, &mut req) {
+                        return Some(req.into_done(r));
                     }
                 }
                 Kind::Async(driver) => {

@@ -866,13 +866,17 @@ fn gcm_direct(
     let (aad_len, tag_len) = (aad.len as u64, icv_len as u64);
     let mut gctx = Ctx::<GCM_CTX_LEN>::new();
     let cp: *mut sys::gcm_context_data = gctx.as_mut_ptr();
+    // Encrypts the payload in place and writes the tag to `tag`.
+    let seal = |tag: *mut u8| {
+        // SAFETY: key data prepared for this session's code path; the AAD,
+        // the payload (encrypted in place) and the ICV lie in `buf` at the
+        // offsets checked above and do not overlap; the nonce is 12 bytes;
+        // `tag` is the ICV in `buf` or a local 16-byte buffer.
+        unsafe { (g.enc)(key, cp, data, data, len, nonce, base, aad_len, tag, tag_len) };
+    };
     Some(match op {
         Op::Encrypt => {
-            // SAFETY: key data prepared for this session's code path; the
-            // AAD, the payload (encrypted in place) and the ICV lie in
-            // `buf` at the offsets checked above and do not overlap; the
-            // nonce is 12 bytes.
-            unsafe { (g.enc)(key, cp, data, data, len, nonce, base, aad_len, icv, tag_len) };
+            seal(icv);
             Ok(())
         }
         Op::Decrypt => {
@@ -901,21 +905,7 @@ fn gcm_direct(
             } else {
                 // RFC 4303 § 3.4.4.1: a packet that fails is dropped as it
                 // came; restore the ciphertext (CTR is its own inverse).
-                // SAFETY: as for encryption; the tag goes to the local buffer.
-                unsafe {
-                    (g.enc)(
-                        key,
-                        cp,
-                        data,
-                        data,
-                        len,
-                        nonce,
-                        base,
-                        aad_len,
-                        tag.0.as_mut_ptr(),
-                        tag_len,
-                    )
-                };
+                seal(tag.0.as_mut_ptr());
                 Err(CryptoError::BadIcv)
             };
             wipe(&mut tag);
