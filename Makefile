@@ -83,14 +83,14 @@ test-interop-batch: deps
 BENCH_TUNABLES ?= glibc.malloc.hugetlb=1
 
 bench: deps
-	GLIBC_TUNABLES=$(BENCH_TUNABLES) $(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all
+	GLIBC_TUNABLES=$(BENCH_TUNABLES) $(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all --svg target/bench/crypto.svg
 
 # The demo's benchmark runs short loops (`--quick`, a few minutes, progress
 # per row); `make demo DEMO_ARGS=` runs the full-length crypto benchmark.
 DEMO_ARGS ?= --quick
 
 demo: deps
-	$(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- demo $(DEMO_ARGS)
+	$(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- demo --svg target/demo/crypto.svg $(DEMO_ARGS)
 
 # The harness's own tests first (seeds replay clean, every oracle fires),
 # then a short libFuzzer run of every target.

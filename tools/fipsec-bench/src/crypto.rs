@@ -48,7 +48,7 @@ use fipsec_crypto::{
 };
 use fipsec_ffi::accel::{self, EngineFactory};
 
-use crate::report::{Cell, Clock, ROUNDS, Table, ops_per_sec_interleaved};
+use crate::report::{BarChart, Cell, Clock, ROUNDS, Table, ops_per_sec_interleaved, write_file};
 
 /// The engines benchmarked, one column pair each: the accelerated engines
 /// of this build (IPsec-MB with feature `ipsec-mb`) and the portable
@@ -285,6 +285,7 @@ struct Opts {
     batch: usize,
     clock: Clock,
     csv: Option<String>,
+    svg: Option<String>,
     algs: Option<Vec<String>>,
     openssl: bool,
 }
@@ -297,6 +298,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         batch: accel::DIRECT_BUFFERS,
         clock: Clock::ThreadCpu,
         csv: None,
+        svg: None,
         algs: None,
         openssl: true,
     };
@@ -334,6 +336,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--wall" => o.clock = Clock::Wall,
             "--csv" => o.csv = Some(val("--csv")?),
+            "--svg" => o.svg = Some(val("--svg")?),
             "--algs" => {
                 o.algs = Some(
                     val("--algs")?
@@ -347,7 +350,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 return Err(
                     "usage: fipsec-bench crypto [--quick] [--seconds S] [--openssl-seconds N] \
                             [--sizes 64,512,1400] [--batch N] [--algs a,b] [--wall] [--no-openssl] \
-                            [--csv FILE]"
+                            [--csv FILE] [--svg FILE]"
                         .into(),
                 );
             }
@@ -698,6 +701,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     let total = algs.len() * o.sizes.len();
     let mut row_no = 0;
+    // The chart: per size, per algorithm, each engine's better framework
+    // path, the library direct and openssl.
+    let mut chart: Vec<(usize, String, Vec<Option<f64>>)> = Vec::new();
     for alg in &algs {
         for &size in &o.sizes {
             row_no += 1;
@@ -821,6 +827,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     r >= 0.5,
                 ));
             }
+            let mut bars: Vec<Option<f64>> = rows
+                .iter()
+                .map(|(_, r)| r.single.into_iter().chain(r.batch).reduce(f64::max))
+                .collect();
+            bars.extend([direct.map(|d| d.0), openssl]);
+            chart.push((size, alg.name.to_string(), bars));
             table.push(cells);
         }
     }
@@ -848,6 +860,32 @@ pub fn run(args: &[String]) -> Result<(), String> {
         for (what, ok) in &verdicts {
             println!("  {}  {what}", if *ok { "PASS" } else { "FAIL" });
         }
+    }
+    if let Some(path) = &o.svg {
+        let mut series: Vec<String> = engines
+            .iter()
+            .map(|e| format!("{} through the framework", e.name))
+            .collect();
+        series.extend(["IPsec-MB direct (ceiling)".into(), "openssl".into()]);
+        let chart = BarChart {
+            title: "fipsec-bench crypto: one core, encrypt direction".into(),
+            unit: "Gb/s of payload".into(),
+            series,
+            panels: o
+                .sizes
+                .iter()
+                .map(|&size| {
+                    let rows = chart
+                        .iter()
+                        .filter(|(s, _, _)| *s == size)
+                        .map(|(_, name, v)| (name.clone(), v.clone()))
+                        .collect();
+                    (format!("{size}-byte payloads"), rows)
+                })
+                .collect(),
+        };
+        write_file(path, &chart.svg())?;
+        println!("chart written to {path}");
     }
     if let Some(path) = &o.csv {
         std::fs::write(path, table.csv()).map_err(|e| format!("cannot write {path}: {e}"))?;

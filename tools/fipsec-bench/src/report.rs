@@ -215,3 +215,201 @@ pub fn ops_per_sec_interleaved(
         })
         .collect()
 }
+
+/// Writes `contents` to `path`, creating its directory.
+pub fn write_file(path: &str, contents: &str) -> Result<(), String> {
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {path}: {e}"))
+}
+
+/// A horizontal grouped bar chart on a logarithmic axis, written as SVG
+/// (throughputs here span three decades: 3DES to AES-GCM). One panel per
+/// entry of `panels` (e.g. a packet size), one group of bars per row (an
+/// algorithm), one bar per series (a driver or baseline), colours by series.
+#[derive(Debug, Clone, Default)]
+pub struct BarChart {
+    /// Title at the top.
+    pub title: String,
+    /// Axis unit, e.g. `Gb/s`.
+    pub unit: String,
+    /// Series names, in bar order.
+    pub series: Vec<String>,
+    /// Panels: a heading and its rows.
+    pub panels: Vec<(String, Vec<ChartRow>)>,
+}
+
+/// A row of a [`BarChart`]: its label and one value per series (`None`:
+/// not measured).
+pub type ChartRow = (String, Vec<Option<f64>>);
+
+/// Series colours (colour-blind-safe palette), reused in order.
+const COLOURS: [&str; 6] = [
+    "#0072b2", "#e69f00", "#009e73", "#7f7f7f", "#cc79a7", "#56b4e9",
+];
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl BarChart {
+    /// The chart as a standalone SVG document.
+    pub fn svg(&self) -> String {
+        const LABEL_W: f64 = 250.0;
+        const PLOT_W: f64 = 600.0;
+        const BAR_H: f64 = 9.0;
+        const GROUP_GAP: f64 = 7.0;
+        const PANEL_HEAD: f64 = 34.0;
+        const TOP: f64 = 50.0;
+        let values = || {
+            self.panels
+                .iter()
+                .flat_map(|(_, rows)| rows.iter())
+                .flat_map(|(_, v)| v.iter().flatten().copied())
+                .filter(|v| v.is_finite() && *v > 0.0)
+        };
+        let lo = values().fold(f64::INFINITY, f64::min);
+        let hi = values().fold(0.0, f64::max);
+        let (lo, hi) = if lo.is_finite() && hi > 0.0 {
+            (
+                10f64.powf(lo.log10().floor()),
+                10f64
+                    .powf(hi.log10().ceil())
+                    .max(10f64.powf(lo.log10().floor() + 1.0)),
+            )
+        } else {
+            (1.0, 10.0)
+        };
+        let x = |v: f64| {
+            let t = (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10());
+            LABEL_W + t.clamp(0.0, 1.0) * PLOT_W
+        };
+        let nseries = self.series.len().max(1) as f64;
+        let group_h = nseries * BAR_H + GROUP_GAP;
+        let mut body = String::new();
+        let mut y = TOP + 20.0;
+        for (heading, rows) in &self.panels {
+            let _ = writeln!(
+                body,
+                r#"<text x="{LABEL_W}" y="{:.1}" font-weight="bold">{}</text>"#,
+                y + 16.0,
+                xml_escape(heading)
+            );
+            let top = y + PANEL_HEAD - 8.0;
+            let bottom = top + rows.len() as f64 * group_h;
+            // Decade grid lines with their labels.
+            let mut d = lo;
+            while d <= hi * 1.0001 {
+                let gx = x(d);
+                let _ = writeln!(
+                    body,
+                    r##"<line x1="{gx:.1}" y1="{top:.1}" x2="{gx:.1}" y2="{bottom:.1}" stroke="#ddd"/><text x="{gx:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#666">{}</text>"##,
+                    bottom + 12.0,
+                    fmt_axis(d)
+                );
+                d *= 10.0;
+            }
+            y += PANEL_HEAD;
+            for (label, vals) in rows {
+                let _ = writeln!(
+                    body,
+                    r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
+                    LABEL_W - 6.0,
+                    y + nseries * BAR_H / 2.0 + 4.0,
+                    xml_escape(label)
+                );
+                for (i, v) in vals.iter().enumerate() {
+                    let by = y + i as f64 * BAR_H;
+                    let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("#000");
+                    match v {
+                        Some(v) if v.is_finite() && *v > 0.0 => {
+                            let w = (x(*v) - LABEL_W).max(1.0);
+                            let _ = writeln!(
+                                body,
+                                r#"<rect x="{LABEL_W}" y="{by:.1}" width="{w:.1}" height="{:.1}" fill="{colour}"><title>{}: {v:.2} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="8">{v:.2}</text>"#,
+                                BAR_H - 1.0,
+                                xml_escape(self.series.get(i).map_or("", String::as_str)),
+                                xml_escape(&self.unit),
+                                LABEL_W + w + 3.0,
+                                by + BAR_H - 2.0
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                y += group_h;
+            }
+            y += 24.0;
+        }
+        // Legend.
+        let mut legend = String::new();
+        let mut lx = LABEL_W;
+        for (i, name) in self.series.iter().enumerate() {
+            let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("#000");
+            let _ = write!(
+                legend,
+                r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{colour}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"#,
+                TOP - 8.0,
+                lx + 14.0,
+                TOP + 1.0,
+                xml_escape(name)
+            );
+            lx += 24.0 + 7.0 * name.chars().count() as f64;
+        }
+        let height = y + 10.0;
+        let width = (LABEL_W + PLOT_W + 60.0).max(lx + 10.0);
+        format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="#fff"/>
+<text x="{LABEL_W}" y="22" font-size="15" font-weight="bold">{}</text>
+<text x="{LABEL_W}" y="38" font-size="11" fill="#444">{} (logarithmic axis)</text>
+{legend}
+{body}</svg>
+"##,
+            xml_escape(&self.title),
+            xml_escape(&self.unit),
+        )
+    }
+}
+
+fn fmt_axis(v: f64) -> String {
+    if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        let digits = (-v.log10()).ceil().max(0.0) as usize;
+        format!("{v:.digits$}")
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn bar_chart_is_well_formed_and_escaped() {
+        let c = BarChart {
+            title: "a < b & c".into(),
+            unit: "Gb/s".into(),
+            series: vec!["x".into(), "y".into()],
+            panels: vec![(
+                "64 B".into(),
+                vec![
+                    ("gcm".into(), vec![Some(12.5), None]),
+                    ("3des".into(), vec![Some(0.05), Some(0.1)]),
+                ],
+            )],
+        };
+        let s = c.svg();
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert!(s.contains("a &lt; b &amp; c") && !s.contains("a < b"));
+        // Three bars with values, decades 0.01 .. 100 on the axis.
+        assert_eq!(s.matches("<rect x=\"250\"").count(), 3);
+        assert!(s.contains(">0.01<") && s.contains(">100<"));
+    }
+}
