@@ -747,7 +747,26 @@ impl<P: PacketBuf> Worker<P> {
     /// The engine loop: runs steps until a verdict or a pending request.
     /// A step that dispatched to a synchronous driver has already run its
     /// "after" half (so the completed request is not moved around again).
-    fn run(&mut self, now: Instant, mut next: Next<P>) -> Verdict<P> {
+    ///
+    /// The first step runs here, the rest in [`Worker::run_loop`]: the
+    /// common packet (one SA, one step after its crypto) never enters the
+    /// loop, whose moves of the step state cost more than the step.
+    #[inline(always)]
+    fn run(&mut self, now: Instant, next: Next<P>) -> Verdict<P> {
+        let next = match next {
+            Next::Verdict(v) => return v,
+            Next::Input(pkt, cont) => self.input_step(now, pkt, cont),
+            Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
+        };
+        match next {
+            Next::Verdict(v) => v,
+            next => self.run_loop(now, next),
+        }
+    }
+
+    /// The rest of [`Worker::run`].
+    #[inline(never)]
+    fn run_loop(&mut self, now: Instant, mut next: Next<P>) -> Verdict<P> {
         loop {
             next = match next {
                 Next::Verdict(v) => return v,
