@@ -368,17 +368,25 @@ pub struct Worker<P> {
     sa_tally: Option<SaTally>,
 }
 
-/// Per-SA counts not yet added to the SA's shared counters.
+/// Per-SA counts not yet added to the SA's shared counters and lifetime
+/// usage.
 struct SaTally {
     sa: SaRef,
     in_packets: u64,
     in_bytes: u64,
     out_packets: u64,
     out_bytes: u64,
+    /// Packets and bytes accounted against the lifetimes with
+    /// [`SecAssoc::account_later`].
+    life_packets: u64,
+    life_bytes: u64,
 }
 
 impl SaTally {
     fn add_to_sa(&self) {
+        self.sa
+            .lifetime()
+            .add_usage(self.life_packets, self.life_bytes);
         let c = &self.sa.counters;
         for (counter, n) in [
             (&c.in_packets, self.in_packets),
@@ -463,21 +471,7 @@ impl<P: PacketBuf> Worker<P> {
             }
             return;
         }
-        let t = match &mut self.sa_tally {
-            Some(t) if Arc::ptr_eq(&t.sa, sa) => t,
-            other => {
-                if let Some(old) = other.take() {
-                    old.add_to_sa();
-                }
-                other.insert(SaTally {
-                    sa: sa.clone(),
-                    in_packets: 0,
-                    in_bytes: 0,
-                    out_packets: 0,
-                    out_bytes: 0,
-                })
-            }
-        };
+        let t = self.tally(sa);
         if inbound {
             t.in_packets += 1;
             t.in_bytes = t.in_bytes.wrapping_add(bytes);
@@ -485,6 +479,29 @@ impl<P: PacketBuf> Worker<P> {
             t.out_packets += 1;
             t.out_bytes = t.out_bytes.wrapping_add(bytes);
         }
+    }
+
+    /// The batch's tally for `sa`: the current one, or a new one after the
+    /// current one (another SA's) has been added to its SA.
+    #[inline]
+    fn tally(&mut self, sa: &SaRef) -> &mut SaTally {
+        if !self
+            .sa_tally
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(&t.sa, sa))
+            && let Some(old) = self.sa_tally.take()
+        {
+            old.add_to_sa();
+        }
+        self.sa_tally.get_or_insert_with(|| SaTally {
+            sa: sa.clone(),
+            in_packets: 0,
+            in_bytes: 0,
+            out_packets: 0,
+            out_bytes: 0,
+            life_packets: 0,
+            life_bytes: 0,
+        })
     }
 
     /// The shared engine.
@@ -514,9 +531,27 @@ impl<P: PacketBuf> Worker<P> {
         self.drop_pkt(reason)
     }
 
-    /// Reports a lifetime verdict; true when the packet must be dropped.
-    pub(crate) fn lifetime(&self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
-        match sa.account(bytes as u64, now) {
+    /// Accounts a packet of `bytes` against `sa`'s lifetimes and reports
+    /// the verdict; true when the packet must be dropped. Within a batch,
+    /// while the SA has no byte or packet limit, the counts are tallied and
+    /// added once when the batch ends (or another SA is tallied).
+    #[inline]
+    pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
+        let later = if self.in_batch {
+            sa.account_later(now)
+        } else {
+            None
+        };
+        let verdict = match later {
+            Some(v) => {
+                let t = self.tally(sa);
+                t.life_packets += 1;
+                t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+                v
+            }
+            None => sa.account(bytes as u64, now),
+        };
+        match verdict {
             LifetimeVerdict::Ok => false,
             v @ LifetimeVerdict::SoftReached(_) => {
                 self.reader.report(sa, v);

@@ -631,7 +631,24 @@ impl SecAssoc {
     /// (`SecurityDb::lifetime_event`) so that it sends the EXPIRE.
     #[inline]
     pub fn account(&self, bytes: u64, now: Instant) -> LifetimeVerdict {
-        let v = self.lifetime.account(bytes, now);
+        self.lifetime_verdict(self.lifetime.account(bytes, now))
+    }
+
+    /// [`SecAssoc::account`] for a packet whose counts the caller adds
+    /// later ([`LifetimeState::account_later`], then
+    /// [`LifetimeState::add_usage`]); `None` when a byte or packet limit
+    /// is set and the packet must go through `account`.
+    #[inline]
+    pub fn account_later(&self, now: Instant) -> Option<LifetimeVerdict> {
+        self.lifetime
+            .account_later(now)
+            .map(|v| self.lifetime_verdict(v))
+    }
+
+    /// The state change a lifetime verdict makes: dead at the hard limit,
+    /// dying at the soft one.
+    #[inline]
+    fn lifetime_verdict(&self, v: LifetimeVerdict) -> LifetimeVerdict {
         match v {
             LifetimeVerdict::HardReached(_) => self.set_state(SaState::Dead),
             LifetimeVerdict::SoftReached(_) => {
