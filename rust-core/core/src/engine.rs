@@ -794,6 +794,10 @@ impl<P: PacketBuf> Worker<P> {
             Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
         };
         match next {
+            // Made afresh rather than moved out: only the tags are read
+            // (a whole-enum copy right after a step wrote just its tag
+            // stalls on the store buffer).
+            Next::Verdict(Verdict::Pending) => Verdict::Pending,
             Next::Verdict(v) => v,
             next => self.run_loop(now, next),
         }
