@@ -39,9 +39,8 @@ use crate::deflate::DeflateConfig;
 use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
-use crate::packet::{self, IpError, IpInfo};
+use crate::packet::{self, FlowKey, IpError, IpInfo};
 use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
-use crate::selector::PacketSelector;
 use crate::spd::{Direction, MAX_REQUESTS};
 use crate::stats::{DropCounters, DropReason};
 
@@ -403,7 +402,7 @@ impl SaTally {
 
 /// An output decision remembered within one batch.
 struct OutMemo {
-    sel: PacketSelector,
+    key: FlowKey,
     sas: [Option<SaRef>; MAX_REQUESTS],
     len: u8,
 }
@@ -411,7 +410,7 @@ struct OutMemo {
 /// An accepted inbound policy check remembered within one batch: the
 /// packet's selector and the SAs it came through.
 struct InMemo {
-    sel: PacketSelector,
+    key: FlowKey,
     sas: [Option<SaRef>; MAX_REQUESTS],
 }
 
@@ -579,10 +578,10 @@ impl<P: PacketBuf> Worker<P> {
                 return Verdict::Dropped(DropReason::IpOutMalformed);
             }
         };
-        let sel = packet::selector(&pkt, &info);
-        if let Some(cont) = self.out_memo_hit(&sel) {
+        if let Some(cont) = self.out_memo_hit(&pkt, &info) {
             return self.run(now, Next::Output(pkt, cont));
         }
+        let sel = packet::selector(&pkt, &info);
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
                 add_local(&self.stats.plain_out, 1);
@@ -597,8 +596,8 @@ impl<P: PacketBuf> Worker<P> {
                     len += 1;
                 }
                 if self.in_batch {
-                    self.out_memo = Some(OutMemo {
-                        sel,
+                    self.out_memo = FlowKey::of(&pkt, &info).map(|key| OutMemo {
+                        key,
                         sas: sas.clone(),
                         len,
                     });
@@ -750,11 +749,11 @@ impl<P: PacketBuf> Worker<P> {
         }
     }
 
-    /// The bundle remembered for `sel` in this batch, as a fresh
-    /// continuation, when every SA of it is still valid.
-    fn out_memo_hit(&self, sel: &PacketSelector) -> Option<Cont> {
+    /// The bundle remembered in this batch for the flow of `pkt`, as a
+    /// fresh continuation, when every SA of it is still valid.
+    fn out_memo_hit(&self, pkt: &P, info: &IpInfo) -> Option<Cont> {
         let m = self.out_memo.as_ref()?;
-        if m.sel != *sel || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
+        if !m.key.matches(pkt, info) || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
             return None;
         }
         Some(Cont {
@@ -885,13 +884,12 @@ impl<P: PacketBuf> Worker<P> {
             add_local(&self.stats.plain_in, 1);
         }
         if self.ipsec.config.check_inbound_policy {
-            let sel = packet::selector(&pkt, info);
             // The same flow through the same SAs as a packet of this batch
             // that passed: the same verdict (the SAs are compared by
             // identity; the memo holds references, so none can be freed
             // and its address reused while it is remembered).
             let hit = self.in_memo.as_ref().is_some_and(|m| {
-                m.sel == sel
+                m.key.matches(&pkt, info)
                     && m.sas.len() == cont.sas.len()
                     && m.sas
                         .iter()
@@ -903,6 +901,7 @@ impl<P: PacketBuf> Worker<P> {
                         })
             });
             if !hit {
+                let sel = packet::selector(&pkt, info);
                 let mut applied = [AppliedXform {
                     proto: SaProto::Esp,
                     mode: Mode::Any,
@@ -919,8 +918,8 @@ impl<P: PacketBuf> Worker<P> {
                     return self.drop_pkt(r);
                 }
                 if self.in_batch {
-                    self.in_memo = Some(InMemo {
-                        sel,
+                    self.in_memo = FlowKey::of(&pkt, info).map(|key| InMemo {
+                        key,
                         sas: cont.sas.clone(),
                     });
                 }
