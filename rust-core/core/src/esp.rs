@@ -250,7 +250,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         // RFC 4303 § 3.4.3: check before the ICV, commit only after it.
         let seq = match sa.replay() {
-            Some(r) => match r.lock().check(seq_lo) {
+            Some(r) => match r.check(seq_lo) {
                 Ok(s) => s,
                 Err(e) => return self.drop_on(sa, true, replay_reason(e)),
             },
@@ -318,7 +318,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
         if let Some(r) = sa.replay()
-            && let Err(e) = r.lock().commit(c.seq)
+            && let Err(e) = r.commit(c.seq)
         {
             return self.drop_on(sa, true, replay_reason(e));
         }

@@ -13,8 +13,10 @@
 //! * **data-path state** — the output sequence counter (lock-free atomic),
 //!   the lifetime usage (atomics, [`LifetimeState`]), per-SA counters
 //!   (relaxed atomics), and the receive [`ReplayWindow`] behind a per-SA
-//!   spin lock that only the *input* path takes. The output path takes no
-//!   lock at all.
+//!   spin lock that only the *input* path takes, for the commit after the
+//!   ICV (the check before crypto passes in-order numbers without it:
+//!   [`crate::replay::SharedReplay`]). The output path takes no lock at
+//!   all.
 //!
 //! A packet's "after" half (the crypto completion) holds its own `SaRef` and
 //! sees through [`SecAssoc::is_valid`] whether the SA died meanwhile
@@ -33,7 +35,7 @@ use fipsec_wire::{AddressFamily, SockaddrUnion};
 use zeroize::Zeroize;
 
 use crate::lifetime::{Lifetime, LifetimeState, LifetimeVerdict};
-use crate::replay::{InvalidWindowSize, ReplayWindow};
+use crate::replay::{InvalidWindowSize, ReplayWindow, SharedReplay};
 use crate::time::Instant;
 
 /// `sadb_sa_flags` bit: the sequence number may cycle (FreeBSD
@@ -472,7 +474,7 @@ pub struct SecAssoc {
     seq: AtomicU64,
     /// Per-SA counters.
     pub counters: SaCounters,
-    replay: Option<spin::Mutex<ReplayWindow>>,
+    replay: Option<SharedReplay>,
 }
 
 impl core::fmt::Debug for SecAssoc {
@@ -500,7 +502,7 @@ impl SecAssoc {
         let SaParams { config, soft, hard } = params;
         let replay = match config.replay_window {
             0 => None,
-            w => Some(spin::Mutex::new(ReplayWindow::new(w, config.esn())?)),
+            w => Some(SharedReplay::new(ReplayWindow::new(w, config.esn())?)),
         };
         Ok(SecAssoc {
             state: AtomicU8::new(state as u8),
@@ -660,9 +662,10 @@ impl SecAssoc {
     }
 
     /// The anti-replay window (None when anti-replay is off). The input
-    /// path locks it for `check` before crypto and again for `commit` after.
+    /// path calls `check` before crypto (lock-free for in-order numbers)
+    /// and `commit` after (under the SA's lock).
     #[inline]
-    pub fn replay(&self) -> Option<&spin::Mutex<ReplayWindow>> {
+    pub fn replay(&self) -> Option<&SharedReplay> {
         self.replay.as_ref()
     }
 
