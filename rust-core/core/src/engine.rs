@@ -365,7 +365,23 @@ pub struct Worker<P> {
     /// its shared counters once (at the batch's end or when another SA
     /// is counted) instead of two locked adds per packet.
     sa_tally: Option<SaTally>,
+    /// Within a batch: output sequence numbers taken for one SA at once
+    /// and not yet used (given back when the batch ends or another SA
+    /// needs numbers).
+    seq_block: Option<SeqBlock>,
 }
+
+/// `left` output sequence numbers of `sa` from `next` on, taken together
+/// ([`SecAssoc::take_seqs`]).
+struct SeqBlock {
+    sa: SaRef,
+    next: u64,
+    left: u64,
+}
+
+/// How many output sequence numbers a batch takes at once: one crypto
+/// chunk's worth.
+const SEQ_BLOCK: u64 = BATCH_CHUNK as u64;
 
 /// Per-SA counts not yet added to the SA's shared counters and lifetime
 /// usage.
@@ -455,6 +471,7 @@ impl<P: PacketBuf> Worker<P> {
             in_memo: None,
             in_sa_memo: None,
             sa_tally: None,
+            seq_block: None,
         }
     }
 
@@ -501,6 +518,44 @@ impl<P: PacketBuf> Worker<P> {
             life_packets: 0,
             life_bytes: 0,
         })
+    }
+
+    /// The next output sequence number of `sa` ([`SecAssoc::next_seq`]).
+    /// Within a batch the numbers come from a block taken for the SA at
+    /// once, in packet order all the same; a packet dropped after taking
+    /// its number leaves a gap, as it would have without the block.
+    #[inline]
+    pub(crate) fn next_seq(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
+        if !self.in_batch {
+            return sa.next_seq();
+        }
+        if let Some(b) = &mut self.seq_block
+            && b.left > 0
+            && Arc::ptr_eq(&b.sa, sa)
+        {
+            let seq = b.next;
+            // Past the last number only when none is left (then unused).
+            b.next = b.next.wrapping_add(1);
+            b.left -= 1;
+            return Ok(seq);
+        }
+        self.return_seqs();
+        let (first, n) = sa.take_seqs(SEQ_BLOCK)?;
+        self.seq_block = Some(SeqBlock {
+            sa: sa.clone(),
+            next: first.wrapping_add(1),
+            left: n.saturating_sub(1),
+        });
+        Ok(first)
+    }
+
+    /// Gives the unused numbers of the current block back to its SA.
+    fn return_seqs(&mut self) {
+        if let Some(b) = self.seq_block.take()
+            && b.left > 0
+        {
+            b.sa.return_seqs(b.next, b.next + (b.left - 1));
+        }
     }
 
     /// The shared engine.
@@ -705,6 +760,7 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(t) = self.sa_tally.take() {
             t.add_to_sa();
         }
+        self.return_seqs();
         self.out_memo = None;
         self.in_memo = None;
         self.in_sa_memo = None;

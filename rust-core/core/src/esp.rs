@@ -406,7 +406,7 @@ impl<P: PacketBuf> Worker<P> {
             Ok(p) => p,
             Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
         };
-        let Ok(seq) = sa.next_seq() else {
+        let Ok(seq) = self.next_seq(&sa) else {
             return self.drop_on(&sa, false, DropReason::EspOutSeqOverflow);
         };
         let payload_len = pkt.len().saturating_sub(skip);

@@ -716,6 +716,54 @@ impl SecAssoc {
         }
     }
 
+    /// Takes up to `n` consecutive output sequence numbers at once (one
+    /// atomic update for a batch's packets instead of one per packet):
+    /// returns the first and how many (at least one). The rules are those
+    /// of [`SecAssoc::next_seq`] for each number: a block never runs past
+    /// the limit (it is cut short there), and the next block starts at 1
+    /// only where cycling is allowed; otherwise the counter is exhausted
+    /// and [`SeqOverflow`] returned. Numbers of a block that are not sent
+    /// go back with [`SecAssoc::return_seqs`].
+    pub fn take_seqs(&self, n: u64) -> Result<(u64, u64), SeqOverflow> {
+        let limit = self.seq_limit();
+        let cycle = self.may_cycle();
+        let n = n.max(1);
+        let mut block = (0, 0);
+        self.seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                if cur < limit {
+                    let k = n.min(limit - cur);
+                    block = (cur + 1, k);
+                    Some(cur + k)
+                } else if cycle {
+                    let k = n.min(limit);
+                    block = (1, k);
+                    Some(k)
+                } else {
+                    None
+                }
+            })
+            .map(|_| block)
+            .map_err(|_| SeqOverflow)
+    }
+
+    /// Gives back the unsent numbers `next..=last` of a block from
+    /// [`SecAssoc::take_seqs`]: when no number after the block has been
+    /// taken since (the counter still reads `last`), the counter goes back
+    /// to `next - 1` and they are sent later; otherwise they stay unused —
+    /// a gap in the sequence, which the receiver's window allows (RFC 4303
+    /// § 3.4.3). Either way no number is ever sent twice (§ 3.3.3).
+    pub fn return_seqs(&self, next: u64, last: u64) {
+        if next <= last {
+            let _ = self.seq.compare_exchange(
+                last,
+                next.saturating_sub(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// Sets the output counter (tests, and PF_KEY SA migration).
     pub fn set_last_seq(&self, seq: u64) {
         self.seq.store(seq, Ordering::Relaxed);
@@ -786,6 +834,36 @@ mod test {
         assert_eq!(s.next_seq(), Ok(u64::from(u32::MAX)));
         assert_eq!(s.next_seq(), Err(SeqOverflow));
         assert_eq!(s.next_seq(), Err(SeqOverflow), "stays refused");
+    }
+
+    /// Blocks of sequence numbers follow RFC 4303 § 3.3.3 number by
+    /// number: from 1 up, cut short at the limit, refused after it unless
+    /// cycling is allowed (then from 1 again); unsent numbers given back
+    /// are sent next, unless numbers after them were taken meanwhile (a
+    /// gap, never a reuse).
+    #[test]
+    fn sequence_blocks_keep_the_counter_rules() {
+        let s = sa(0, 64);
+        assert_eq!(s.take_seqs(64), Ok((1, 64)));
+        s.return_seqs(11, 64);
+        assert_eq!(s.next_seq(), Ok(11));
+        assert_eq!(s.take_seqs(4), Ok((12, 4)));
+        // Taken past the block meanwhile: its unsent tail stays a gap.
+        assert_eq!(s.next_seq(), Ok(16));
+        s.return_seqs(14, 15);
+        assert_eq!(s.next_seq(), Ok(17));
+        s.set_last_seq(u64::from(u32::MAX) - 2);
+        assert_eq!(s.take_seqs(64), Ok((u64::from(u32::MAX) - 1, 2)));
+        assert_eq!(s.take_seqs(64), Err(SeqOverflow));
+        assert_eq!(s.next_seq(), Err(SeqOverflow));
+        for s in [sa(0, 0), sa(SADB_X_EXT_CYCSEQ, 64)] {
+            s.set_last_seq(u64::from(u32::MAX) - 1);
+            assert_eq!(s.take_seqs(8), Ok((u64::from(u32::MAX), 1)));
+            assert_eq!(s.take_seqs(8), Ok((1, 8)));
+        }
+        let s = sa(SADB_X_SAFLAGS_ESN, 64);
+        s.set_last_seq(u64::from(u32::MAX) - 1);
+        assert_eq!(s.take_seqs(3), Ok((u64::from(u32::MAX), 3)));
     }
 
     #[test]
