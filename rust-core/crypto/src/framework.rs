@@ -378,9 +378,24 @@ impl<P: PacketBuf, C> Framework<P, C> {
         }
         let mut route = [Route::Done; BATCH_CHUNK];
         let mut engines = 0u32;
+        // The choice for the previous request: a run of requests of one
+        // session (one SA's packets) is routed by one `pick` (the session
+        // is compared by identity; whatever `pick` changes — a rebinding —
+        // it changed for the first of the run already).
+        type Picked = Option<(usize, usize)>;
+        let mut last: Option<(*const SessionInner, u32, Picked)> = None;
         for (req, r) in chunk.iter_mut().zip(route.iter_mut()) {
             req.outcome = None;
-            match self.pick(&req.session, req.tried) {
+            let id = Arc::as_ptr(&req.session.0);
+            let picked = match last {
+                Some((s, t, p)) if s == id && t == req.tried => p,
+                _ => {
+                    let p = self.pick(&req.session, req.tried);
+                    last = Some((id, req.tried, p));
+                    p
+                }
+            };
+            match picked {
                 None => {
                     CryptoStats::inc(&self.stats.err_no_driver);
                     req.outcome = Some(Err(CryptoError::NoDriver));
