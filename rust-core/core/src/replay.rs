@@ -360,6 +360,11 @@ impl SharedReplay {
         }
     }
 
+    /// `T` as of the last release of the lock (no lock taken).
+    pub fn top(&self) -> u64 {
+        self.top.load(Ordering::Acquire)
+    }
+
     /// [`ReplayWindow::check`]: without the lock when `seq_lo` lies right
     /// of the window as last committed, under it otherwise.
     #[inline]
