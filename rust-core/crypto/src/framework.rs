@@ -325,9 +325,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
         now: Instant,
         out: &mut dyn FnMut(Done<P, C>),
     ) -> usize {
-        for chunk in reqs.chunks_mut(BATCH_CHUNK) {
-            self.run_chunk(chunk);
-        }
+        self.process_batch(reqs);
         // Hand out the completions; what did not complete goes through
         // `dispatch` (queued on an asynchronous driver, or retried after a
         // driver failure).
@@ -361,6 +359,22 @@ impl<P: PacketBuf, C> Framework<P, C> {
             }
         }
         delivered
+    }
+
+    /// The synchronous half of [`Framework::dispatch_batch`], for a caller
+    /// that hands out the completions itself: routes the requests and runs
+    /// those bound to synchronous engines ([`BATCH_CHUNK`] at a time, one
+    /// [`Engine::process_batch`] call per engine and chunk), with the same
+    /// driver choice and counters. Afterwards each request's
+    /// [`Request::outcome`] is its result where it completed, `None` where
+    /// it must go through [`Framework::dispatch`] (queued on an
+    /// asynchronous driver, or retried after a driver failure). The
+    /// requests stay where they are: the caller takes each apart once,
+    /// with no completion built in between.
+    pub fn process_batch(&self, reqs: &mut [Request<P, C>]) {
+        for chunk in reqs.chunks_mut(BATCH_CHUNK) {
+            self.run_chunk(chunk);
+        }
     }
 
     /// Routes up to [`BATCH_CHUNK`] requests and runs those bound to
