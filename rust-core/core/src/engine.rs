@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use fipsec_buf::{BufStats, BufStatsSnapshot, PacketBuf};
 use fipsec_crypto::framework::BATCH_CHUNK;
-use fipsec_crypto::{Done, Framework, Instant, Request};
+use fipsec_crypto::{CryptoError, Done, Framework, Instant, Request};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
@@ -686,7 +686,7 @@ impl<P: PacketBuf> Worker<P> {
 
     /// Resumes a request that completed asynchronously.
     pub fn complete(&mut self, now: Instant, done: Done<P, Cont>) -> Verdict<P> {
-        let next = self.after(now, done);
+        let next = self.after_done(now, done);
         self.run(now, next)
     }
 
@@ -777,15 +777,26 @@ impl<P: PacketBuf> Worker<P> {
         let mut reqs = core::mem::take(&mut self.deferred);
         let ipsec = self.ipsec.clone();
         let mut n = 0;
-        ipsec
-            .crypto
-            .dispatch_batch(&mut reqs, now, &mut |done| match self.complete(now, done) {
-                Verdict::Pending => {}
-                v => {
-                    n += 1;
-                    out(v);
+        // Framework::dispatch_batch, with the completions taken apart here:
+        // each request is moved once, straight into its "after" half.
+        ipsec.crypto.process_batch(&mut reqs);
+        for req in reqs.drain(..) {
+            let v = match req.outcome() {
+                Some(result) => {
+                    let Request { pkt, cont, .. } = req;
+                    let next = self.after(now, pkt, cont, result);
+                    self.run(now, next)
                 }
-            });
+                None => match ipsec.crypto.dispatch(req, now) {
+                    Some(done) => self.complete(now, done),
+                    None => Verdict::Pending,
+                },
+            };
+            if !matches!(v, Verdict::Pending) {
+                n += 1;
+                out(v);
+            }
+        }
         self.deferred = reqs;
         self.batching = batching;
         n
@@ -800,7 +811,7 @@ impl<P: PacketBuf> Worker<P> {
             return Next::Verdict(Verdict::Pending);
         }
         match self.ipsec.crypto.dispatch(req, now) {
-            Some(done) => self.after(now, done),
+            Some(done) => self.after_done(now, done),
             None => Next::Verdict(Verdict::Pending),
         }
     }
@@ -876,18 +887,34 @@ impl<P: PacketBuf> Worker<P> {
         match s {
             Started::Next(n) => n,
             Started::Dispatched(None) => Next::Verdict(Verdict::Pending),
-            Started::Dispatched(Some(done)) => self.after(now, done),
+            Started::Dispatched(Some(done)) => self.after_done(now, done),
         }
+    }
+
+    /// [`Worker::after`] on a completion from the framework (its session
+    /// reference is dropped here).
+    #[inline]
+    fn after_done(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
+        let Done {
+            pkt, cont, result, ..
+        } = done;
+        self.after(now, pkt, cont, result)
     }
 
     /// Dispatches the "after" half of whichever step completed.
     #[inline]
-    fn after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        match done.cont.step {
-            Step::EspIn(_) => self.esp_input_after(now, done),
-            Step::EspOut(_) => self.esp_output_after(now, done),
-            Step::AhIn(_) => self.ah_input_after(now, done),
-            Step::AhOut(_) => self.ah_output_after(now, done),
+    fn after(
+        &mut self,
+        now: Instant,
+        pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
+        match cont.step {
+            Step::EspIn(_) => self.esp_input_after(now, pkt, cont, result),
+            Step::EspOut(_) => self.esp_output_after(now, pkt, cont, result),
+            Step::AhIn(_) => self.ah_input_after(now, pkt, cont, result),
+            Step::AhOut(_) => self.ah_output_after(now, pkt, cont, result),
         }
     }
 

@@ -18,7 +18,7 @@
 
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::{
-    AeadAlg, CipherAlg, CryptoError, Done, InlineBytes, Instant, Layout, Op, Region, Request,
+    AeadAlg, CipherAlg, CryptoError, InlineBytes, Instant, Layout, Op, Region, Request,
     SessionParams, Transform,
 };
 use fipsec_wire::esp::{
@@ -297,13 +297,13 @@ impl<P: PacketBuf> Worker<P> {
 
     /// ESP input, "after" half.
     #[inline]
-    pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done {
-            mut pkt,
-            cont,
-            result,
-            ..
-        } = done;
+    pub(crate) fn esp_input_after(
+        &mut self,
+        now: Instant,
+        mut pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
         // The continuation's own reference, borrowed (no count traffic).
         let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspInBadHeader);
@@ -519,10 +519,13 @@ impl<P: PacketBuf> Worker<P> {
 
     /// ESP output, "after" half.
     #[inline]
-    pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done {
-            pkt, cont, result, ..
-        } = done;
+    pub(crate) fn esp_output_after(
+        &mut self,
+        _now: Instant,
+        pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
         let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspOutCryptoFailed);
         };
