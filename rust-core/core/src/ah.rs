@@ -79,7 +79,7 @@
 
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::{
-    AeadAlg, CryptoError, Done, InlineBytes, Instant, Layout, Op, Region, Request, SessionParams,
+    AeadAlg, CryptoError, InlineBytes, Instant, Layout, Op, Region, Request, SessionParams,
     Transform,
 };
 use fipsec_wire::ah::{self as wire_ah, icv_field_len};
@@ -505,7 +505,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         // RFC 4302 § 3.4.3: check before the ICV, commit only after it.
         let seq = match sa.replay() {
-            Some(r) => match r.lock().check(seq_lo) {
+            Some(r) => match r.check(seq_lo) {
                 Ok(s) => s,
                 Err(e) => return Started::Next(self.drop_on(&sa, true, replay_reason(e))),
             },
@@ -566,13 +566,13 @@ impl<P: PacketBuf> Worker<P> {
 
     /// AH input, "after" half: commit the replay window, restore the
     /// mutable fields, remove the AH header.
-    pub(crate) fn ah_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done {
-            mut pkt,
-            cont,
-            result,
-            ..
-        } = done;
+    pub(crate) fn ah_input_after(
+        &mut self,
+        now: Instant,
+        mut pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
         let (Step::AhIn(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
             return self.drop_pkt(DropReason::EngineContinuationInvalid);
         };
@@ -586,7 +586,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(&sa, true, DropReason::AhInSaNotValid);
         }
         if let Some(r) = sa.replay()
-            && let Err(e) = r.lock().commit(c.seq)
+            && let Err(e) = r.commit(c.seq)
         {
             return self.drop_on(&sa, true, replay_reason(e));
         }
@@ -697,13 +697,13 @@ impl<P: PacketBuf> Worker<P> {
 
     /// AH output, "after" half: ICV into the header, tail trimmed, mutable
     /// fields restored.
-    pub(crate) fn ah_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done {
-            mut pkt,
-            cont,
-            result,
-            ..
-        } = done;
+    pub(crate) fn ah_output_after(
+        &mut self,
+        _now: Instant,
+        mut pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
         let (Step::AhOut(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
             return self.drop_pkt(DropReason::EngineContinuationInvalid);
         };

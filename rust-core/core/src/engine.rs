@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use fipsec_buf::{BufStats, BufStatsSnapshot, PacketBuf};
 use fipsec_crypto::framework::BATCH_CHUNK;
-use fipsec_crypto::{Done, Framework, Instant, Request};
+use fipsec_crypto::{CryptoError, Done, Framework, Instant, Request};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
@@ -39,9 +39,8 @@ use crate::deflate::DeflateConfig;
 use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
-use crate::packet::{self, IpError, IpInfo};
+use crate::packet::{self, FlowKey, IpError, IpInfo};
 use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
-use crate::selector::PacketSelector;
 use crate::spd::{Direction, MAX_REQUESTS};
 use crate::stats::{DropCounters, DropReason};
 
@@ -366,19 +365,43 @@ pub struct Worker<P> {
     /// its shared counters once (at the batch's end or when another SA
     /// is counted) instead of two locked adds per packet.
     sa_tally: Option<SaTally>,
+    /// Within a batch: output sequence numbers taken for one SA at once
+    /// and not yet used (given back when the batch ends or another SA
+    /// needs numbers).
+    seq_block: Option<SeqBlock>,
 }
 
-/// Per-SA counts not yet added to the SA's shared counters.
+/// `left` output sequence numbers of `sa` from `next` on, taken together
+/// ([`SecAssoc::take_seqs`]).
+struct SeqBlock {
+    sa: SaRef,
+    next: u64,
+    left: u64,
+}
+
+/// How many output sequence numbers a batch takes at once: one crypto
+/// chunk's worth.
+const SEQ_BLOCK: u64 = BATCH_CHUNK as u64;
+
+/// Per-SA counts not yet added to the SA's shared counters and lifetime
+/// usage.
 struct SaTally {
     sa: SaRef,
     in_packets: u64,
     in_bytes: u64,
     out_packets: u64,
     out_bytes: u64,
+    /// Packets and bytes accounted against the lifetimes with
+    /// [`SecAssoc::account_later`].
+    life_packets: u64,
+    life_bytes: u64,
 }
 
 impl SaTally {
     fn add_to_sa(&self) {
+        self.sa
+            .lifetime()
+            .add_usage(self.life_packets, self.life_bytes);
         let c = &self.sa.counters;
         for (counter, n) in [
             (&c.in_packets, self.in_packets),
@@ -395,7 +418,7 @@ impl SaTally {
 
 /// An output decision remembered within one batch.
 struct OutMemo {
-    sel: PacketSelector,
+    key: FlowKey,
     sas: [Option<SaRef>; MAX_REQUESTS],
     len: u8,
 }
@@ -403,7 +426,7 @@ struct OutMemo {
 /// An accepted inbound policy check remembered within one batch: the
 /// packet's selector and the SAs it came through.
 struct InMemo {
-    sel: PacketSelector,
+    key: FlowKey,
     sas: [Option<SaRef>; MAX_REQUESTS],
 }
 
@@ -448,6 +471,7 @@ impl<P: PacketBuf> Worker<P> {
             in_memo: None,
             in_sa_memo: None,
             sa_tally: None,
+            seq_block: None,
         }
     }
 
@@ -463,27 +487,74 @@ impl<P: PacketBuf> Worker<P> {
             }
             return;
         }
-        let t = match &mut self.sa_tally {
-            Some(t) if Arc::ptr_eq(&t.sa, sa) => t,
-            other => {
-                if let Some(old) = other.take() {
-                    old.add_to_sa();
-                }
-                other.insert(SaTally {
-                    sa: sa.clone(),
-                    in_packets: 0,
-                    in_bytes: 0,
-                    out_packets: 0,
-                    out_bytes: 0,
-                })
-            }
-        };
+        let t = self.tally(sa);
         if inbound {
             t.in_packets += 1;
             t.in_bytes = t.in_bytes.wrapping_add(bytes);
         } else {
             t.out_packets += 1;
             t.out_bytes = t.out_bytes.wrapping_add(bytes);
+        }
+    }
+
+    /// The batch's tally for `sa`: the current one, or a new one after the
+    /// current one (another SA's) has been added to its SA.
+    #[inline]
+    fn tally(&mut self, sa: &SaRef) -> &mut SaTally {
+        if !self
+            .sa_tally
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(&t.sa, sa))
+            && let Some(old) = self.sa_tally.take()
+        {
+            old.add_to_sa();
+        }
+        self.sa_tally.get_or_insert_with(|| SaTally {
+            sa: sa.clone(),
+            in_packets: 0,
+            in_bytes: 0,
+            out_packets: 0,
+            out_bytes: 0,
+            life_packets: 0,
+            life_bytes: 0,
+        })
+    }
+
+    /// The next output sequence number of `sa` ([`SecAssoc::next_seq`]).
+    /// Within a batch the numbers come from a block taken for the SA at
+    /// once, in packet order all the same; a packet dropped after taking
+    /// its number leaves a gap, as it would have without the block.
+    #[inline]
+    pub(crate) fn next_seq(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
+        if !self.in_batch {
+            return sa.next_seq();
+        }
+        if let Some(b) = &mut self.seq_block
+            && b.left > 0
+            && Arc::ptr_eq(&b.sa, sa)
+        {
+            let seq = b.next;
+            // Past the last number only when none is left (then unused).
+            b.next = b.next.wrapping_add(1);
+            b.left -= 1;
+            return Ok(seq);
+        }
+        self.return_seqs();
+        let (first, n) = sa.take_seqs(SEQ_BLOCK)?;
+        self.seq_block = Some(SeqBlock {
+            sa: sa.clone(),
+            next: first.wrapping_add(1),
+            left: n.saturating_sub(1),
+        });
+        Ok(first)
+    }
+
+    /// Gives the unused numbers of the current block back to its SA.
+    fn return_seqs(&mut self) {
+        if let Some(b) = self.seq_block.take()
+            && b.left > 0
+        {
+            b.sa.return_seqs(b.next, b.next + (b.left - 1));
         }
     }
 
@@ -514,9 +585,27 @@ impl<P: PacketBuf> Worker<P> {
         self.drop_pkt(reason)
     }
 
-    /// Reports a lifetime verdict; true when the packet must be dropped.
-    pub(crate) fn lifetime(&self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
-        match sa.account(bytes as u64, now) {
+    /// Accounts a packet of `bytes` against `sa`'s lifetimes and reports
+    /// the verdict; true when the packet must be dropped. Within a batch,
+    /// while the SA has no byte or packet limit, the counts are tallied and
+    /// added once when the batch ends (or another SA is tallied).
+    #[inline]
+    pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
+        let later = if self.in_batch {
+            sa.account_later(now)
+        } else {
+            None
+        };
+        let verdict = match later {
+            Some(v) => {
+                let t = self.tally(sa);
+                t.life_packets += 1;
+                t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+                v
+            }
+            None => sa.account(bytes as u64, now),
+        };
+        match verdict {
             LifetimeVerdict::Ok => false,
             v @ LifetimeVerdict::SoftReached(_) => {
                 self.reader.report(sa, v);
@@ -544,10 +633,10 @@ impl<P: PacketBuf> Worker<P> {
                 return Verdict::Dropped(DropReason::IpOutMalformed);
             }
         };
-        let sel = packet::selector(&pkt, &info);
-        if let Some(cont) = self.out_memo_hit(&sel) {
+        if let Some(cont) = self.out_memo_hit(&pkt, &info) {
             return self.run(now, Next::Output(pkt, cont));
         }
+        let sel = packet::selector(&pkt, &info);
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
                 add_local(&self.stats.plain_out, 1);
@@ -562,8 +651,8 @@ impl<P: PacketBuf> Worker<P> {
                     len += 1;
                 }
                 if self.in_batch {
-                    self.out_memo = Some(OutMemo {
-                        sel,
+                    self.out_memo = FlowKey::of(&pkt, &info).map(|key| OutMemo {
+                        key,
                         sas: sas.clone(),
                         len,
                     });
@@ -597,7 +686,7 @@ impl<P: PacketBuf> Worker<P> {
 
     /// Resumes a request that completed asynchronously.
     pub fn complete(&mut self, now: Instant, done: Done<P, Cont>) -> Verdict<P> {
-        let next = self.after(now, done);
+        let next = self.after_done(now, done);
         self.run(now, next)
     }
 
@@ -671,6 +760,7 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(t) = self.sa_tally.take() {
             t.add_to_sa();
         }
+        self.return_seqs();
         self.out_memo = None;
         self.in_memo = None;
         self.in_sa_memo = None;
@@ -687,15 +777,26 @@ impl<P: PacketBuf> Worker<P> {
         let mut reqs = core::mem::take(&mut self.deferred);
         let ipsec = self.ipsec.clone();
         let mut n = 0;
-        ipsec
-            .crypto
-            .dispatch_batch(&mut reqs, now, &mut |done| match self.complete(now, done) {
-                Verdict::Pending => {}
-                v => {
-                    n += 1;
-                    out(v);
+        // Framework::dispatch_batch, with the completions taken apart here:
+        // each request is moved once, straight into its "after" half.
+        ipsec.crypto.process_batch(&mut reqs);
+        for req in reqs.drain(..) {
+            let v = match req.outcome() {
+                Some(result) => {
+                    let Request { pkt, cont, .. } = req;
+                    let next = self.after(now, pkt, cont, result);
+                    self.run(now, next)
                 }
-            });
+                None => match ipsec.crypto.dispatch(req, now) {
+                    Some(done) => self.complete(now, done),
+                    None => Verdict::Pending,
+                },
+            };
+            if !matches!(v, Verdict::Pending) {
+                n += 1;
+                out(v);
+            }
+        }
         self.deferred = reqs;
         self.batching = batching;
         n
@@ -710,16 +811,16 @@ impl<P: PacketBuf> Worker<P> {
             return Next::Verdict(Verdict::Pending);
         }
         match self.ipsec.crypto.dispatch(req, now) {
-            Some(done) => self.after(now, done),
+            Some(done) => self.after_done(now, done),
             None => Next::Verdict(Verdict::Pending),
         }
     }
 
-    /// The bundle remembered for `sel` in this batch, as a fresh
-    /// continuation, when every SA of it is still valid.
-    fn out_memo_hit(&self, sel: &PacketSelector) -> Option<Cont> {
+    /// The bundle remembered in this batch for the flow of `pkt`, as a
+    /// fresh continuation, when every SA of it is still valid.
+    fn out_memo_hit(&self, pkt: &P, info: &IpInfo) -> Option<Cont> {
         let m = self.out_memo.as_ref()?;
-        if m.sel != *sel || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
+        if !m.key.matches(pkt, info) || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
             return None;
         }
         Some(Cont {
@@ -747,7 +848,30 @@ impl<P: PacketBuf> Worker<P> {
     /// The engine loop: runs steps until a verdict or a pending request.
     /// A step that dispatched to a synchronous driver has already run its
     /// "after" half (so the completed request is not moved around again).
-    fn run(&mut self, now: Instant, mut next: Next<P>) -> Verdict<P> {
+    ///
+    /// The first step runs here, the rest in [`Worker::run_loop`]: the
+    /// common packet (one SA, one step after its crypto) never enters the
+    /// loop, whose moves of the step state cost more than the step.
+    #[inline(always)]
+    fn run(&mut self, now: Instant, next: Next<P>) -> Verdict<P> {
+        let next = match next {
+            Next::Verdict(v) => return v,
+            Next::Input(pkt, cont) => self.input_step(now, pkt, cont),
+            Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
+        };
+        match next {
+            // Made afresh rather than moved out: only the tags are read
+            // (a whole-enum copy right after a step wrote just its tag
+            // stalls on the store buffer).
+            Next::Verdict(Verdict::Pending) => Verdict::Pending,
+            Next::Verdict(v) => v,
+            next => self.run_loop(now, next),
+        }
+    }
+
+    /// The rest of [`Worker::run`].
+    #[inline(never)]
+    fn run_loop(&mut self, now: Instant, mut next: Next<P>) -> Verdict<P> {
         loop {
             next = match next {
                 Next::Verdict(v) => return v,
@@ -763,18 +887,34 @@ impl<P: PacketBuf> Worker<P> {
         match s {
             Started::Next(n) => n,
             Started::Dispatched(None) => Next::Verdict(Verdict::Pending),
-            Started::Dispatched(Some(done)) => self.after(now, done),
+            Started::Dispatched(Some(done)) => self.after_done(now, done),
         }
+    }
+
+    /// [`Worker::after`] on a completion from the framework (its session
+    /// reference is dropped here).
+    #[inline]
+    fn after_done(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
+        let Done {
+            pkt, cont, result, ..
+        } = done;
+        self.after(now, pkt, cont, result)
     }
 
     /// Dispatches the "after" half of whichever step completed.
     #[inline]
-    fn after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        match done.cont.step {
-            Step::EspIn(_) => self.esp_input_after(now, done),
-            Step::EspOut(_) => self.esp_output_after(now, done),
-            Step::AhIn(_) => self.ah_input_after(now, done),
-            Step::AhOut(_) => self.ah_output_after(now, done),
+    fn after(
+        &mut self,
+        now: Instant,
+        pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
+        match cont.step {
+            Step::EspIn(_) => self.esp_input_after(now, pkt, cont, result),
+            Step::EspOut(_) => self.esp_output_after(now, pkt, cont, result),
+            Step::AhIn(_) => self.ah_input_after(now, pkt, cont, result),
+            Step::AhOut(_) => self.ah_output_after(now, pkt, cont, result),
         }
     }
 
@@ -827,13 +967,12 @@ impl<P: PacketBuf> Worker<P> {
             add_local(&self.stats.plain_in, 1);
         }
         if self.ipsec.config.check_inbound_policy {
-            let sel = packet::selector(&pkt, info);
             // The same flow through the same SAs as a packet of this batch
             // that passed: the same verdict (the SAs are compared by
             // identity; the memo holds references, so none can be freed
             // and its address reused while it is remembered).
             let hit = self.in_memo.as_ref().is_some_and(|m| {
-                m.sel == sel
+                m.key.matches(&pkt, info)
                     && m.sas.len() == cont.sas.len()
                     && m.sas
                         .iter()
@@ -845,6 +984,7 @@ impl<P: PacketBuf> Worker<P> {
                         })
             });
             if !hit {
+                let sel = packet::selector(&pkt, info);
                 let mut applied = [AppliedXform {
                     proto: SaProto::Esp,
                     mode: Mode::Any,
@@ -861,8 +1001,8 @@ impl<P: PacketBuf> Worker<P> {
                     return self.drop_pkt(r);
                 }
                 if self.in_batch {
-                    self.in_memo = Some(InMemo {
-                        sel,
+                    self.in_memo = FlowKey::of(&pkt, info).map(|key| InMemo {
+                        key,
                         sas: cont.sas.clone(),
                     });
                 }

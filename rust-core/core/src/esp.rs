@@ -18,7 +18,7 @@
 
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::{
-    AeadAlg, CipherAlg, CryptoError, Done, InlineBytes, Instant, Layout, Op, Region, Request,
+    AeadAlg, CipherAlg, CryptoError, InlineBytes, Instant, Layout, Op, Region, Request,
     SessionParams, Transform,
 };
 use fipsec_wire::esp::{
@@ -250,7 +250,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         // RFC 4303 § 3.4.3: check before the ICV, commit only after it.
         let seq = match sa.replay() {
-            Some(r) => match r.lock().check(seq_lo) {
+            Some(r) => match r.check(seq_lo) {
                 Ok(s) => s,
                 Err(e) => return self.drop_on(sa, true, replay_reason(e)),
             },
@@ -297,13 +297,13 @@ impl<P: PacketBuf> Worker<P> {
 
     /// ESP input, "after" half.
     #[inline]
-    pub(crate) fn esp_input_after(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done {
-            mut pkt,
-            cont,
-            result,
-            ..
-        } = done;
+    pub(crate) fn esp_input_after(
+        &mut self,
+        now: Instant,
+        mut pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
         // The continuation's own reference, borrowed (no count traffic).
         let (Step::EspIn(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspInBadHeader);
@@ -318,7 +318,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
         if let Some(r) = sa.replay()
-            && let Err(e) = r.lock().commit(c.seq)
+            && let Err(e) = r.commit(c.seq)
         {
             return self.drop_on(sa, true, replay_reason(e));
         }
@@ -406,7 +406,7 @@ impl<P: PacketBuf> Worker<P> {
             Ok(p) => p,
             Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
         };
-        let Ok(seq) = sa.next_seq() else {
+        let Ok(seq) = self.next_seq(&sa) else {
             return self.drop_on(&sa, false, DropReason::EspOutSeqOverflow);
         };
         let payload_len = pkt.len().saturating_sub(skip);
@@ -519,10 +519,13 @@ impl<P: PacketBuf> Worker<P> {
 
     /// ESP output, "after" half.
     #[inline]
-    pub(crate) fn esp_output_after(&mut self, _now: Instant, done: Done<P, Cont>) -> Next<P> {
-        let Done {
-            pkt, cont, result, ..
-        } = done;
+    pub(crate) fn esp_output_after(
+        &mut self,
+        _now: Instant,
+        pkt: P,
+        cont: Cont,
+        result: Result<(), CryptoError>,
+    ) -> Next<P> {
         let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa()) else {
             return self.drop_pkt(DropReason::EspOutCryptoFailed);
         };

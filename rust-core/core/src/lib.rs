@@ -73,7 +73,7 @@ pub use engine::{
 pub use events::{Acquire, Event};
 pub use fipsec_crypto::time;
 pub use lifetime::{ExpireKind, Lifetime, LifetimeLimit, LifetimeVerdict};
-pub use replay::{ReplayError, ReplayWindow};
+pub use replay::{ReplayError, ReplayWindow, SharedReplay};
 pub use sa::{Mode, ReqId, SaConfig, SaIndex, SaParams, SaProto, SaRef, SaState, SecAssoc, Spi};
 pub use selector::{PacketSelector, Selector};
 pub use spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec, SecPolicy};

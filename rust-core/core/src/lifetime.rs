@@ -268,19 +268,7 @@ impl LifetimeState {
             .bytes
             .fetch_add(bytes, Ordering::Relaxed)
             .saturating_add(bytes);
-        let mut first = self.first_used.load(Ordering::Relaxed);
-        if first == 0 {
-            let mine = now.as_micros().saturating_add(1);
-            first = match self.first_used.compare_exchange(
-                0,
-                mine,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => mine,
-                Err(theirs) => theirs,
-            };
-        }
+        let first = self.mark_used(now);
         let usage = LifetimeCurrent {
             allocations,
             bytes: total,
@@ -288,6 +276,69 @@ impl LifetimeState {
             first_used: first.checked_sub(1).map(Instant::from_micros),
         };
         self.judge(&usage, now)
+    }
+
+    /// Records the first use (at `now` unless another packet was first);
+    /// returns the stored value (microseconds + 1).
+    #[inline]
+    fn mark_used(&self, now: Instant) -> u64 {
+        let first = self.first_used.load(Ordering::Relaxed);
+        if first != 0 {
+            return first;
+        }
+        let mine = now.as_micros().saturating_add(1);
+        match self
+            .first_used
+            .compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => mine,
+            Err(theirs) => theirs,
+        }
+    }
+
+    /// True when a byte or packet (allocation) limit is set that can still
+    /// fire: the hard one, or the soft one until it has fired.
+    #[inline]
+    fn counts_limited(&self) -> bool {
+        let counted = |l: &AtomicLifetime| {
+            l.bytes.load(Ordering::Relaxed) != 0 || l.allocations.load(Ordering::Relaxed) != 0
+        };
+        counted(&self.hard) || (!self.soft_fired.load(Ordering::Relaxed) && counted(&self.soft))
+    }
+
+    /// [`LifetimeState::account`] for a packet whose packet and byte counts
+    /// the caller adds later, together with others, through
+    /// [`LifetimeState::add_usage`] (a worker's tally, added at the end of
+    /// its batch: no locked add per packet). Possible only while no byte
+    /// or packet limit is set, so that the verdict cannot depend on the
+    /// counts not yet added: then the first use is recorded and the time
+    /// limits judged exactly as `account` does. Returns `None` otherwise;
+    /// the caller then uses `account`. A byte or packet limit set while
+    /// a batch is under way (`SADB_UPDATE`) sees that batch's counts when
+    /// the batch ends.
+    #[inline]
+    pub fn account_later(&self, now: Instant) -> Option<LifetimeVerdict> {
+        if self.counts_limited() {
+            return None;
+        }
+        let first = self.mark_used(now);
+        let usage = LifetimeCurrent {
+            allocations: self.allocations.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            added: self.added,
+            first_used: first.checked_sub(1).map(Instant::from_micros),
+        };
+        Some(self.judge(&usage, now))
+    }
+
+    /// Adds the counts of packets accounted with
+    /// [`LifetimeState::account_later`]: `packets` packets of `bytes` bytes
+    /// in all.
+    pub fn add_usage(&self, packets: u64, bytes: u64) {
+        if packets > 0 {
+            self.allocations.fetch_add(packets, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     /// True when accounting `packets` more packets of `bytes` bytes in all
@@ -328,19 +379,7 @@ impl LifetimeState {
         }
         let prev_allocations = self.allocations.fetch_add(n, Ordering::Relaxed);
         let prev_bytes = self.bytes.fetch_add(total, Ordering::Relaxed);
-        let mut first = self.first_used.load(Ordering::Relaxed);
-        if first == 0 {
-            let mine = now.as_micros().saturating_add(1);
-            first = match self.first_used.compare_exchange(
-                0,
-                mine,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => mine,
-                Err(theirs) => theirs,
-            };
-        }
+        let first = self.mark_used(now);
         let usage_at = |allocations: u64, bytes: u64| LifetimeCurrent {
             allocations,
             bytes,
@@ -439,6 +478,61 @@ mod test {
 
     fn secs(s: u64) -> Instant {
         Instant::from_secs(s)
+    }
+
+    /// `account_later` judges exactly as `account` while only time limits
+    /// are set (RFC 2367 § 2.3.3: add time counts from the SA's creation,
+    /// use time from its first use), declines once a byte or packet limit
+    /// can fire, and `add_usage` adds the deferred counts.
+    #[test]
+    fn account_later_only_without_count_limits() {
+        let hard = Lifetime {
+            use_time: Duration::from_secs(10),
+            ..Lifetime::UNLIMITED
+        };
+        let soft = Lifetime {
+            add_time: Duration::from_secs(5),
+            ..Lifetime::UNLIMITED
+        };
+        let l = LifetimeState::new(soft, hard, secs(0));
+        assert_eq!(l.account_later(secs(2)), Some(LifetimeVerdict::Ok));
+        assert_eq!(l.current().first_used, Some(secs(2)));
+        assert_eq!(
+            l.account_later(secs(5)),
+            Some(LifetimeVerdict::SoftReached(LifetimeLimit::AddTime))
+        );
+        assert_eq!(l.account_later(secs(11)), Some(LifetimeVerdict::Ok));
+        assert_eq!(
+            l.account_later(secs(12)),
+            Some(LifetimeVerdict::HardReached(LifetimeLimit::UseTime))
+        );
+        assert_eq!(l.current().allocations, 0);
+        l.add_usage(4, 1000);
+        let c = l.current();
+        assert_eq!((c.allocations, c.bytes), (4, 1000));
+
+        // A byte limit (hard) or a packet limit (soft, not yet fired):
+        // every packet must be counted as it goes.
+        let bytes = Lifetime {
+            bytes: 100,
+            ..Lifetime::UNLIMITED
+        };
+        let l = LifetimeState::new(Lifetime::UNLIMITED, bytes, secs(0));
+        assert_eq!(l.account_later(secs(1)), None);
+        let packets = Lifetime {
+            allocations: 2,
+            ..Lifetime::UNLIMITED
+        };
+        let l = LifetimeState::new(packets, Lifetime::UNLIMITED, secs(0));
+        assert_eq!(l.account_later(secs(1)), None);
+        assert_eq!(l.account(1, secs(1)), LifetimeVerdict::Ok);
+        assert_eq!(l.account(1, secs(1)), LifetimeVerdict::Ok);
+        assert_eq!(
+            l.account(1, secs(1)),
+            LifetimeVerdict::SoftReached(LifetimeLimit::Allocations)
+        );
+        // The soft packet limit has fired and cannot fire again.
+        assert_eq!(l.account_later(secs(1)), Some(LifetimeVerdict::Ok));
     }
 
     #[test]

@@ -314,6 +314,96 @@ pub fn selector<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> PacketSelector
     PacketSelector::new(info.src.with_port(sport), info.dst.with_port(dport), proto)
 }
 
+/// The bytes of a packet that its [`selector`] is made of, as they lie in
+/// the packet: the address pair of the IP header, the upper-layer protocol
+/// and the port (or ICMP type/code) bytes. Two packets with equal keys
+/// have equal selectors. The batch memos compare a packet with the key of
+/// an earlier one in place ([`FlowKey::matches`]), reading the packet's own
+/// bytes instead of building its selector first: building one writes it
+/// field by field, and comparing it right after with wide loads stalls on
+/// the store buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowKey {
+    version: IpVersion,
+    proto: u8,
+    /// Source then destination address: 8 bytes (IPv4) or 32 (IPv6).
+    addrs: [u8; 32],
+    /// Port bytes: 4 (TCP, UDP, SCTP), 2 (ICMP type and code) or none.
+    ports: [u8; 4],
+}
+
+/// Where a packet's addresses lie (offset, length) and how many port bytes
+/// its selector reads at `info.offset`. `None` for fragments (whose
+/// selector depends on the fragment offset too), never keyed.
+#[inline]
+fn flow_key_shape(info: &IpInfo) -> Option<(usize, usize, usize)> {
+    if info.fragment {
+        return None;
+    }
+    let (at, len) = match info.version {
+        // RFC 791 § 3.1: Source Address at 12, Destination Address at 16.
+        IpVersion::V4 => (12, 8),
+        // RFC 8200 § 3: Source Address at 8, Destination Address at 24.
+        IpVersion::V6 => (8, 32),
+    };
+    let ports = match info.proto {
+        IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Unknown(132) => 4,
+        IpProtocol::Icmp | IpProtocol::Icmpv6 => 2,
+        _ => 0,
+    };
+    Some((at, len, ports))
+}
+
+impl FlowKey {
+    /// The key of a parsed packet; `None` for a fragment or a packet too
+    /// short for its port bytes (its selector is then not remembered).
+    pub fn of<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> Option<FlowKey> {
+        let (at, len, nports) = flow_key_shape(info)?;
+        let mut key = FlowKey {
+            version: info.version,
+            proto: u8::from(info.proto),
+            addrs: [0; 32],
+            ports: [0; 4],
+        };
+        pkt.copy_out(at, key.addrs.get_mut(..len)?).ok()?;
+        pkt.copy_out(info.offset, key.ports.get_mut(..nports)?)
+            .ok()?;
+        Some(key)
+    }
+
+    /// `pkt` (parsed as `info`) has this key, compared in place; false
+    /// also when its bytes are not contiguous (the caller then builds the
+    /// selector).
+    #[inline]
+    pub fn matches<P: PacketBuf + ?Sized>(&self, pkt: &P, info: &IpInfo) -> bool {
+        let Some((at, len, nports)) = flow_key_shape(info) else {
+            return false;
+        };
+        if self.version != info.version || self.proto != u8::from(info.proto) {
+            return false;
+        }
+        // Fixed-size comparisons (inline, no library call).
+        fn same<const N: usize>(bytes: Option<&[u8]>, mine: &[u8]) -> bool {
+            match (bytes, mine.first_chunk::<N>()) {
+                (Some(b), Some(m)) => <&[u8; N]>::try_from(b).is_ok_and(|b| b == m),
+                _ => false,
+            }
+        }
+        let addrs = pkt.peek(at, len);
+        let addrs_match = if len == 8 {
+            same::<8>(addrs, &self.addrs)
+        } else {
+            same::<32>(addrs, &self.addrs)
+        };
+        addrs_match
+            && match nports {
+                4 => same::<4>(pkt.peek(info.offset, 4), &self.ports),
+                2 => same::<2>(pkt.peek(info.offset, 2), &self.ports),
+                _ => true,
+            }
+    }
+}
+
 fn fragment_has_no_ports<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> bool {
     if info.version == IpVersion::V4 {
         let mut fo = [0u8; 2];
@@ -551,6 +641,77 @@ mod test {
         set_next_header_and_length(&mut s, IpVersion::V6, 6, IpProtocol::Esp).unwrap();
         assert_eq!(s.bytes()[6], 50);
         assert_eq!(&s.bytes()[4..6], &[0, 40]);
+    }
+
+    /// A flow key matches another packet exactly when the two selectors
+    /// are equal (RFC 4301 § 4.4.1.1: addresses, next layer protocol and
+    /// its ports, ICMP type and code), on the scapy header above with one
+    /// field changed at a time; fragments and split bytes are never
+    /// matched in place.
+    #[test]
+    fn flow_key_matches_exactly_when_the_selectors_do() {
+        let base = packet();
+        let with = |at: usize, v: u8| {
+            let mut p = base.clone();
+            p[at] = v;
+            p
+        };
+        let gre = |port_byte: u8| {
+            let mut p = with(9, 47);
+            p[21] = port_byte;
+            p
+        };
+        let variants = [
+            base.clone(),
+            with(23, 0x01), // destination port
+            with(20, 0x01), // source port
+            with(15, 0x02), // source address
+            with(19, 0x02), // destination address
+            with(9, 6),     // TCP: same port bytes
+            with(9, 1),     // ICMP: type and code are bytes 20 and 21
+            gre(0x01),      // GRE: no ports in the selector...
+            gre(0x02),      // ...so these two have equal selectors
+        ];
+        let parsed: Vec<(SliceBuf, IpInfo)> = variants
+            .iter()
+            .map(|v| {
+                let mut b = SliceBuf::from_slice(v).unwrap();
+                let i = parse(&mut b, false).unwrap();
+                (b, i)
+            })
+            .collect();
+        for (a, ia) in &parsed {
+            let key = FlowKey::of(a, ia).unwrap();
+            for (b, ib) in &parsed {
+                assert_eq!(
+                    key.matches(b, ib),
+                    selector(a, ia) == selector(b, ib),
+                    "{:x?} vs {:x?}",
+                    a.bytes(),
+                    b.bytes()
+                );
+            }
+        }
+        let (g1, i1) = &parsed[7];
+        let (g2, i2) = &parsed[8];
+        assert!(FlowKey::of(g1, i1).unwrap().matches(g2, i2));
+        let (b0, i0) = &parsed[0];
+        let (b1, i1) = &parsed[1];
+        assert!(!FlowKey::of(b0, i0).unwrap().matches(b1, i1));
+
+        // A fragment (MF set) is neither keyed nor matched.
+        let mut f = SliceBuf::from_slice(&with(6, 0x60)).unwrap();
+        let fi = parse(&mut f, false).unwrap();
+        assert!(fi.fragment);
+        assert_eq!(FlowKey::of(&f, &fi), None);
+        assert!(!FlowKey::of(b0, i0).unwrap().matches(&f, &fi));
+
+        // Addresses split across two segments: keyed (copied), not matched
+        // in place (the caller builds the selector instead).
+        let mut c = Chain::build(&base, &[SegSpec::inline(14), SegSpec::inline(50)]).unwrap();
+        let ci = parse(&mut c, false).unwrap();
+        assert_eq!(FlowKey::of(&c, &ci), FlowKey::of(b0, i0));
+        assert!(!FlowKey::of(b0, i0).unwrap().matches(&c, &ci));
     }
 
     #[test]

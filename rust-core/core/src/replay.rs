@@ -48,6 +48,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The smallest window [`ReplayWindow::new`] accepts (packets).
 pub const MIN_WINDOW: u32 = 32;
@@ -197,36 +198,7 @@ impl ReplayWindow {
 
     /// RFC 4303 Appendix A2.1: the high-order bits for `seq_lo`.
     fn infer(&self, seq_lo: u32) -> Result<u64, ReplayError> {
-        if !self.esn {
-            return Ok(u64::from(seq_lo));
-        }
-        let th = (self.top >> 32) as u32;
-        let tl = self.top as u32;
-        let w = self.window;
-        // Bl = Tl - W + 1, modulo 2^32 in case B.
-        let bl = tl.wrapping_sub(w).wrapping_add(1);
-        let seq_hi = if tl >= w - 1 {
-            // Case A: the window lies within one subspace.
-            if seq_lo >= bl {
-                Some(th)
-            } else {
-                th.checked_add(1)
-            }
-        } else {
-            // Case B: the window spans subspaces Th - 1 and Th. Before
-            // subspace 0 there is nothing: such a number is too old.
-            if seq_lo >= bl {
-                th.checked_sub(1)
-            } else {
-                Some(th)
-            }
-        };
-        match seq_hi {
-            Some(hi) => Ok((u64::from(hi) << 32) | u64::from(seq_lo)),
-            // Th + 1 beyond 2^32 - 1 cannot be reached by any sender
-            // (§ 3.3.3 forbids cycling the 64-bit counter).
-            None => Err(ReplayError::TooOld),
-        }
+        infer(self.top, self.window, self.esn, seq_lo)
     }
 
     /// The window rule on a full sequence number.
@@ -267,6 +239,147 @@ impl ReplayWindow {
         let block = ((seq >> BLOCK_SHIFT) & self.block_mask) as usize;
         let bit = 1u64 << (seq & (BLOCK_BITS - 1));
         (block, bit)
+    }
+}
+
+/// RFC 4303 Appendix A2.1: the full sequence number of `seq_lo` for a
+/// window of `w` packets whose highest number is `top` (`seq_lo` itself
+/// without ESN).
+#[inline]
+fn infer(top: u64, w: u32, esn: bool, seq_lo: u32) -> Result<u64, ReplayError> {
+    if !esn {
+        return Ok(u64::from(seq_lo));
+    }
+    let th = (top >> 32) as u32;
+    let tl = top as u32;
+
+    // Bl = Tl - W + 1, modulo 2^32 in case B.
+    let bl = tl.wrapping_sub(w).wrapping_add(1);
+    let seq_hi = if tl >= w - 1 {
+        // Case A: the window lies within one subspace.
+        if seq_lo >= bl {
+            Some(th)
+        } else {
+            th.checked_add(1)
+        }
+    } else {
+        // Case B: the window spans subspaces Th - 1 and Th. Before
+        // subspace 0 there is nothing: such a number is too old.
+        if seq_lo >= bl {
+            th.checked_sub(1)
+        } else {
+            Some(th)
+        }
+    };
+    match seq_hi {
+        Some(hi) => Ok((u64::from(hi) << 32) | u64::from(seq_lo)),
+        // Th + 1 beyond 2^32 - 1 cannot be reached by any sender
+        // (§ 3.3.3 forbids cycling the 64-bit counter).
+        None => Err(ReplayError::TooOld),
+    }
+}
+
+/// A [`ReplayWindow`] shared by the workers: behind a per-SA lock, with
+/// `T` (its highest committed number) mirrored outside the lock so that the
+/// check before crypto takes no lock in the common case. A number right of
+/// the window as last committed (`S > T`: in-order traffic) passes the
+/// check without the lock; anything else is checked under it. The mirror
+/// is written under the lock whenever the window is released
+/// ([`ReplayGuard`]), so it is never ahead of the window; a commit by
+/// another worker after it was read is what the commit's own check (after
+/// the ICV, under the lock) is for, exactly as when the check took the lock
+/// and released it before crypto.
+pub struct SharedReplay {
+    /// `T` as of the last release of the lock.
+    top: AtomicU64,
+    /// `W`, fixed for the window's life.
+    window: u32,
+    /// ESN, fixed for the window's life.
+    esn: bool,
+    lock: spin::Mutex<ReplayWindow>,
+}
+
+impl core::fmt::Debug for SharedReplay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedReplay")
+            .field("top", &self.top.load(Ordering::Relaxed))
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The window of a [`SharedReplay`], locked; releasing it publishes `T`.
+pub struct ReplayGuard<'a> {
+    top: &'a AtomicU64,
+    window: spin::MutexGuard<'a, ReplayWindow>,
+}
+
+impl core::fmt::Debug for ReplayGuard<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.window.fmt(f)
+    }
+}
+
+impl core::ops::Deref for ReplayGuard<'_> {
+    type Target = ReplayWindow;
+    fn deref(&self) -> &ReplayWindow {
+        &self.window
+    }
+}
+
+impl core::ops::DerefMut for ReplayGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ReplayWindow {
+        &mut self.window
+    }
+}
+
+impl Drop for ReplayGuard<'_> {
+    fn drop(&mut self) {
+        // Still under the lock (the guard field is released after this).
+        self.top.store(self.window.top(), Ordering::Release);
+    }
+}
+
+impl SharedReplay {
+    /// Shares `window`.
+    pub fn new(window: ReplayWindow) -> SharedReplay {
+        SharedReplay {
+            top: AtomicU64::new(window.top()),
+            window: window.window(),
+            esn: window.esn(),
+            lock: spin::Mutex::new(window),
+        }
+    }
+
+    /// Locks the window (any change made through the guard is published
+    /// to the lock-free check when it is released).
+    pub fn lock(&self) -> ReplayGuard<'_> {
+        ReplayGuard {
+            top: &self.top,
+            window: self.lock.lock(),
+        }
+    }
+
+    /// `T` as of the last release of the lock (no lock taken).
+    pub fn top(&self) -> u64 {
+        self.top.load(Ordering::Acquire)
+    }
+
+    /// [`ReplayWindow::check`]: without the lock when `seq_lo` lies right
+    /// of the window as last committed, under it otherwise.
+    #[inline]
+    pub fn check(&self, seq_lo: u32) -> Result<u64, ReplayError> {
+        let top = self.top.load(Ordering::Acquire);
+        match infer(top, self.window, self.esn, seq_lo) {
+            Ok(seq) if seq > top => Ok(seq),
+            _ => self.lock.lock().check(seq_lo),
+        }
+    }
+
+    /// [`ReplayWindow::commit`] under the lock.
+    #[inline]
+    pub fn commit(&self, seq: u64) -> Result<(), ReplayError> {
+        self.lock().commit(seq)
     }
 }
 
@@ -347,6 +460,40 @@ mod test {
     }
 
     const SIZES: [u32; 5] = [32, 64, 1024, 4096, 65536];
+
+    /// The shared window decides as the plain one on the same sequence of
+    /// checks and commits (RFC 4303 § 3.4.3: right of the window accepted,
+    /// inside it once, left of it never; Appendix A2.1 for ESN across a
+    /// subspace boundary), whether a check takes the lock-free path or
+    /// not; a window moved through `lock()` (as a configuration restoring
+    /// `T` does) is seen by the lock-free check at once.
+    #[test]
+    fn shared_window_decides_as_the_plain_one() {
+        for esn in [false, true] {
+            let plain = core::cell::RefCell::new(ReplayWindow::new(32, esn).unwrap());
+            let shared = SharedReplay::new(ReplayWindow::new(32, esn).unwrap());
+            let start: u64 = if esn { (1 << 32) - 40 } else { 1 };
+            let mut steps: Vec<u64> = (start..start + 100).collect();
+            // Duplicates, an old one, one far ahead and back inside.
+            steps.extend([start + 99, start + 50, start + 10, start + 200, start + 190]);
+            steps.extend([start + 190, start + 150, start + 201]);
+            for s in steps {
+                let lo = s as u32;
+                let a = plain.borrow().check(lo);
+                let b = shared.check(lo);
+                assert_eq!(a, b, "esn {esn} check {s}");
+                if let Ok(full) = a {
+                    let ca = plain.borrow_mut().commit(full);
+                    assert_eq!(ca, shared.commit(full), "esn {esn} commit {s}");
+                }
+            }
+        }
+        let shared = SharedReplay::new(ReplayWindow::new(32, false).unwrap());
+        shared.lock().commit(100).unwrap();
+        assert_eq!(shared.check(50), Err(ReplayError::TooOld));
+        assert_eq!(shared.check(100), Err(ReplayError::Duplicate));
+        assert_eq!(shared.check(101), Ok(101));
+    }
 
     #[test]
     fn rejects_bad_sizes() {

@@ -13,8 +13,10 @@
 //! * **data-path state** — the output sequence counter (lock-free atomic),
 //!   the lifetime usage (atomics, [`LifetimeState`]), per-SA counters
 //!   (relaxed atomics), and the receive [`ReplayWindow`] behind a per-SA
-//!   spin lock that only the *input* path takes. The output path takes no
-//!   lock at all.
+//!   spin lock that only the *input* path takes, for the commit after the
+//!   ICV (the check before crypto passes in-order numbers without it:
+//!   [`crate::replay::SharedReplay`]). The output path takes no lock at
+//!   all.
 //!
 //! A packet's "after" half (the crypto completion) holds its own `SaRef` and
 //! sees through [`SecAssoc::is_valid`] whether the SA died meanwhile
@@ -33,7 +35,7 @@ use fipsec_wire::{AddressFamily, SockaddrUnion};
 use zeroize::Zeroize;
 
 use crate::lifetime::{Lifetime, LifetimeState, LifetimeVerdict};
-use crate::replay::{InvalidWindowSize, ReplayWindow};
+use crate::replay::{InvalidWindowSize, ReplayWindow, SharedReplay};
 use crate::time::Instant;
 
 /// `sadb_sa_flags` bit: the sequence number may cycle (FreeBSD
@@ -472,7 +474,7 @@ pub struct SecAssoc {
     seq: AtomicU64,
     /// Per-SA counters.
     pub counters: SaCounters,
-    replay: Option<spin::Mutex<ReplayWindow>>,
+    replay: Option<SharedReplay>,
 }
 
 impl core::fmt::Debug for SecAssoc {
@@ -500,7 +502,7 @@ impl SecAssoc {
         let SaParams { config, soft, hard } = params;
         let replay = match config.replay_window {
             0 => None,
-            w => Some(spin::Mutex::new(ReplayWindow::new(w, config.esn())?)),
+            w => Some(SharedReplay::new(ReplayWindow::new(w, config.esn())?)),
         };
         Ok(SecAssoc {
             state: AtomicU8::new(state as u8),
@@ -631,7 +633,24 @@ impl SecAssoc {
     /// (`SecurityDb::lifetime_event`) so that it sends the EXPIRE.
     #[inline]
     pub fn account(&self, bytes: u64, now: Instant) -> LifetimeVerdict {
-        let v = self.lifetime.account(bytes, now);
+        self.lifetime_verdict(self.lifetime.account(bytes, now))
+    }
+
+    /// [`SecAssoc::account`] for a packet whose counts the caller adds
+    /// later ([`LifetimeState::account_later`], then
+    /// [`LifetimeState::add_usage`]); `None` when a byte or packet limit
+    /// is set and the packet must go through `account`.
+    #[inline]
+    pub fn account_later(&self, now: Instant) -> Option<LifetimeVerdict> {
+        self.lifetime
+            .account_later(now)
+            .map(|v| self.lifetime_verdict(v))
+    }
+
+    /// The state change a lifetime verdict makes: dead at the hard limit,
+    /// dying at the soft one.
+    #[inline]
+    fn lifetime_verdict(&self, v: LifetimeVerdict) -> LifetimeVerdict {
         match v {
             LifetimeVerdict::HardReached(_) => self.set_state(SaState::Dead),
             LifetimeVerdict::SoftReached(_) => {
@@ -643,9 +662,10 @@ impl SecAssoc {
     }
 
     /// The anti-replay window (None when anti-replay is off). The input
-    /// path locks it for `check` before crypto and again for `commit` after.
+    /// path calls `check` before crypto (lock-free for in-order numbers)
+    /// and `commit` after (under the SA's lock).
     #[inline]
-    pub fn replay(&self) -> Option<&spin::Mutex<ReplayWindow>> {
+    pub fn replay(&self) -> Option<&SharedReplay> {
         self.replay.as_ref()
     }
 
@@ -693,6 +713,54 @@ impl SecAssoc {
             Ok(p) if p < limit => Ok(p + 1),
             Ok(_) => Ok(1),
             Err(_) => Err(SeqOverflow),
+        }
+    }
+
+    /// Takes up to `n` consecutive output sequence numbers at once (one
+    /// atomic update for a batch's packets instead of one per packet):
+    /// returns the first and how many (at least one). The rules are those
+    /// of [`SecAssoc::next_seq`] for each number: a block never runs past
+    /// the limit (it is cut short there), and the next block starts at 1
+    /// only where cycling is allowed; otherwise the counter is exhausted
+    /// and [`SeqOverflow`] returned. Numbers of a block that are not sent
+    /// go back with [`SecAssoc::return_seqs`].
+    pub fn take_seqs(&self, n: u64) -> Result<(u64, u64), SeqOverflow> {
+        let limit = self.seq_limit();
+        let cycle = self.may_cycle();
+        let n = n.max(1);
+        let mut block = (0, 0);
+        self.seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                if cur < limit {
+                    let k = n.min(limit - cur);
+                    block = (cur + 1, k);
+                    Some(cur + k)
+                } else if cycle {
+                    let k = n.min(limit);
+                    block = (1, k);
+                    Some(k)
+                } else {
+                    None
+                }
+            })
+            .map(|_| block)
+            .map_err(|_| SeqOverflow)
+    }
+
+    /// Gives back the unsent numbers `next..=last` of a block from
+    /// [`SecAssoc::take_seqs`]: when no number after the block has been
+    /// taken since (the counter still reads `last`), the counter goes back
+    /// to `next - 1` and they are sent later; otherwise they stay unused —
+    /// a gap in the sequence, which the receiver's window allows (RFC 4303
+    /// § 3.4.3). Either way no number is ever sent twice (§ 3.3.3).
+    pub fn return_seqs(&self, next: u64, last: u64) {
+        if next <= last {
+            let _ = self.seq.compare_exchange(
+                last,
+                next.saturating_sub(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -766,6 +834,36 @@ mod test {
         assert_eq!(s.next_seq(), Ok(u64::from(u32::MAX)));
         assert_eq!(s.next_seq(), Err(SeqOverflow));
         assert_eq!(s.next_seq(), Err(SeqOverflow), "stays refused");
+    }
+
+    /// Blocks of sequence numbers follow RFC 4303 § 3.3.3 number by
+    /// number: from 1 up, cut short at the limit, refused after it unless
+    /// cycling is allowed (then from 1 again); unsent numbers given back
+    /// are sent next, unless numbers after them were taken meanwhile (a
+    /// gap, never a reuse).
+    #[test]
+    fn sequence_blocks_keep_the_counter_rules() {
+        let s = sa(0, 64);
+        assert_eq!(s.take_seqs(64), Ok((1, 64)));
+        s.return_seqs(11, 64);
+        assert_eq!(s.next_seq(), Ok(11));
+        assert_eq!(s.take_seqs(4), Ok((12, 4)));
+        // Taken past the block meanwhile: its unsent tail stays a gap.
+        assert_eq!(s.next_seq(), Ok(16));
+        s.return_seqs(14, 15);
+        assert_eq!(s.next_seq(), Ok(17));
+        s.set_last_seq(u64::from(u32::MAX) - 2);
+        assert_eq!(s.take_seqs(64), Ok((u64::from(u32::MAX) - 1, 2)));
+        assert_eq!(s.take_seqs(64), Err(SeqOverflow));
+        assert_eq!(s.next_seq(), Err(SeqOverflow));
+        for s in [sa(0, 0), sa(SADB_X_EXT_CYCSEQ, 64)] {
+            s.set_last_seq(u64::from(u32::MAX) - 1);
+            assert_eq!(s.take_seqs(8), Ok((u64::from(u32::MAX), 1)));
+            assert_eq!(s.take_seqs(8), Ok((1, 8)));
+        }
+        let s = sa(SADB_X_SAFLAGS_ESN, 64);
+        s.set_last_seq(u64::from(u32::MAX) - 1);
+        assert_eq!(s.take_seqs(3), Ok((u64::from(u32::MAX), 3)));
     }
 
     #[test]

@@ -507,8 +507,37 @@ fn batches_behave_as_packets_one_by_one() {
                 get(&c.out_packets)
             }
         };
-        assert_eq!(count(out_sa, false), n as u64, "{name}");
-        assert_eq!(count(in_sa, true), n as u64 - 1, "{name}");
+        // The lifetime usage too (tallied within the batch while the SA
+        // has no byte or packet limit): every packet sent, its inner
+        // packet as the bytes; every packet accepted after its ICV and
+        // replay check.
+        let out_sa = out_sa.unwrap();
+        // The batch took its sequence numbers in blocks and gave the
+        // unsent rest back: the next packet carries n + 1 (RFC 4303
+        // § 3.3.3: counting on without a gap where nothing was lost).
+        assert_eq!(out_sa.last_seq(), n as u64, "{name}");
+        let next = transmit(p.a.output(Instant::ZERO, SliceBuf::from_slice(&inner[0]).unwrap()));
+        assert_eq!(
+            &next.bytes()[24..28],
+            &(n as u32 + 1).to_be_bytes(),
+            "{name} seq"
+        );
+        let used = out_sa.lifetime().current();
+        let inner_bytes: usize = inner.iter().map(Vec::len).sum();
+        assert_eq!(
+            (used.allocations, used.bytes),
+            (n as u64 + 1, (inner_bytes + inner[0].len()) as u64),
+            "{name}"
+        );
+        assert!(used.first_used.is_some(), "{name}");
+        let in_sa = in_sa.unwrap();
+        assert_eq!(
+            in_sa.lifetime().current().allocations,
+            n as u64 - 1,
+            "{name}"
+        );
+        assert_eq!(count(Some(out_sa), false), n as u64 + 1, "{name}");
+        assert_eq!(count(Some(in_sa), true), n as u64 - 1, "{name}");
     }
 }
 

@@ -367,9 +367,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
         now: Instant,
         out: &mut dyn FnMut(Done<P, C>),
     ) -> usize {
-        for chunk in reqs.chunks_mut(BATCH_CHUNK) {
-            self.run_chunk(chunk);
-        }
+        self.process_batch(reqs);
         // Hand out the completions; what did not complete goes through
         // `dispatch` (queued on an asynchronous driver, or retried after a
         // driver failure).
@@ -405,6 +403,22 @@ impl<P: PacketBuf, C> Framework<P, C> {
         delivered
     }
 
+    /// The synchronous half of [`Framework::dispatch_batch`], for a caller
+    /// that hands out the completions itself: routes the requests and runs
+    /// those bound to synchronous engines ([`BATCH_CHUNK`] at a time, one
+    /// [`Engine::process_batch`] call per engine and chunk), with the same
+    /// driver choice and counters. Afterwards each request's
+    /// [`Request::outcome`] is its result where it completed, `None` where
+    /// it must go through [`Framework::dispatch`] (queued on an
+    /// asynchronous driver, or retried after a driver failure). The
+    /// requests stay where they are: the caller takes each apart once,
+    /// with no completion built in between.
+    pub fn process_batch(&self, reqs: &mut [Request<P, C>]) {
+        for chunk in reqs.chunks_mut(BATCH_CHUNK) {
+            self.run_chunk(chunk);
+        }
+    }
+
     /// Routes up to [`BATCH_CHUNK`] requests and runs those bound to
     /// synchronous engines, one [`Engine::process_batch`] call per engine;
     /// each request's `outcome` is set when it completed, left `None` when
@@ -420,9 +434,24 @@ impl<P: PacketBuf, C> Framework<P, C> {
         }
         let mut route = [Route::Done; BATCH_CHUNK];
         let mut engines = 0u32;
+        // The choice for the previous request: a run of requests of one
+        // session (one SA's packets) is routed by one `pick` (the session
+        // is compared by identity; whatever `pick` changes — a rebinding —
+        // it changed for the first of the run already).
+        type Picked = Option<(usize, usize)>;
+        let mut last: Option<(*const SessionInner, u32, Picked)> = None;
         for (req, r) in chunk.iter_mut().zip(route.iter_mut()) {
             req.outcome = None;
-            match self.pick(&req.session, req.tried) {
+            let id = Arc::as_ptr(&req.session.0);
+            let picked = match last {
+                Some((s, t, p)) if s == id && t == req.tried => p,
+                _ => {
+                    let p = self.pick(&req.session, req.tried);
+                    last = Some((id, req.tried, p));
+                    p
+                }
+            };
+            match picked {
                 None => {
                     CryptoStats::inc(&self.stats.err_no_driver);
                     req.outcome = Some(Err(CryptoError::NoDriver));

@@ -171,6 +171,14 @@ impl<P, C> Request<P, C> {
         self.order_key = key;
         self
     }
+
+    /// After [`crate::Framework::process_batch`]: the request's result
+    /// when it completed on a synchronous engine; `None` when it must go
+    /// through [`crate::Framework::dispatch`] (an asynchronous driver, or
+    /// a retry after a driver failure).
+    pub fn outcome(&self) -> Option<Result<(), CryptoError>> {
+        self.outcome
+    }
 }
 
 /// A completed request: what the protocol's "after" half consumes — the

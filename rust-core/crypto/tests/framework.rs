@@ -512,6 +512,41 @@ fn dispatch_batch_falls_back_counts_and_keeps_order() {
     assert_eq!(fw.stats.snapshot().err_driver, 20);
 }
 
+/// `process_batch` is `dispatch_batch` without the hand-out: the requests
+/// stay in place with their outcome set (the toy engine's XOR cipher and
+/// ICV as the oracle), `None` where a request must go through `dispatch`
+/// (here: every request when the only engine fails, then retried there).
+#[test]
+fn process_batch_leaves_outcomes_in_place() {
+    let mut fw: Framework<SliceBuf, u32> = Framework::new();
+    let accel_engine = Arc::new(ToyEngine::new("accel", PRIORITY_HARDWARE));
+    fw.register_engine(Box::new(ToyEngine::new("soft", PRIORITY_SOFTWARE)))
+        .unwrap();
+    fw.register_engine(Box::new(Shared(accel_engine.clone())))
+        .unwrap();
+    let s = fw.new_session(params()).unwrap();
+    let n = fipsec_crypto::framework::BATCH_CHUNK as u32 + 3;
+    let mut reqs: Vec<_> = (0..n).map(|i| request(&s, &i.to_be_bytes(), i)).collect();
+    fw.process_batch(&mut reqs);
+    assert_eq!(reqs.len(), n as usize);
+    for (i, r) in reqs.drain(..).enumerate() {
+        assert_eq!(r.outcome(), Some(Ok(())));
+        assert_eq!(r.cont, i as u32);
+        let d = r.into_done(Ok(()));
+        expect_encrypted(&d, &(i as u32).to_be_bytes());
+    }
+    let st = fw.stats.snapshot();
+    assert_eq!((st.requests, st.completions), (n.into(), n.into()));
+
+    accel_engine.fail.store(true, Ordering::Relaxed);
+    let mut reqs = vec![request(&s, b"retry", 1)];
+    fw.process_batch(&mut reqs);
+    assert_eq!(reqs[0].outcome(), None);
+    let done = fw.dispatch(reqs.remove(0), Instant::ZERO).unwrap();
+    expect_encrypted(&done, b"retry");
+    assert_eq!(fw.stats.snapshot().fallbacks, 1);
+}
+
 /// Requests whose driver is asynchronous are queued as `dispatch` queues
 /// them (no completion now); a request with no healthy driver completes
 /// with `NoDriver`; bad ICVs and bad layouts are counted per kind.
