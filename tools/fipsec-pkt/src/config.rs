@@ -17,9 +17,18 @@
 //!   "policies": [ { "src": "10.1.0.0/16", "dst": "10.2.0.0/16", "ul_proto": "any",
 //!                   "sport": 0, "dport": 0, "dir": "out", "action": "ipsec", "priority": 0,
 //!                   "requests": [ { "proto": "esp", "mode": "tunnel", "src": "192.0.2.1",
-//!                                   "dst": "192.0.2.2", "level": "require", "reqid": 0 } ] } ]
+//!                                   "dst": "192.0.2.2", "level": "require", "reqid": 0 } ] } ],
+//!   "pfkey": [ "shared/testdata/pfkey/setkey/esp-null/002.bin", ... ]
 //! }
 //! ```
+//!
+//! `pfkey` lists files of PF_KEY v2 messages (Linux dialect, one message a
+//! file, as the recorded sessions of stock setkey hold them) that are sent,
+//! in order, through the PF_KEY handler on the engine's databases, with the
+//! engine creating each SA's crypto session — the way setkey configures a
+//! kernel. They are applied after `sas` and before `policies`. A message
+//! the handler refuses is reported on stderr as
+//! `pfkey: FILE: errno N` and the rest still run.
 //!
 //! Keys are hex (an optional `0x`); encryption keys include the salt or
 //! nonce the algorithm takes from their end (RFC 4106 § 8.1, RFC 3686
@@ -42,6 +51,7 @@ use fipsec_core::selector::{Selector, ULPROTO_ANY};
 use fipsec_core::spd::{Direction, IpsecRequest, Level, PolicyAction, PolicySpec};
 use fipsec_core::{Cont, EngineConfig, Ipsec, Lifetime, SecurityDb, xform};
 use fipsec_crypto::{Engine, Framework, Instant, SecretKey};
+use fipsec_pfkey::{Catalog, Dialect, PfKey, PfKeyConfig};
 use fipsec_wire::SockaddrUnion;
 use serde_json::{Map, Value};
 
@@ -295,13 +305,13 @@ impl<P> core::fmt::Debug for Built<P> {
 
 /// Builds the engine: crypto framework with `engines` (in preference
 /// order), databases, SAs, policies.
-pub fn build<P: PacketBuf>(
+pub fn build<P: PacketBuf + 'static>(
     desc: &Value,
     engines: Vec<Box<dyn Engine>>,
     now: Instant,
 ) -> Result<Built<P>, Error> {
     let top = obj(desc, "description")?;
-    check_keys(top, "description", &["config", "sas", "policies"])?;
+    check_keys(top, "description", &["config", "sas", "policies", "pfkey"])?;
     let (ec, mut dbc) = engine_config(top.get("config"))?;
     dbc.sad.shards = 4;
     dbc.spd.shards = 4;
@@ -317,6 +327,9 @@ pub fn build<P: PacketBuf>(
         for (i, sa) in list.iter().enumerate() {
             sas.push(add_sa(&ipsec, sa, &format!("sas[{i}]"), now)?);
         }
+    }
+    if let Some(v) = top.get("pfkey") {
+        apply_pfkey(&ipsec, v, now)?;
     }
     if let Some(v) = top.get("policies") {
         let list = v.as_array().ok_or("policies: expected an array")?;
@@ -481,6 +494,49 @@ fn add_sa<P: PacketBuf>(
             .map_err(|e| format!("{path}.replay_top: {e:?}"))?;
     }
     Ok(sa)
+}
+
+/// Sends the PF_KEY messages in the files `v` lists through a PF_KEY
+/// handler on `ipsec`'s databases and crypto framework (see the module
+/// documentation).
+fn apply_pfkey<P: PacketBuf + 'static>(
+    ipsec: &Arc<Ipsec<P>>,
+    v: &Value,
+    now: Instant,
+) -> Result<(), Error> {
+    let list = v
+        .as_array()
+        .ok_or("pfkey: expected an array of file names")?;
+    // SPIs the handler chooses itself (GETSPI) come from a fixed sequence:
+    // runs are reproducible.
+    let mut next = 0x1000_0000u32;
+    let spis = move || {
+        next = next.wrapping_add(1);
+        next
+    };
+    let config = PfKeyConfig {
+        dialect: Dialect::Linux,
+        catalog: Catalog::Implemented,
+    };
+    let mut pk =
+        PfKey::new(ipsec.db.clone(), config, Box::new(spis)).with_sessions(Box::new(ipsec.clone()));
+    let me = pk.open();
+    for (i, f) in list.iter().enumerate() {
+        let path = f
+            .as_str()
+            .ok_or_else(|| format!("pfkey[{i}]: expected a file name"))?;
+        let msg = std::fs::read(path).map_err(|e| format!("pfkey[{i}]: {path}: {e}"))?;
+        for reply in pk.handle(me, &msg, now) {
+            // sadb_msg_errno (RFC 2367 § 2.3.1) of the reply to the sender.
+            if reply.to == me
+                && let Some(&errno) = reply.msg.get(2)
+                && errno != 0
+            {
+                eprintln!("pfkey: {path}: errno {errno}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn add_policy<P: PacketBuf>(
