@@ -439,10 +439,11 @@ fn append_scratch_tail<P: PacketBuf>(
 fn layout(shape: &Shape, salt: &[u8], iv: &[u8], body_len: usize, seq: u64) -> Option<Layout> {
     let seq_hi = ((seq >> 32) as u32).to_be_bytes();
     let esn_tail = shape.esn_in_tail();
+    let authenticated = u32::try_from(body_len.checked_add(esn_tail)?).ok()?;
     let mut l = Layout {
-        aad: Region::new(0, body_len + esn_tail),
-        payload: Region::new(body_len + esn_tail, 0),
-        icv_offset: body_len + esn_tail,
+        aad: Region::new(0, authenticated),
+        payload: Region::new(authenticated, 0),
+        icv_offset: authenticated,
         ..Layout::default()
     };
     if shape.gmac {
@@ -683,7 +684,7 @@ impl<P: PacketBuf> Worker<P> {
         cont.step = Step::AhOut(AhOutCont {
             bytes: payload_len as u32,
             field_at: (skip + wire_ah::HEADER_LEN) as u32,
-            icv_from: layout.icv_offset as u32,
+            icv_from: layout.icv_offset,
             iv_len: shape.iv_len() as u8,
             icv_len: shape.icv_len as u8,
             seq,

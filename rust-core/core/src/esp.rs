@@ -122,7 +122,8 @@ fn layout(
     let hdr_iv = ESP_HDR_LEN + shape.iv_len;
     let payload_start = skip + hdr_iv;
     let mut l = Layout {
-        icv_offset: total_len - shape.icv_len,
+        icv_offset: u32::try_from(total_len - shape.icv_len)
+            .map_err(|_| CryptoError::InvalidRequest)?,
         ..Layout::default()
     };
     // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
@@ -166,27 +167,27 @@ fn layout(
             if esn {
                 l.aad_prefix = esn_prefix()?;
             } else {
-                l.aad = Region::new(skip, ESP_HDR_LEN);
+                l.aad = Region::try_new(skip, ESP_HDR_LEN)?;
             }
-            l.payload = Region::new(payload_start, enc_len);
+            l.payload = Region::try_new(payload_start, enc_len)?;
         }
         Kind::Gmac => {
             if esn {
                 l.aad_prefix = esn_prefix()?;
-                l.aad = Region::new(skip + ESP_HDR_LEN, shape.iv_len + enc_len);
+                l.aad = Region::try_new(skip + ESP_HDR_LEN, shape.iv_len + enc_len)?;
             } else {
-                l.aad = Region::new(skip, hdr_iv + enc_len);
+                l.aad = Region::try_new(skip, hdr_iv + enc_len)?;
             }
-            l.payload = Region::new(payload_start + enc_len, 0);
+            l.payload = Region::try_new(payload_start + enc_len, 0)?;
         }
         Kind::Cbc | Kind::Ctr | Kind::Null => {
             if shape.icv_len > 0 {
-                l.aad = Region::new(skip, hdr_iv);
+                l.aad = Region::try_new(skip, hdr_iv)?;
                 if esn {
                     l.auth_suffix = InlineBytes::new(&seq_hi)?;
                 }
             }
-            l.payload = Region::new(payload_start, enc_len);
+            l.payload = Region::try_new(payload_start, enc_len)?;
         }
     }
     Ok(l)
