@@ -52,6 +52,11 @@ pub struct EspOutCont {
     bytes: u32,
 }
 
+impl EspOutCont {
+    /// Nothing counted yet.
+    pub(crate) const EMPTY: EspOutCont = EspOutCont { bytes: 0 };
+}
+
 /// The shape of an ESP transform, derived from the session once per packet
 /// (a `match`, no allocation).
 #[derive(Debug, Clone, Copy)]

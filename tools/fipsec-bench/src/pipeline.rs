@@ -724,7 +724,7 @@ fn esp_input<P: PacketBuf>(w: &mut Worker<P>, now: Instant, p: P) -> Verdict<P> 
 /// `Worker::output_batch` over the whole round, kept out of line (see
 /// [`esp_output`]).
 #[inline(never)]
-fn esp_output_batch<P: PacketBuf>(
+fn esp_output_batch<P: PacketBuf + Default>(
     w: &mut Worker<P>,
     now: Instant,
     pkts: &mut Vec<P>,
@@ -735,7 +735,7 @@ fn esp_output_batch<P: PacketBuf>(
 
 /// `Worker::input_batch` over the whole round, kept out of line.
 #[inline(never)]
-fn esp_input_batch<P: PacketBuf>(
+fn esp_input_batch<P: PacketBuf + Default>(
     w: &mut Worker<P>,
     now: Instant,
     pkts: &mut Vec<P>,
@@ -745,7 +745,7 @@ fn esp_input_batch<P: PacketBuf>(
 }
 
 /// Measures one row.
-fn measure<P: PacketBuf>(
+fn measure<P: PacketBuf + Default>(
     pair: &mut Pair<P>,
     source: &mut dyn Source<P>,
     driver: (&EngineFactory, &Alg),
