@@ -26,7 +26,7 @@ use fipsec_wire::esp::{
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Step, Worker};
+use crate::engine::{Cont, Next, Seq64, Step, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -41,7 +41,7 @@ pub struct EspInCont {
     skip: u32,
     nh_offset: u32,
     v6: bool,
-    seq: u64,
+    seq: Seq64,
     iv_len: u8,
     icv_len: u8,
 }
@@ -292,7 +292,7 @@ impl<P: PacketBuf> Worker<P> {
             skip: skip as u32,
             nh_offset: info.nh_offset as u32,
             v6: info.version == IpVersion::V6,
-            seq,
+            seq: Seq64::new(seq),
             iv_len: shape.iv_len as u8,
             icv_len: shape.icv_len as u8,
         });
@@ -324,7 +324,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
         if let Some(r) = sa.replay()
-            && let Err(e) = r.commit(c.seq)
+            && let Err(e) = r.commit(c.seq.get())
         {
             return self.drop_on(sa, true, replay_reason(e));
         }
