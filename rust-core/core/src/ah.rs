@@ -86,7 +86,7 @@ use fipsec_wire::ah::{self as wire_ah, icv_field_len};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 use fipsec_wire::{ipv4, ipv6};
 
-use crate::engine::{Cont, Next, Started, Step, Worker};
+use crate::engine::{Cont, Next, Seq64, Started, Step, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{SaProto, SaRef, Spi};
@@ -338,7 +338,7 @@ pub struct AhInCont {
     next_header: u8,
     /// Scratch tail bytes (ESN bits, ICV, saved-bytes record).
     tail: u8,
-    seq: u64,
+    seq: Seq64,
     /// Packet length before the scratch tail.
     body_len: u32,
     /// The saved-bytes record at the end of the tail.
@@ -353,14 +353,31 @@ pub struct AhOutCont {
     field_at: u32,
     /// Where the driver wrote the ICV (in the scratch tail).
     icv_from: u32,
-    iv_len: u8,
+    /// The ICV length, with [`AhOutCont::GMAC`] set for GMAC (its 8-byte
+    /// IV precedes the ICV in the field): one byte, so that the state
+    /// packs into 24 bytes.
     icv_len: u8,
     /// The sequence number (GMAC: the IV).
-    seq: u64,
+    seq: Seq64,
     /// Scratch tail bytes (ESN bits, ICV, saved-bytes record).
     tail: u8,
     /// The saved-bytes record at the end of the tail.
     saved: SavedShape,
+}
+
+impl AhOutCont {
+    /// The GMAC flag in [`AhOutCont::icv_len`].
+    const GMAC: u8 = 0x80;
+
+    /// The lengths of the IV and of the ICV in the ICV field.
+    fn iv_icv_len(&self) -> (usize, usize) {
+        let iv_len = if self.icv_len & Self::GMAC != 0 {
+            GMAC_IV_LEN
+        } else {
+            0
+        };
+        (iv_len, usize::from(self.icv_len & !Self::GMAC))
+    }
 }
 
 /// The shape of an AH transform, derived from the session per packet.
@@ -439,10 +456,11 @@ fn append_scratch_tail<P: PacketBuf>(
 fn layout(shape: &Shape, salt: &[u8], iv: &[u8], body_len: usize, seq: u64) -> Option<Layout> {
     let seq_hi = ((seq >> 32) as u32).to_be_bytes();
     let esn_tail = shape.esn_in_tail();
+    let authenticated = u32::try_from(body_len.checked_add(esn_tail)?).ok()?;
     let mut l = Layout {
-        aad: Region::new(0, body_len + esn_tail),
-        payload: Region::new(body_len + esn_tail, 0),
-        icv_offset: body_len + esn_tail,
+        aad: Region::new(0, authenticated),
+        payload: Region::new(authenticated, 0),
+        icv_offset: authenticated,
         ..Layout::default()
     };
     if shape.gmac {
@@ -555,7 +573,7 @@ impl<P: PacketBuf> Worker<P> {
             v6: info.version == IpVersion::V6,
             next_header: u8::from(next_header),
             tail: tail as u8,
-            seq,
+            seq: Seq64::new(seq),
             body_len: body_len as u32,
             saved: saved.shape(),
         });
@@ -586,7 +604,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(&sa, true, DropReason::AhInSaNotValid);
         }
         if let Some(r) = sa.replay()
-            && let Err(e) = r.commit(c.seq)
+            && let Err(e) = r.commit(c.seq.get())
         {
             return self.drop_on(&sa, true, replay_reason(e));
         }
@@ -683,10 +701,9 @@ impl<P: PacketBuf> Worker<P> {
         cont.step = Step::AhOut(AhOutCont {
             bytes: payload_len as u32,
             field_at: (skip + wire_ah::HEADER_LEN) as u32,
-            icv_from: layout.icv_offset as u32,
-            iv_len: shape.iv_len() as u8,
-            icv_len: shape.icv_len as u8,
-            seq,
+            icv_from: layout.icv_offset,
+            icv_len: shape.icv_len as u8 | if shape.gmac { AhOutCont::GMAC } else { 0 },
+            seq: Seq64::new(seq),
             tail: tail as u8,
             saved: saved.shape(),
         });
@@ -712,13 +729,13 @@ impl<P: PacketBuf> Worker<P> {
         }
         // IV (GMAC: the sequence number, RFC 4543 § 3.1) || ICV, into the
         // ICV field.
-        let (iv_len, icv_len) = (usize::from(c.iv_len), usize::from(c.icv_len));
+        let (iv_len, icv_len) = c.iv_icv_len();
         let mut buf = [0u8; GMAC_IV_LEN + MAX_ICV];
         let Some(field) = buf.get_mut(..iv_len + icv_len) else {
             return self.drop_on(&sa, false, DropReason::AhOutBufferError);
         };
         let (iv, icv) = field.split_at_mut(iv_len);
-        for (d, s) in iv.iter_mut().zip(c.seq.to_be_bytes()) {
+        for (d, s) in iv.iter_mut().zip(c.seq.get().to_be_bytes()) {
             *d = s;
         }
         let done = pkt

@@ -80,6 +80,24 @@ pub(crate) enum Step {
     AhOut(crate::ah::AhOutCont),
 }
 
+/// A 64-bit sequence number kept as two 32-bit halves: a step's state
+/// then has 4-byte alignment and packs into 24 bytes, which keeps
+/// [`Cont`] at 64 bytes (two whole 32-byte moves; a copy of a size that
+/// is not a multiple of 32 is made of overlapping moves, and reading the
+/// copy back at once stalls on the store buffer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seq64([u32; 2]);
+
+impl Seq64 {
+    pub(crate) const fn new(seq: u64) -> Seq64 {
+        Seq64([(seq >> 32) as u32, seq as u32])
+    }
+
+    pub(crate) const fn get(self) -> u64 {
+        ((self.0[0] as u64) << 32) | self.0[1] as u64
+    }
+}
+
 /// The continuation of a packet in the crypto framework: plain data. For
 /// an outbound packet, the bundle's SAs (innermost first) and the index of
 /// the one being applied; for an inbound packet, the SAs removed so far
@@ -95,7 +113,20 @@ pub struct Cont {
     pub(crate) bare_tunnel: bool,
 }
 
+// Two whole 32-byte moves (see [`Seq64`]).
+const _: () = assert!(core::mem::size_of::<Cont>() <= 64);
+
 impl Cont {
+    /// No SA, no step: what a completed request in a batch is left with
+    /// once its continuation has been taken out.
+    const EMPTY: Cont = Cont {
+        sas: [const { None }; MAX_REQUESTS],
+        len: 0,
+        idx: 0,
+        step: Step::EspOut(crate::esp::EspOutCont::EMPTY),
+        bare_tunnel: false,
+    };
+
     pub(crate) fn sa(&self) -> Option<&SaRef> {
         self.sas.get(usize::from(self.idx)).and_then(Option::as_ref)
     }
@@ -703,12 +734,19 @@ impl<P: PacketBuf> Worker<P> {
     /// dropped or bypassed before its crypto first finishes the requests
     /// held back before it), exactly as one [`Worker::output`] call per
     /// packet would give them. Returns the verdicts handed out.
+    ///
+    /// `P: Default`: a completed request gives up its packet for an empty
+    /// one (`P::default()`, which must not allocate), so that only the
+    /// packet, not the whole request, is moved out of the batch.
     pub fn output_batch<I: IntoIterator<Item = P>>(
         &mut self,
         now: Instant,
         pkts: I,
         out: &mut dyn FnMut(Verdict<P>),
-    ) -> usize {
+    ) -> usize
+    where
+        P: Default,
+    {
         self.batch(now, pkts, out, Self::output)
     }
 
@@ -724,7 +762,10 @@ impl<P: PacketBuf> Worker<P> {
         now: Instant,
         pkts: I,
         out: &mut dyn FnMut(Verdict<P>),
-    ) -> usize {
+    ) -> usize
+    where
+        P: Default,
+    {
         self.batch(now, pkts, out, Self::input)
     }
 
@@ -734,7 +775,10 @@ impl<P: PacketBuf> Worker<P> {
         pkts: I,
         out: &mut dyn FnMut(Verdict<P>),
         one: fn(&mut Self, Instant, P) -> Verdict<P>,
-    ) -> usize {
+    ) -> usize
+    where
+        P: Default,
+    {
         let mut n = 0;
         self.batching = true;
         self.in_batch = true;
@@ -769,7 +813,10 @@ impl<P: PacketBuf> Worker<P> {
 
     /// Dispatches the held-back requests together and runs their "after"
     /// halves (which dispatch at once whatever they start).
-    fn flush(&mut self, now: Instant, out: &mut dyn FnMut(Verdict<P>)) -> usize {
+    fn flush(&mut self, now: Instant, out: &mut dyn FnMut(Verdict<P>)) -> usize
+    where
+        P: Default,
+    {
         if self.deferred.is_empty() {
             return 0;
         }
@@ -777,24 +824,44 @@ impl<P: PacketBuf> Worker<P> {
         let mut reqs = core::mem::take(&mut self.deferred);
         let ipsec = self.ipsec.clone();
         let mut n = 0;
-        // Framework::dispatch_batch, with the completions taken apart here:
-        // each request is moved once, straight into its "after" half.
+        // Framework::dispatch_batch, with the completions taken apart here.
         ipsec.crypto.process_batch(&mut reqs);
-        for req in reqs.drain(..) {
-            let v = match req.outcome() {
-                Some(result) => {
-                    let Request { pkt, cont, .. } = req;
-                    let next = self.after(now, pkt, cont, result);
-                    self.run(now, next)
+        if reqs.iter().all(|r| r.outcome().is_some()) {
+            // All completed (synchronous engines): only the packet and the
+            // continuation of each are moved out, straight from where the
+            // request was built long before, into its "after" half (moving
+            // a whole request to the stack first and reading its parts back
+            // at once stalls on the store buffer). An empty packet and
+            // continuation (no allocation) are left behind.
+            for req in reqs.iter_mut() {
+                let result = req.outcome().unwrap_or(Err(CryptoError::InvalidRequest));
+                let pkt = core::mem::take(&mut req.pkt);
+                let cont = core::mem::replace(&mut req.cont, Cont::EMPTY);
+                let next = self.after(now, pkt, cont, result);
+                let v = self.run(now, next);
+                if !matches!(v, Verdict::Pending) {
+                    n += 1;
+                    out(v);
                 }
-                None => match ipsec.crypto.dispatch(req, now) {
-                    Some(done) => self.complete(now, done),
-                    None => Verdict::Pending,
-                },
-            };
-            if !matches!(v, Verdict::Pending) {
-                n += 1;
-                out(v);
+            }
+            reqs.clear();
+        } else {
+            for req in reqs.drain(..) {
+                let v = match req.outcome() {
+                    Some(result) => {
+                        let Request { pkt, cont, .. } = req;
+                        let next = self.after(now, pkt, cont, result);
+                        self.run(now, next)
+                    }
+                    None => match ipsec.crypto.dispatch(req, now) {
+                        Some(done) => self.complete(now, done),
+                        None => Verdict::Pending,
+                    },
+                };
+                if !matches!(v, Verdict::Pending) {
+                    n += 1;
+                    out(v);
+                }
             }
         }
         self.deferred = reqs;

@@ -26,7 +26,7 @@ use fipsec_wire::esp::{
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Step, Worker};
+use crate::engine::{Cont, Next, Seq64, Step, Worker};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -41,7 +41,7 @@ pub struct EspInCont {
     skip: u32,
     nh_offset: u32,
     v6: bool,
-    seq: u64,
+    seq: Seq64,
     iv_len: u8,
     icv_len: u8,
 }
@@ -50,6 +50,11 @@ pub struct EspInCont {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EspOutCont {
     bytes: u32,
+}
+
+impl EspOutCont {
+    /// Nothing counted yet.
+    pub(crate) const EMPTY: EspOutCont = EspOutCont { bytes: 0 };
 }
 
 /// The shape of an ESP transform, derived from the session once per packet
@@ -122,7 +127,8 @@ fn layout(
     let hdr_iv = ESP_HDR_LEN + shape.iv_len;
     let payload_start = skip + hdr_iv;
     let mut l = Layout {
-        icv_offset: total_len - shape.icv_len,
+        icv_offset: u32::try_from(total_len - shape.icv_len)
+            .map_err(|_| CryptoError::InvalidRequest)?,
         ..Layout::default()
     };
     // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
@@ -166,27 +172,27 @@ fn layout(
             if esn {
                 l.aad_prefix = esn_prefix()?;
             } else {
-                l.aad = Region::new(skip, ESP_HDR_LEN);
+                l.aad = Region::try_new(skip, ESP_HDR_LEN)?;
             }
-            l.payload = Region::new(payload_start, enc_len);
+            l.payload = Region::try_new(payload_start, enc_len)?;
         }
         Kind::Gmac => {
             if esn {
                 l.aad_prefix = esn_prefix()?;
-                l.aad = Region::new(skip + ESP_HDR_LEN, shape.iv_len + enc_len);
+                l.aad = Region::try_new(skip + ESP_HDR_LEN, shape.iv_len + enc_len)?;
             } else {
-                l.aad = Region::new(skip, hdr_iv + enc_len);
+                l.aad = Region::try_new(skip, hdr_iv + enc_len)?;
             }
-            l.payload = Region::new(payload_start + enc_len, 0);
+            l.payload = Region::try_new(payload_start + enc_len, 0)?;
         }
         Kind::Cbc | Kind::Ctr | Kind::Null => {
             if shape.icv_len > 0 {
-                l.aad = Region::new(skip, hdr_iv);
+                l.aad = Region::try_new(skip, hdr_iv)?;
                 if esn {
                     l.auth_suffix = InlineBytes::new(&seq_hi)?;
                 }
             }
-            l.payload = Region::new(payload_start, enc_len);
+            l.payload = Region::try_new(payload_start, enc_len)?;
         }
     }
     Ok(l)
@@ -286,7 +292,7 @@ impl<P: PacketBuf> Worker<P> {
             skip: skip as u32,
             nh_offset: info.nh_offset as u32,
             v6: info.version == IpVersion::V6,
-            seq,
+            seq: Seq64::new(seq),
             iv_len: shape.iv_len as u8,
             icv_len: shape.icv_len as u8,
         });
@@ -318,7 +324,7 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspInSaNotValid);
         }
         if let Some(r) = sa.replay()
-            && let Err(e) = r.commit(c.seq)
+            && let Err(e) = r.commit(c.seq.get())
         {
             return self.drop_on(sa, true, replay_reason(e));
         }

@@ -97,8 +97,8 @@ fn esp_null(spi: u32, seq: u32, plaintext: &[u8]) -> Vec<u8> {
     let body = p.len();
     p.extend_from_slice(&[0; 16]);
     let layout = Layout {
-        aad: Region::new(20, body - 20),
-        icv_offset: body,
+        aad: Region::try_new(20, body - 20).unwrap(),
+        icv_offset: u32::try_from(body).unwrap(),
         ..Layout::default()
     };
     let req = Request::new(

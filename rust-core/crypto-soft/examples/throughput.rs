@@ -106,9 +106,9 @@ fn main() {
         // Auth (AH-like): everything is authenticated-only AAD.
         let auth = matches!(params.transform, Transform::Auth { .. });
         let layout = Layout {
-            aad: Region::new(0, if auth { 8 + payload } else { 8 }),
-            payload: Region::new(8, if auth { 0 } else { payload }),
-            icv_offset: 8 + payload,
+            aad: Region::try_new(0, if auth { 8 + payload } else { 8 }).unwrap(),
+            payload: Region::try_new(8, if auth { 0 } else { payload }).unwrap(),
+            icv_offset: u32::try_from(8 + payload).unwrap(),
             iv: InlineBytes::new(&vec![7; iv_len]).unwrap(),
             ..Layout::default()
         };

@@ -194,11 +194,11 @@ impl SoftSession {
     /// the payload do not overlap (the AAD is authenticated as it is before
     /// encryption, so an overlap would have no defined meaning).
     fn check_layout(&self, l: &Layout) -> Result<(), CryptoError> {
-        let disjoint = l.aad.len == 0
-            || l.payload.len == 0
+        let disjoint = l.aad.is_empty()
+            || l.payload.is_empty()
             || match (l.aad.end(), l.payload.end()) {
                 (Some(aad_end), Some(payload_end)) => {
-                    aad_end <= l.payload.start || payload_end <= l.aad.start
+                    aad_end <= l.payload.start() || payload_end <= l.aad.start()
                 }
                 _ => false,
             };
@@ -211,7 +211,7 @@ impl SoftSession {
                 Xform::EncThenAuth { cipher, .. } | Xform::Cipher(cipher) => {
                     l.iv.len() == cipher.request_iv_len()
                 }
-                Xform::Auth(_) => l.payload.len == 0,
+                Xform::Auth(_) => l.payload.is_empty(),
             };
         if ok {
             Ok(())

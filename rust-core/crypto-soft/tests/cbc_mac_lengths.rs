@@ -81,9 +81,9 @@ fn check(cipher: CipherAlg, klen: usize, mac: MacAlg, len: usize, esn_high: &[u8
         .collect();
     let iv = &pkt[8..hdr];
     let l = Layout {
-        aad: Region::new(0, hdr),
-        payload: Region::new(hdr, len),
-        icv_offset: hdr + len,
+        aad: Region::try_new(0, hdr).unwrap(),
+        payload: Region::try_new(hdr, len).unwrap(),
+        icv_offset: u32::try_from(hdr + len).unwrap(),
         iv: InlineBytes::new(iv).unwrap(),
         auth_suffix: InlineBytes::new(esn_high).unwrap(),
         ..Layout::default()

@@ -28,8 +28,8 @@ use fipsec_crypto_soft::SoftEngine;
 fn esp(payload_len: usize, aad_prefix: &[u8]) -> Layout {
     Layout {
         aad: Region::new(0, 8),
-        payload: Region::new(16, payload_len),
-        icv_offset: 16 + payload_len,
+        payload: Region::try_new(16, payload_len).unwrap(),
+        icv_offset: u32::try_from(16 + payload_len).unwrap(),
         iv: InlineBytes::new(&[0xa0, 0xa1, 0xa2, 0xa3, 0, 1, 2, 3, 4, 5, 6, 7]).unwrap(),
         aad_prefix: InlineBytes::new(aad_prefix).unwrap(),
         ..Layout::default()
@@ -122,9 +122,9 @@ fn roundtrip(l: &Layout, total: usize) {
     let stats = CryptoStats::new();
     let plain: Vec<u8> = (0..total).map(|i| (i * 5 + 3) as u8).collect();
     let (aad, payload, icv) = (
-        l.aad.start..l.aad.start + l.aad.len,
-        l.payload.start..l.payload.start + l.payload.len,
-        l.icv_offset..l.icv_offset + 16,
+        l.aad.start()..l.aad.start() + l.aad.len(),
+        l.payload.start()..l.payload.start() + l.payload.len(),
+        l.icv_at()..l.icv_at() + 16,
     );
 
     let mut b = SliceBuf::from_slice(&plain).unwrap();
@@ -165,18 +165,18 @@ fn aad_lengths_match_the_rustcrypto_aead() {
         for len in [0, 1, 17, 64, 100] {
             for prefix in [&[][..], &[0, 0, 0, 1]] {
                 let before = Layout {
-                    aad: Region::new(0, aad_len),
-                    payload: Region::new(aad_len + 8, len),
-                    icv_offset: aad_len + 8 + len,
+                    aad: Region::try_new(0, aad_len).unwrap(),
+                    payload: Region::try_new(aad_len + 8, len).unwrap(),
+                    icv_offset: u32::try_from(aad_len + 8 + len).unwrap(),
                     iv,
                     aad_prefix: InlineBytes::new(prefix).unwrap(),
                     ..Layout::default()
                 };
                 roundtrip(&before, aad_len + 8 + len + 16);
                 let at_end = Layout {
-                    aad: Region::new(len + 16, aad_len),
-                    payload: Region::new(0, len),
-                    icv_offset: len,
+                    aad: Region::try_new(len + 16, aad_len).unwrap(),
+                    payload: Region::try_new(0, len).unwrap(),
+                    icv_offset: u32::try_from(len).unwrap(),
                     iv,
                     aad_prefix: InlineBytes::new(prefix).unwrap(),
                     ..Layout::default()

@@ -81,9 +81,9 @@ fn all_sessions() -> Vec<(SessionParams, usize)> {
 
 fn layout(aad: (usize, usize), payload: (usize, usize), icv_offset: usize, iv: &[u8]) -> Layout {
     Layout {
-        aad: Region::new(aad.0, aad.1),
-        payload: Region::new(payload.0, payload.1),
-        icv_offset,
+        aad: Region::try_new(aad.0, aad.1).unwrap(),
+        payload: Region::try_new(payload.0, payload.1).unwrap(),
+        icv_offset: u32::try_from(icv_offset).unwrap(),
         iv: InlineBytes::new(iv).unwrap(),
         ..Layout::default()
     }
@@ -204,9 +204,9 @@ fn regions_out_of_bounds() {
             layout((60, 8), (0, payload(16)), 32, &iv), // AAD past the end
             layout((0, 8), (8, payload(64)), 16, &iv),  // payload past the end
             layout((0, 8), (8, payload(16)), 64 - icv + 1, &iv), // ICV past the end
-            layout((usize::MAX, 2), (8, payload(16)), 32, &iv), // overflow
-            layout((0, 8), (usize::MAX - 3, payload(16)), 32, &iv), // overflow
-            layout((0, 8), (8, payload(16)), usize::MAX, &iv), // overflow
+            layout((u32::MAX as usize, 2), (8, payload(16)), 32, &iv), // overflow
+            layout((0, 8), (u32::MAX as usize - 3, payload(16)), 32, &iv), // overflow
+            layout((0, 8), (8, payload(16)), u32::MAX as usize, &iv), // overflow
         ];
         for (i, l) in cases.iter().enumerate() {
             for op in [Op::Encrypt, Op::Decrypt] {
@@ -387,7 +387,8 @@ impl Rng {
     }
     fn offset(&mut self, len: usize) -> usize {
         match self.below(8) {
-            0 => usize::MAX - self.below(4),
+            // The largest offsets a region can hold (32 bits).
+            0 => u32::MAX as usize - self.below(4),
             1 => len + self.below(4),
             _ => self.below(len + 1),
         }

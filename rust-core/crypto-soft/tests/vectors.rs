@@ -116,10 +116,10 @@ fn harness_catches_wrong_output() {
         ) -> Result<(), CryptoError> {
             self.0.process(s, op, l, pkt, st)?;
             // One wrong output bit: in the ciphertext, or (Auth) in the ICV.
-            let at = if l.payload.len > 0 {
-                l.payload.start
+            let at = if !l.payload.is_empty() {
+                l.payload.start()
             } else {
-                l.icv_offset
+                l.icv_at()
             };
             if op == Op::Encrypt && at < pkt.len() {
                 let mut b = [0u8];

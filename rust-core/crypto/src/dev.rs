@@ -467,11 +467,13 @@ impl Parts {
         let payload_start = aad_start + self.aad.len();
         let layout = Layout {
             aad_prefix: InlineBytes::new(&self.aad_prefix).map_err(|_| "aad_prefix too long")?,
-            aad: Region::new(aad_start, self.aad.len()),
-            payload: Region::new(payload_start, self.payload.len()),
+            aad: Region::try_new(aad_start, self.aad.len()).map_err(|_| "aad too long")?,
+            payload: Region::try_new(payload_start, self.payload.len())
+                .map_err(|_| "payload too long")?,
             auth_suffix: InlineBytes::new(&self.auth_suffix).map_err(|_| "auth_suffix too long")?,
             iv: InlineBytes::new(iv).map_err(|_| "iv longer than 16 bytes")?,
-            icv_offset: payload_start + self.payload.len(),
+            icv_offset: u32::try_from(payload_start + self.payload.len())
+                .map_err(|_| "packet too long")?,
         };
         Ok((pkt, layout))
     }

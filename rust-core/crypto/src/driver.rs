@@ -112,7 +112,7 @@ pub fn request_span(
     icv_len: usize,
     pkt_len: usize,
 ) -> Result<Region, CryptoError> {
-    let icv = Region::new(layout.icv_offset, icv_len);
+    let icv = Region::try_new(layout.icv_at(), icv_len)?;
     let mut lo = usize::MAX;
     let mut hi = 0usize;
     for r in [layout.aad, layout.payload, icv] {
@@ -120,15 +120,15 @@ pub fn request_span(
         if end > pkt_len {
             return Err(CryptoError::InvalidRequest);
         }
-        if r.len > 0 {
-            lo = lo.min(r.start);
+        if !r.is_empty() {
+            lo = lo.min(r.start());
             hi = hi.max(end);
         }
     }
     if lo == usize::MAX {
         return Ok(Region::new(0, 0));
     }
-    Ok(Region::new(lo, hi - lo))
+    Region::try_new(lo, hi - lo)
 }
 
 /// Runs `f` over `span` of the packet as one contiguous mutable slice:
@@ -142,7 +142,7 @@ pub fn with_span<R>(
     stats: &CryptoStats,
     f: impl FnOnce(&mut [u8]) -> Result<R, CryptoError>,
 ) -> Result<R, CryptoError> {
-    if let Some(s) = pkt.peek_mut(span.start, span.len) {
+    if let Some(s) = pkt.peek_mut(span.start(), span.len()) {
         if !(s.as_ptr() as usize).is_multiple_of(4) {
             CryptoStats::inc(&stats.misaligned);
         }
@@ -150,13 +150,13 @@ pub fn with_span<R>(
     }
     CryptoStats::inc(&stats.linearized);
     let mut tmp = Vec::new();
-    tmp.try_reserve_exact(span.len)
+    tmp.try_reserve_exact(span.len())
         .map_err(|_| CryptoError::NoMemory)?;
-    tmp.resize(span.len, 0);
-    pkt.copy_out(span.start, &mut tmp)
+    tmp.resize(span.len(), 0);
+    pkt.copy_out(span.start(), &mut tmp)
         .map_err(|_| CryptoError::InvalidRequest)?;
     let r = f(&mut tmp)?;
-    pkt.copy_in(span.start, &tmp)
+    pkt.copy_in(span.start(), &tmp)
         .map_err(|_| CryptoError::InvalidRequest)?;
     Ok(r)
 }
@@ -179,19 +179,19 @@ impl SpanMap {
     #[inline]
     pub fn new(layout: &Layout, icv_len: usize, span: Region) -> Result<SpanMap, CryptoError> {
         let rel = |r: Region| -> Result<core::ops::Range<usize>, CryptoError> {
-            if r.len == 0 {
+            if r.is_empty() {
                 return Ok(0..0);
             }
             let s = r
-                .start
-                .checked_sub(span.start)
+                .start()
+                .checked_sub(span.start())
                 .ok_or(CryptoError::InvalidRequest)?;
-            Ok(s..s + r.len)
+            Ok(s..s + r.len())
         };
         let m = SpanMap {
             aad: rel(layout.aad)?,
             payload: rel(layout.payload)?,
-            icv: rel(Region::new(layout.icv_offset, icv_len))?,
+            icv: rel(Region::try_new(layout.icv_at(), icv_len)?)?,
         };
         let overlaps = |a: &core::ops::Range<usize>, b: &core::ops::Range<usize>| {
             !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end

@@ -28,25 +28,55 @@ pub enum Op {
     Decrypt,
 }
 
-/// A byte range of the packet.
+/// A byte range of the packet. Offsets and lengths are stored as `u32`
+/// (a packet is far below 4 GiB), which keeps a [`Layout`] — and with it
+/// every [`Request`] moved between the protocol and the drivers — small;
+/// [`Region::try_new`] converts from `usize` with a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Region {
-    /// First byte.
-    pub start: usize,
-    /// Length in bytes.
-    pub len: usize,
+    start: u32,
+    len: u32,
 }
 
 impl Region {
-    /// A region.
-    pub const fn new(start: usize, len: usize) -> Region {
+    /// A region of `len` bytes from `start`.
+    #[inline]
+    pub const fn new(start: u32, len: u32) -> Region {
         Region { start, len }
+    }
+
+    /// A region from `usize` offsets; [`CryptoError::InvalidRequest`] when
+    /// either does not fit in 32 bits.
+    #[inline]
+    pub fn try_new(start: usize, len: usize) -> Result<Region, CryptoError> {
+        match (u32::try_from(start), u32::try_from(len)) {
+            (Ok(start), Ok(len)) => Ok(Region { start, len }),
+            _ => Err(CryptoError::InvalidRequest),
+        }
+    }
+
+    /// First byte.
+    #[inline]
+    pub const fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub const fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when the region has no bytes.
+    #[inline]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// One past the last byte, or `None` on overflow.
     #[inline]
     pub fn end(&self) -> Option<usize> {
-        self.start.checked_add(self.len)
+        self.start().checked_add(self.len())
     }
 }
 
@@ -109,21 +139,30 @@ impl<const N: usize> core::fmt::Debug for InlineBytes<N> {
     }
 }
 
-/// Where everything is for one request.
+/// Where everything is for one request. The fields are ordered (and the
+/// offsets 32-bit) so that the layout packs into 60 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Layout {
-    /// Authenticated data that is not in the packet, placed before `aad`.
-    pub aad_prefix: InlineBytes<16>,
     /// Authenticated-only bytes in the packet.
     pub aad: Region,
     /// Bytes to encrypt/decrypt (ETA: authenticated after `aad`).
     pub payload: Region,
-    /// ETA/Auth only: bytes appended to the MAC input (ESN high bits).
-    pub auth_suffix: InlineBytes<4>,
+    /// Where the ICV is written (Encrypt) or read (Decrypt).
+    pub icv_offset: u32,
+    /// Authenticated data that is not in the packet, placed before `aad`.
+    pub aad_prefix: InlineBytes<16>,
     /// The IV (CBC), counter block (CTR) or nonce (AEAD) as the engine uses it.
     pub iv: InlineBytes<16>,
-    /// Where the ICV is written (Encrypt) or read (Decrypt).
-    pub icv_offset: usize,
+    /// ETA/Auth only: bytes appended to the MAC input (ESN high bits).
+    pub auth_suffix: InlineBytes<4>,
+}
+
+impl Layout {
+    /// [`Layout::icv_offset`] as a `usize`.
+    #[inline]
+    pub const fn icv_at(&self) -> usize {
+        self.icv_offset as usize
+    }
 }
 
 /// A request: a packet travelling through the framework together with the
@@ -218,5 +257,32 @@ impl<P, C> Request<P, C> {
             cont,
             result,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_try_new_checks_32_bits() {
+        let r = Region::try_new(20, 1400).unwrap();
+        assert_eq!((r.start(), r.len(), r.end()), (20, 1400, Some(1420)));
+        let max = u32::MAX as usize;
+        assert!(Region::try_new(max, max).is_ok());
+        assert_eq!(
+            Region::try_new(max + 1, 0),
+            Err(CryptoError::InvalidRequest)
+        );
+        assert_eq!(
+            Region::try_new(0, max + 1),
+            Err(CryptoError::InvalidRequest)
+        );
+        assert!(Region::new(5, 0).is_empty());
+    }
+
+    #[test]
+    fn layout_packs_small() {
+        assert!(core::mem::size_of::<Layout>() <= 60);
     }
 }

@@ -201,8 +201,8 @@ fn request(session: &Session, payload: &[u8], tag: u32) -> Request<SliceBuf, u32
     bytes.extend_from_slice(&[0; 16]);
     let layout = Layout {
         aad: Region::new(0, 8),
-        payload: Region::new(8, payload.len()),
-        icv_offset: 8 + payload.len(),
+        payload: Region::try_new(8, payload.len()).unwrap(),
+        icv_offset: u32::try_from(8 + payload.len()).unwrap(),
         ..Layout::default()
     };
     Request::new(

@@ -489,7 +489,7 @@ fn rustcrypto_cross_check_framework_batches() {
             let k = d.cont;
             let mut pkt = d.pkt;
             if k % 3 == 0 && cases[k].params.icv_len() > 0 {
-                let at = built[k].icv.start;
+                let at = built[k].icv.start();
                 let mut byte = [0u8];
                 pkt.copy_out(at, &mut byte).unwrap();
                 pkt.copy_in(at, &[byte[0] ^ 0x20]).unwrap();
@@ -848,7 +848,7 @@ fn empty_mac_input() {
         e.process(&**s, Op::Decrypt, &b.layout, &mut pkt, &stats)
             .unwrap_or_else(|err| panic!("{}: verify: {err}", c.name));
         let mut bad = pkt.bytes().to_vec();
-        bad[b.icv.start + b.icv.len - 1] ^= 1;
+        bad[b.icv.start() + b.icv.len() - 1] ^= 1;
         let mut bad = SliceBuf::from_slice(&bad).unwrap();
         assert_eq!(
             e.process(&**s, Op::Decrypt, &b.layout, &mut bad, &stats),

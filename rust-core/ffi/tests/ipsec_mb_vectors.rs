@@ -81,8 +81,8 @@ fn check_sealed(c: &Case, b: &Built, out: &[u8]) {
             c.name
         )
     };
-    untouched(0..b.payload.start);
-    untouched(b.icv.start + b.icv.len..b.bytes.len());
+    untouched(0..b.payload.start());
+    untouched(b.icv.start() + b.icv.len()..b.bytes.len());
 }
 
 /// Every RFC/NIST vector file through the shared harness. The engine
@@ -186,20 +186,20 @@ fn openssl_vectors_negative() {
         let s = &*sess;
         for bit in [0, 7] {
             expect_bad_icv(&e, s, &c, "ICV", |b| {
-                b.bytes[b.icv.start + b.icv.len - 1 - bit % b.icv.len] ^= 1 << bit
+                b.bytes[b.icv.start() + b.icv.len() - 1 - bit % b.icv.len()] ^= 1 << bit
             });
         }
         if !c.ciphertext.is_empty() {
             expect_bad_icv(&e, s, &c, "ciphertext", |b| {
-                b.bytes[b.payload.start] ^= 0x80
+                b.bytes[b.payload.start()] ^= 0x80
             });
             expect_bad_icv(&e, s, &c, "last ciphertext byte", |b| {
-                b.bytes[b.payload.start + b.payload.len - 1] ^= 1
+                b.bytes[b.payload.start() + b.payload.len() - 1] ^= 1
             });
         }
         if !c.aad.is_empty() {
             expect_bad_icv(&e, s, &c, "AAD", |b| {
-                b.bytes[b.aad.start + b.aad.len / 2] ^= 0x10
+                b.bytes[b.aad.start() + b.aad.len() / 2] ^= 0x10
             });
         }
         if !c.aad_prefix.is_empty() {
@@ -281,7 +281,7 @@ fn openssl_vectors_batch() {
         .map(|(i, c)| {
             let mut b = build(c, &c.ciphertext, &c.icv);
             if i % 3 == 1 && authenticates(c) {
-                b.bytes[b.icv.start] ^= 4;
+                b.bytes[b.icv.start()] ^= 4;
             }
             b
         })
@@ -382,8 +382,8 @@ fn openssl_vectors_multi_segment() {
     let cut = |b: &Built| {
         vec![
             LEAD + 1,
-            b.payload.start + b.payload.len / 2,
-            b.icv.start + b.icv.len / 2,
+            b.payload.start() + b.payload.len() / 2,
+            b.icv.start() + b.icv.len() / 2,
         ]
     };
     let mut pkts: Vec<Segmented> = plain

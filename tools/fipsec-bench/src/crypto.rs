@@ -251,8 +251,8 @@ fn packet(params: &SessionParams, n: usize) -> (Vec<u8>, Layout) {
     let payload_start = hdr + iv_in_pkt;
     let layout = if auth_only {
         Layout {
-            aad: Region::new(0, n),
-            icv_offset: n,
+            aad: Region::try_new(0, n).unwrap_or_default(),
+            icv_offset: u32::try_from(n).unwrap_or_default(),
             ..Layout::default()
         }
     } else {
@@ -262,10 +262,10 @@ fn packet(params: &SessionParams, n: usize) -> (Vec<u8>, Layout) {
             hdr
         };
         Layout {
-            aad: Region::new(0, aad_len),
-            payload: Region::new(payload_start, n),
+            aad: Region::try_new(0, aad_len).unwrap_or_default(),
+            payload: Region::try_new(payload_start, n).unwrap_or_default(),
             iv: InlineBytes::new(&iv).unwrap_or_default(),
-            icv_offset: payload_start + n,
+            icv_offset: u32::try_from(payload_start + n).unwrap_or_default(),
             ..Layout::default()
         }
     };

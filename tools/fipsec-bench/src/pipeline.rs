@@ -473,19 +473,19 @@ fn esp_layout(params: &SessionParams, salt: &[u8], pkt: &[u8]) -> Result<Layout,
         .get(skip + 8..skip + 8 + iv_len)
         .ok_or("ESP packet too short")?;
     let mut l = Layout {
-        payload: Region::new(skip + 8 + iv_len, enc_len),
-        icv_offset: pkt.len() - icv_len,
+        payload: Region::try_new(skip + 8 + iv_len, enc_len).map_err(|_| "ESP packet too long")?,
+        icv_offset: u32::try_from(pkt.len() - icv_len).map_err(|_| "ESP packet too long")?,
         ..Layout::default()
     };
     match &params.transform {
         Transform::Aead { .. } => {
             let nonce: Vec<u8> = salt.iter().chain(explicit_iv).copied().collect();
             l.iv = InlineBytes::new(&nonce).map_err(|e| e.to_string())?;
-            l.aad = Region::new(skip, 8);
+            l.aad = Region::try_new(skip, 8).map_err(|_| "ESP packet too long")?;
         }
         Transform::EncThenAuth { .. } => {
             l.iv = InlineBytes::new(explicit_iv).map_err(|e| e.to_string())?;
-            l.aad = Region::new(skip, 8 + iv_len);
+            l.aad = Region::try_new(skip, 8 + iv_len).map_err(|_| "ESP packet too long")?;
         }
         _ => return Err("transform not benchmarked".into()),
     }
@@ -724,7 +724,7 @@ fn esp_input<P: PacketBuf>(w: &mut Worker<P>, now: Instant, p: P) -> Verdict<P> 
 /// `Worker::output_batch` over the whole round, kept out of line (see
 /// [`esp_output`]).
 #[inline(never)]
-fn esp_output_batch<P: PacketBuf>(
+fn esp_output_batch<P: PacketBuf + Default>(
     w: &mut Worker<P>,
     now: Instant,
     pkts: &mut Vec<P>,
@@ -735,7 +735,7 @@ fn esp_output_batch<P: PacketBuf>(
 
 /// `Worker::input_batch` over the whole round, kept out of line.
 #[inline(never)]
-fn esp_input_batch<P: PacketBuf>(
+fn esp_input_batch<P: PacketBuf + Default>(
     w: &mut Worker<P>,
     now: Instant,
     pkts: &mut Vec<P>,
@@ -745,7 +745,7 @@ fn esp_input_batch<P: PacketBuf>(
 }
 
 /// Measures one row.
-fn measure<P: PacketBuf>(
+fn measure<P: PacketBuf + Default>(
     pair: &mut Pair<P>,
     source: &mut dyn Source<P>,
     driver: (&EngineFactory, &Alg),

@@ -255,7 +255,7 @@ fn parse_packets(data: &[u8], default: Command) -> Result<Vec<Job>, String> {
 }
 
 /// Packet buffers the harness can fill and read back.
-trait HarnessBuf: PacketBuf + Sized + 'static {
+trait HarnessBuf: PacketBuf + Default + Sized + 'static {
     fn load(data: &[u8], kind: BufKind) -> Result<Self, String>;
     fn contents(&self) -> Vec<u8>;
 }

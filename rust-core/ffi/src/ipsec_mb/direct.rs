@@ -108,7 +108,7 @@ impl DirectBench {
             return Err(CryptoError::Unsupported);
         }
         let span: Vec<u8> = pkt
-            .get(plan.span.start..plan.span.start + plan.span.len)
+            .get(plan.span.start()..plan.span.start() + plan.span.len())
             .ok_or(CryptoError::InvalidRequest)?
             .to_vec();
         let des_ptrs = session.keys.des3_ptrs();

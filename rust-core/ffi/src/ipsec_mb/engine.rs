@@ -845,36 +845,35 @@ fn gcm_direct(
         return None;
     }
     let prefix = layout.aad_prefix.as_slice();
-    let (aad, payload, icv_at, icv_len) =
-        (layout.aad, layout.payload, layout.icv_offset, s.icv_len);
+    let (aad, payload, icv_at, icv_len) = (layout.aad, layout.payload, layout.icv_at(), s.icv_len);
     // aad.start <= aad.end <= payload.start <= payload.end <= icv_at:
     // every offset below is then in the span and none underflows.
-    let aad_end = aad.start.checked_add(aad.len)?;
-    let payload_end = payload.start.checked_add(payload.len)?;
+    let aad_end = aad.end()?;
+    let payload_end = payload.end()?;
     let span_end = icv_at.checked_add(icv_len)?;
-    if aad_end > payload.start
+    if aad_end > payload.start()
         || payload_end > icv_at
         || icv_len > 16
-        || prefix.len() + aad.len > MAX_COMPOSED_AAD
+        || prefix.len() + aad.len() > MAX_COMPOSED_AAD
     {
         return None;
     }
     let g = s.api.gcm.get(idx)?;
-    let start = if aad.len > 0 {
-        aad.start
+    let start = if !aad.is_empty() {
+        aad.start()
     } else {
-        payload.start
+        payload.start()
     };
     let buf = pkt.peek_mut(start, span_end - start)?;
     // The AAD: the ESP header in the packet, or (ESN, RFC 4106 § 5) the
     // prefix with the high sequence bits followed by it, composed here.
     let mut composed = [0u8; MAX_COMPOSED_AAD];
-    let aad_len = prefix.len() + aad.len;
+    let aad_len = prefix.len() + aad.len();
     if !prefix.is_empty() {
         let (p, rest) = composed.split_at_mut(prefix.len());
         p.copy_from_slice(prefix);
-        rest.get_mut(..aad.len)?
-            .copy_from_slice(buf.get(..aad.len)?);
+        rest.get_mut(..aad.len())?
+            .copy_from_slice(buf.get(..aad.len())?);
     }
     let base = buf.as_mut_ptr();
     let aad_ptr = if prefix.is_empty() {
@@ -882,7 +881,7 @@ fn gcm_direct(
     } else {
         composed.as_ptr()
     };
-    let data = base.wrapping_add(payload.start - start);
+    let data = base.wrapping_add(payload.start() - start);
     if !(data as usize).is_multiple_of(4) {
         CryptoStats::inc(&stats.misaligned);
     }
@@ -890,7 +889,7 @@ fn gcm_direct(
     let (key, nonce, len) = (
         s.keys.gcm_ptr(),
         layout.iv.as_slice().as_ptr(),
-        payload.len as u64,
+        payload.len() as u64,
     );
     let (aad_len, tag_len) = (aad_len as u64, icv_len as u64);
     let mut gctx = Ctx::<GCM_CTX_LEN>::new();
@@ -1418,7 +1417,7 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             }
         };
         let buf = match multi {
-            true => j.pkt.peek_mut(plan.span.start, plan.span.len),
+            true => j.pkt.peek_mut(plan.span.start(), plan.span.len()),
             false => None,
         };
         let Some(buf) = buf else {

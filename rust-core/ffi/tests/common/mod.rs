@@ -150,27 +150,27 @@ pub fn build(c: &Case, payload: &[u8], icv: &[u8]) -> Built {
     bytes[aad_start..aad_start + c.aad.len()].copy_from_slice(&c.aad);
     bytes[pay_start..pay_start + payload.len()].copy_from_slice(payload);
     bytes[icv_start..icv_start + icv.len()].copy_from_slice(icv);
-    let aad = Region::new(aad_start, c.aad.len());
-    let payload_r = Region::new(pay_start, payload.len());
+    let aad = Region::try_new(aad_start, c.aad.len()).unwrap();
+    let payload_r = Region::try_new(pay_start, payload.len()).unwrap();
     let layout = Layout {
         aad_prefix: InlineBytes::new(&c.aad_prefix).unwrap(),
         aad,
         payload: payload_r,
         auth_suffix: InlineBytes::new(&c.auth_suffix).unwrap(),
         iv: InlineBytes::new(&c.iv).unwrap(),
-        icv_offset: icv_start,
+        icv_offset: u32::try_from(icv_start).unwrap(),
     };
     Built {
         bytes,
         layout,
         payload: payload_r,
-        icv: Region::new(icv_start, icv_len),
+        icv: Region::try_new(icv_start, icv_len).unwrap(),
         aad,
     }
 }
 
 pub fn region(bytes: &[u8], r: Region) -> &[u8] {
-    &bytes[r.start..r.start + r.len]
+    &bytes[r.start()..r.start() + r.len()]
 }
 
 /// A packet split into segments at fixed offsets (an mbuf chain in
