@@ -98,17 +98,23 @@ impl core::error::Error for CryptoError {}
 
 /// Constant-time equality of two byte strings (lengths are not secret).
 ///
-/// The differences of all bytes are OR-ed together without a branch, and
-/// only that one byte goes through `subtle`'s optimization barrier (its
-/// slice comparison puts every byte through it: 16 barrier calls per ICV).
+/// Eight bytes at a time through `subtle`'s word comparison, so that each
+/// word's result passes `subtle`'s optimisation barrier (its slice
+/// comparison passes every byte through it: 16 barrier calls for a
+/// 16-byte ICV, 1–2% of a 1400-byte ESP input; this makes 2).
 #[inline]
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     if a.len() != b.len() {
         return false;
     }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    bool::from(diff.ct_eq(&0))
+    let (a_words, a_tail) = a.as_chunks::<8>();
+    let (b_words, b_tail) = b.as_chunks::<8>();
+    let mut eq = a_tail.ct_eq(b_tail);
+    for (x, y) in a_words.iter().zip(b_words) {
+        eq &= u64::from_ne_bytes(*x).ct_eq(&u64::from_ne_bytes(*y));
+    }
+    bool::from(eq)
 }
 
 #[cfg(test)]
