@@ -477,26 +477,18 @@ fn batches_behave_as_packets_one_by_one() {
         assert_eq!(s.esp.input, n as u64 - 1, "{name}");
         // The SAs' own counters, added once per batch, are complete when
         // the batch call returns.
-        let out_sa =
-            p.a.ipsec()
-                .db
-                .reader()
+        // The same SA (192.0.2.2, ESP, SPI 0x1001) in each side's database.
+        let sa_of = |db: &fipsec_core::SecurityDb| {
+            db.reader()
                 .lookup_in(
                     &sa_addr("192.0.2.2"),
                     SaProto::Esp,
                     fipsec_core::Spi(0x1001),
                 )
-                .cloned();
-        let in_sa =
-            p.b.ipsec()
-                .db
-                .reader()
-                .lookup_in(
-                    &sa_addr("192.0.2.2"),
-                    SaProto::Esp,
-                    fipsec_core::Spi(0x1001),
-                )
-                .cloned();
+                .cloned()
+        };
+        let out_sa = sa_of(&p.a.ipsec().db);
+        let in_sa = sa_of(&p.b.ipsec().db);
         let count = |sa: Option<fipsec_core::SaRef>, inbound: bool| {
             let c = &sa.unwrap().counters;
             let get =

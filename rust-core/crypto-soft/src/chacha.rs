@@ -30,7 +30,7 @@ use cipher::typenum::Unsigned;
 use cipher::{
     BlockSizeUser, ParBlocks, StreamCipherBackend, StreamCipherClosure, StreamCipherCore,
 };
-use fipsec_crypto::{CryptoError, SpanMap, ct_eq};
+use fipsec_crypto::{CryptoError, SpanMap};
 use ghash::universal_hash::{KeyInit, UniversalHash};
 use poly1305::Poly1305;
 use zeroize::Zeroize;
@@ -210,13 +210,7 @@ fn run<B: StreamCipherBackend<BlockSize = U64>>(
             let ct_len = h.pad();
             h.block(len_block(aad_len, ct_len));
             let mut t = poly.finalize();
-            let icv = range(buf, &m.icv)?;
-            let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
-            // The expected tag is a valid forgery for this packet: do not leave it.
-            t.zeroize();
-            if !ok {
-                return Err(CryptoError::BadIcv);
-            }
+            crate::verify_icv(buf, m, &mut t)?;
             let payload = range_mut(buf, &m.payload)?;
             let mut rest = xor(payload, head);
             while !rest.is_empty() {

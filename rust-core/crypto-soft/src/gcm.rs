@@ -24,7 +24,7 @@ use cipher::consts::U16;
 use cipher::{BlockCipherEncrypt, InnerIvInit, StreamCipherCore};
 use ctr::CtrCore;
 use ctr::flavors::Ctr32BE;
-use fipsec_crypto::{CryptoError, SpanMap, ct_eq};
+use fipsec_crypto::{CryptoError, SpanMap};
 use ghash::GHash;
 use ghash::universal_hash::UniversalHash;
 use zeroize::Zeroize;
@@ -204,13 +204,7 @@ fn open<C: BlockCipherEncrypt<BlockSize = U16>>(
     let ct_len = h.pad();
     h.block(len_block(aad_len, ct_len));
     let mut t = tag(gh, &mut mask);
-    let icv = range(buf, &m.icv)?;
-    let ok = ct_eq(t.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?, icv);
-    // The expected tag is a valid forgery for this packet: do not leave it.
-    t.zeroize();
-    if !ok {
-        return Err(CryptoError::BadIcv);
-    }
+    crate::verify_icv(buf, m, &mut t)?;
     let payload = range_mut(buf, &m.payload)?;
     ctr.try_apply_keystream_partial(payload.into())
         .map_err(|_| CryptoError::InvalidRequest)

@@ -36,9 +36,10 @@ fn esp(payload_len: usize, aad_prefix: &[u8]) -> Layout {
     }
 }
 
-fn check(len: usize, aad_prefix: &[u8]) {
-    let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(11) ^ 0x3c).collect();
-    let e = SoftEngine::new();
+/// A ChaCha20-Poly1305 session (16-byte ICV) with the key
+/// `i * mul ^ xor` for byte `i`, and that key (for the oracle).
+fn session(e: &SoftEngine, mul: u8, xor: u8) -> (Vec<u8>, Box<dyn fipsec_crypto::EngineSession>) {
+    let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(mul) ^ xor).collect();
     let s = e
         .new_session(&SessionParams {
             transform: Transform::Aead {
@@ -49,6 +50,12 @@ fn check(len: usize, aad_prefix: &[u8]) {
             esn: false,
         })
         .unwrap();
+    (key, s)
+}
+
+fn check(len: usize, aad_prefix: &[u8]) {
+    let e = SoftEngine::new();
+    let (key, s) = session(&e, 11, 0x3c);
     let l = esp(len, aad_prefix);
     let plain: Vec<u8> = (0..16 + len + 16).map(|i| (i * 7 + len) as u8).collect();
     let stats = CryptoStats::new();
@@ -107,18 +114,8 @@ fn esn_prefix_matches_the_rustcrypto_aead() {
 /// Seals a request with layout `l` over a `total`-byte packet, compares it
 /// with the oracle (AAD = `l.aad_prefix || pkt[l.aad]`), opens it again.
 fn roundtrip(l: &Layout, total: usize) {
-    let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(13) ^ 0x5a).collect();
     let e = SoftEngine::new();
-    let s = e
-        .new_session(&SessionParams {
-            transform: Transform::Aead {
-                alg: AeadAlg::ChaCha20Poly1305,
-                key: SecretKey::new(&key).unwrap(),
-                icv_len: 16,
-            },
-            esn: false,
-        })
-        .unwrap();
+    let (key, s) = session(&e, 13, 0x5a);
     let stats = CryptoStats::new();
     let plain: Vec<u8> = (0..total).map(|i| (i * 5 + 3) as u8).collect();
     let (aad, payload, icv) = (
