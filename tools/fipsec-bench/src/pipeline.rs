@@ -61,7 +61,8 @@
 //! pipeline phases only.
 //!
 //! Options: `--quick`, `--seconds S` (measured time per row), `--sizes
-//! 64,512,1400,imix`, `--algs gcm,cbc,chacha`, `--drivers ipsec-mb,soft`,
+//! 64,512,1400,imix`, `--algs gcm,cbc,chacha` (and `null`: ESP-NULL, the
+//! protocol path alone, only when named), `--drivers ipsec-mb,soft`,
 //! `--buffers slice,noreplay,chain`, `--batch N`, `--wall`,
 //! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers),
 //! `--per-packet` (per-packet calls, see above),
@@ -107,6 +108,11 @@ const MAX_LINKHDR: usize = 16;
 /// The tag type the chain rows attach to each packet (under [`MTAG_FIPSEC`]).
 const BENCH_TAG: u16 = 0xbe;
 
+/// ESP with NULL encryption and no ICV (RFC 2410): the path's own cost
+/// per packet, with nothing for crypto to hide it (`--algs null`; not
+/// among the default rows).
+const NULL_ALG: &str = "esp-null";
+
 /// One benchmarked transform, in FreeBSD PF_KEY numbers.
 struct Alg {
     name: &'static str,
@@ -131,6 +137,13 @@ fn algorithms() -> Vec<Alg> {
             key_len: 16,
             auth: AuthAlgorithm::Sha1Hmac,
             auth_key_len: 20,
+        },
+        Alg {
+            name: NULL_ALG,
+            enc: EncryptAlgorithm::Null,
+            key_len: 0,
+            auth: AuthAlgorithm::None,
+            auth_key_len: 0,
         },
         Alg {
             name: "chacha20-poly1305",
@@ -283,7 +296,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--pipeline-csv" => o.csv = Some(val("--pipeline-csv")?),
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
-                     [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha] [--drivers ipsec-mb,soft] \
+                     [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha,null] [--drivers ipsec-mb,soft] \
                      [--buffers slice,noreplay,chain] [--batch N] [--wall] [--per-packet] [--pipeline-csv FILE]"
                     .into());
             }
@@ -487,6 +500,7 @@ fn esp_layout(params: &SessionParams, salt: &[u8], pkt: &[u8]) -> Result<Layout,
             l.iv = InlineBytes::new(explicit_iv).map_err(|e| e.to_string())?;
             l.aad = Region::try_new(skip, 8 + iv_len).map_err(|_| "ESP packet too long")?;
         }
+        Transform::Cipher { .. } => {}
         _ => return Err("transform not benchmarked".into()),
     }
     Ok(l)
@@ -1197,10 +1211,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let algs: Vec<Alg> = algorithms()
         .into_iter()
         .filter(|a| {
-            o.algs.as_ref().is_none_or(|l| {
-                l.iter()
-                    .any(|x| a.name.starts_with(x.as_str()) || a.name.contains(x.as_str()))
-            })
+            match o.algs.as_ref() {
+                // ESP-NULL only when asked for: it has no crypto to compare with.
+                None => a.name != NULL_ALG,
+                Some(l) => l
+                    .iter()
+                    .any(|x| a.name.starts_with(x.as_str()) || a.name.contains(x.as_str())),
+            }
         })
         .collect();
     let cost = clock_cost(o.clock);
