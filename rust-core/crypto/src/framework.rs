@@ -30,6 +30,10 @@ pub const MAX_DRIVERS: usize = 32;
 /// Most requests [`Framework::dispatch_batch`] hands to engines at once.
 pub const BATCH_CHUNK: usize = 64;
 
+// `run_chunk` keeps a request's index in the chunk, and a driver index, in
+// a byte (`u8::MAX`: no driver).
+const _: () = assert!(BATCH_CHUNK <= 256 && MAX_DRIVERS < u8::MAX as usize);
+
 /// Consecutive driver errors after which a driver is declared down.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 8;
 
@@ -424,15 +428,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// each request's `outcome` is set when it completed, left `None` when
     /// it must go through [`Framework::dispatch`].
     fn run_chunk(&self, chunk: &mut [Request<P, C>]) {
-        /// Where one request of the chunk goes.
-        #[derive(Clone, Copy, PartialEq, Eq)]
-        enum Route {
-            /// Completed already (no healthy driver), or through `dispatch`.
-            Done,
-            /// A synchronous engine: driver and candidate index.
-            Sync(usize, usize),
-        }
-        let mut route = [Route::Done; BATCH_CHUNK];
+        // Where each request of the chunk goes: the driver and candidate
+        // index of a synchronous engine, or `DONE` (completed already, for
+        // want of a healthy driver, or to go through `dispatch`).
+        const DONE: (u8, u8) = (u8::MAX, 0);
+        let mut route = [DONE; BATCH_CHUNK];
         let mut engines = 0u32;
         // The choice for the previous request: a run of requests of one
         // session (one SA's packets) is routed by one `pick` (the session
@@ -463,7 +463,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         }
                         req.tried |= 1u32 << di;
                         engines |= 1u32 << di;
-                        *r = Route::Sync(di, ci);
+                        // MAX_DRIVERS (32) and the candidates (one per
+                        // driver) fit in a byte.
+                        *r = (di as u8, ci as u8);
                     }
                 }
             }
@@ -480,14 +482,12 @@ impl<P: PacketBuf, C> Framework<P, C> {
                 continue;
             };
             // At most BATCH_CHUNK jobs (one per request of the chunk): a
-            // fixed-capacity list on the stack, no allocation.
+            // fixed-capacity list on the stack, no allocation; `from[k]` is
+            // the index in the chunk of job k's request.
             let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = ArrayVec::new();
-            let mut queued = [false; BATCH_CHUNK];
-            for ((req, r), q) in chunk.iter_mut().zip(route.iter()).zip(queued.iter_mut()) {
-                let Route::Sync(d, ci) = *r else {
-                    continue;
-                };
-                if d != di {
+            let mut from = [0u8; BATCH_CHUNK];
+            for ((i, req), &(d, ci)) in chunk.iter_mut().enumerate().zip(route.iter()) {
+                if usize::from(d) != di {
                     continue;
                 }
                 let Request {
@@ -497,10 +497,10 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     pkt,
                     ..
                 } = req;
-                if let Some(c) = session.0.candidates.get(ci)
-                    && !jobs.is_full()
+                if let Some(c) = session.0.candidates.get(usize::from(ci))
+                    && let Some(f) = from.get_mut(jobs.len())
                 {
-                    *q = true;
+                    *f = i as u8;
                     jobs.push(Job {
                         session: &*c.state,
                         op: *op,
@@ -510,41 +510,38 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     });
                 }
             }
-            let n = jobs.len() as u64;
-            CryptoStats::add(&self.stats.requests, n);
-            DriverStats::add(&slot.stats.requests, n);
+            let n = jobs.len();
+            CryptoStats::add(&self.stats.requests, n as u64);
+            DriverStats::add(&slot.stats.requests, n as u64);
             if n > 1 {
                 CryptoStats::inc(&self.stats.batches);
             }
             engine.process_batch(&mut jobs, &self.stats);
-            let mut results = [None; BATCH_CHUNK];
-            for (res, j) in results.iter_mut().zip(jobs) {
-                *res = Some(j.result);
+            // Read through a reference: the job list by value is a 3 KiB move.
+            let mut results = [Ok(()); BATCH_CHUNK];
+            for (res, j) in results.iter_mut().zip(jobs.iter()) {
+                *res = j.result;
             }
-            let mut results = results.into_iter().flatten();
+            drop(jobs);
 
             // Counters are added once per engine and chunk.
-            let (mut ok, mut bad_icv, mut no_memory, mut invalid, mut completed) =
-                (0u64, 0u64, 0u64, 0u64, 0u64);
-            for (req, q) in chunk.iter_mut().zip(queued) {
-                if !q {
-                    continue;
-                }
-                match results.next() {
-                    None => {}
-                    Some(Err(CryptoError::DriverFailure)) => self.note_error(slot),
-                    Some(r) => {
-                        completed += 1;
-                        match r {
-                            Ok(()) => ok += 1,
-                            Err(CryptoError::BadIcv) => bad_icv += 1,
-                            Err(CryptoError::NoMemory) => no_memory += 1,
-                            Err(_) => invalid += 1,
-                        }
-                        req.outcome = Some(r);
+            let (mut ok, mut bad_icv, mut no_memory, mut invalid) = (0u64, 0u64, 0u64, 0u64);
+            for (&r, &i) in results.iter().zip(from.iter()).take(n) {
+                match r {
+                    Err(CryptoError::DriverFailure) => {
+                        self.note_error(slot);
+                        continue;
                     }
+                    Ok(()) => ok += 1,
+                    Err(CryptoError::BadIcv) => bad_icv += 1,
+                    Err(CryptoError::NoMemory) => no_memory += 1,
+                    Err(_) => invalid += 1,
+                }
+                if let Some(req) = chunk.get_mut(usize::from(i)) {
+                    req.outcome = Some(r);
                 }
             }
+            let completed = ok + bad_icv + no_memory + invalid;
             if completed > 0 {
                 slot.consecutive_errors.store(0, Ordering::Relaxed);
                 DriverStats::add(&slot.stats.completions, completed);
