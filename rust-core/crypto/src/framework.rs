@@ -428,6 +428,26 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// each request's `outcome` is set when it completed, left `None` when
     /// it must go through [`Framework::dispatch`].
     fn run_chunk(&self, chunk: &mut [Request<P, C>]) {
+        // The common chunk: fresh requests of one session (one SA's
+        // packets), routed by one `pick` and, on a synchronous engine, run
+        // without a routing pass.
+        if let Some(first) = chunk.first() {
+            let id = Arc::as_ptr(&first.session.0);
+            if chunk
+                .iter()
+                .all(|r| r.tried == 0 && Arc::as_ptr(&r.session.0) == id)
+            {
+                let picked = self.pick(&first.session, 0);
+                if let Some((di, ci)) = picked
+                    && let Some(slot) = self.slots.get(di)
+                    && let Kind::Sync(engine) = &slot.kind
+                {
+                    self.run_on(di, slot, &**engine, chunk, |_| Some(ci));
+                    return;
+                }
+            }
+        }
+
         // Where each request of the chunk goes: the driver and candidate
         // index of a synchronous engine, or `DONE` (completed already, for
         // want of a healthy driver, or to go through `dispatch`).
@@ -435,9 +455,9 @@ impl<P: PacketBuf, C> Framework<P, C> {
         let mut route = [DONE; BATCH_CHUNK];
         let mut engines = 0u32;
         // The choice for the previous request: a run of requests of one
-        // session (one SA's packets) is routed by one `pick` (the session
-        // is compared by identity; whatever `pick` changes — a rebinding —
-        // it changed for the first of the run already).
+        // session is routed by one `pick` (the session is compared by
+        // identity; whatever `pick` changes — a rebinding — it changed for
+        // the first of the run already).
         type Picked = Option<(usize, usize)>;
         let mut last: Option<(*const SessionInner, u32, Picked)> = None;
         for (req, r) in chunk.iter_mut().zip(route.iter_mut()) {
@@ -461,7 +481,6 @@ impl<P: PacketBuf, C> Framework<P, C> {
                         if req.tried != 0 {
                             CryptoStats::inc(&self.stats.fallbacks);
                         }
-                        req.tried |= 1u32 << di;
                         engines |= 1u32 << di;
                         // MAX_DRIVERS (32) and the candidates (one per
                         // driver) fit in a byte.
@@ -481,81 +500,102 @@ impl<P: PacketBuf, C> Framework<P, C> {
             let Kind::Sync(engine) = &slot.kind else {
                 continue;
             };
-            // At most BATCH_CHUNK jobs (one per request of the chunk): a
-            // fixed-capacity list on the stack, no allocation; `from[k]` is
-            // the index in the chunk of job k's request.
-            let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = ArrayVec::new();
-            let mut from = [0u8; BATCH_CHUNK];
-            for ((i, req), &(d, ci)) in chunk.iter_mut().enumerate().zip(route.iter()) {
-                if usize::from(d) != di {
-                    continue;
-                }
-                let Request {
-                    session,
-                    op,
+            self.run_on(di, slot, &**engine, chunk, |i| match route.get(i) {
+                Some(&(d, ci)) if usize::from(d) == di => Some(usize::from(ci)),
+                _ => None,
+            });
+        }
+    }
+
+    /// Runs on synchronous engine `di` the requests of `chunk` that `to`
+    /// gives a candidate index for (the session's candidate of that
+    /// engine), in one [`Engine::process_batch`] call, and sets their
+    /// outcomes and the counters. A request it does not complete keeps
+    /// `outcome == None` (it goes through `dispatch`).
+    fn run_on(
+        &self,
+        di: usize,
+        slot: &Slot<P, C>,
+        engine: &dyn Engine,
+        chunk: &mut [Request<P, C>],
+        to: impl Fn(usize) -> Option<usize>,
+    ) {
+        // At most BATCH_CHUNK jobs (one per request of the chunk): a
+        // fixed-capacity list on the stack, no allocation; `from[k]` is
+        // the index in the chunk of job k's request.
+        let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = ArrayVec::new();
+        let mut from = [0u8; BATCH_CHUNK];
+        for (i, req) in chunk.iter_mut().enumerate() {
+            let Some(ci) = to(i) else {
+                continue;
+            };
+            req.outcome = None;
+            req.tried |= 1u32 << di;
+            let Request {
+                session,
+                op,
+                layout,
+                pkt,
+                ..
+            } = req;
+            if let Some(c) = session.0.candidates.get(ci)
+                && let Some(f) = from.get_mut(jobs.len())
+            {
+                *f = i as u8;
+                jobs.push(Job {
+                    session: &*c.state,
+                    op: *op,
                     layout,
                     pkt,
-                    ..
-                } = req;
-                if let Some(c) = session.0.candidates.get(usize::from(ci))
-                    && let Some(f) = from.get_mut(jobs.len())
-                {
-                    *f = i as u8;
-                    jobs.push(Job {
-                        session: &*c.state,
-                        op: *op,
-                        layout,
-                        pkt,
-                        result: Err(CryptoError::DriverFailure),
-                    });
-                }
+                    result: Err(CryptoError::DriverFailure),
+                });
             }
-            let n = jobs.len();
-            CryptoStats::add(&self.stats.requests, n as u64);
-            DriverStats::add(&slot.stats.requests, n as u64);
-            if n > 1 {
-                CryptoStats::inc(&self.stats.batches);
-            }
-            engine.process_batch(&mut jobs, &self.stats);
-            // Read through a reference: the job list by value is a 3 KiB move.
-            let mut results = [Ok(()); BATCH_CHUNK];
-            for (res, j) in results.iter_mut().zip(jobs.iter()) {
-                *res = j.result;
-            }
-            drop(jobs);
+        }
+        let n = jobs.len();
+        CryptoStats::add(&self.stats.requests, n as u64);
+        DriverStats::add(&slot.stats.requests, n as u64);
+        if n > 1 {
+            CryptoStats::inc(&self.stats.batches);
+        }
+        engine.process_batch(&mut jobs, &self.stats);
+        // Read through a reference: the job list by value is a 3 KiB move.
+        let mut results = [Ok(()); BATCH_CHUNK];
+        for (res, j) in results.iter_mut().zip(jobs.iter()) {
+            *res = j.result;
+        }
+        drop(jobs);
 
-            // Counters are added once per engine and chunk.
-            let (mut ok, mut bad_icv, mut no_memory, mut invalid) = (0u64, 0u64, 0u64, 0u64);
-            for (&r, &i) in results.iter().zip(from.iter()).take(n) {
-                match r {
-                    Err(CryptoError::DriverFailure) => {
-                        self.note_error(slot);
-                        continue;
-                    }
-                    Ok(()) => ok += 1,
-                    Err(CryptoError::BadIcv) => bad_icv += 1,
-                    Err(CryptoError::NoMemory) => no_memory += 1,
-                    Err(_) => invalid += 1,
+        // Counters are added once per engine and chunk.
+        let (mut ok, mut bad_icv, mut no_memory, mut invalid) = (0u64, 0u64, 0u64, 0u64);
+        for (&r, &i) in results.iter().zip(from.iter()).take(n) {
+            match r {
+                Err(CryptoError::DriverFailure) => {
+                    self.note_error(slot);
+                    continue;
                 }
-                if let Some(req) = chunk.get_mut(usize::from(i)) {
-                    req.outcome = Some(r);
-                }
+                Ok(()) => ok += 1,
+                Err(CryptoError::BadIcv) => bad_icv += 1,
+                Err(CryptoError::NoMemory) => no_memory += 1,
+                Err(_) => invalid += 1,
             }
-            let completed = ok + bad_icv + no_memory + invalid;
-            if completed > 0 {
-                slot.consecutive_errors.store(0, Ordering::Relaxed);
-                DriverStats::add(&slot.stats.completions, completed);
+            if let Some(req) = chunk.get_mut(usize::from(i)) {
+                req.outcome = Some(r);
             }
-            let s = &self.stats;
-            for (c, n) in [
-                (&s.completions, ok),
-                (&s.err_bad_icv, bad_icv),
-                (&s.err_no_memory, no_memory),
-                (&s.err_invalid_request, invalid),
-            ] {
-                if n > 0 {
-                    CryptoStats::add(c, n);
-                }
+        }
+        let completed = ok + bad_icv + no_memory + invalid;
+        if completed > 0 {
+            slot.consecutive_errors.store(0, Ordering::Relaxed);
+            DriverStats::add(&slot.stats.completions, completed);
+        }
+        let s = &self.stats;
+        for (c, n) in [
+            (&s.completions, ok),
+            (&s.err_bad_icv, bad_icv),
+            (&s.err_no_memory, no_memory),
+            (&s.err_invalid_request, invalid),
+        ] {
+            if n > 0 {
+                CryptoStats::add(c, n);
             }
         }
     }

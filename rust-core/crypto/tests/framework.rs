@@ -609,3 +609,41 @@ fn dispatch_batch_routes_async_and_counts_verdicts() {
         (2, 1, 1)
     );
 }
+
+/// A chunk mixing two sessions bound to two engines (one session made
+/// before the faster engine was registered): every request runs on its own
+/// session's engine, one engine call per engine and chunk, and the
+/// completions come out in request order.
+#[test]
+fn dispatch_batch_routes_mixed_sessions_per_engine() {
+    let mut fw: Framework<SliceBuf, u32> = Framework::new();
+    let soft = fw
+        .register_engine(Box::new(ToyEngine::new("soft", PRIORITY_SOFTWARE)))
+        .unwrap();
+    let s1 = fw.new_session(params()).unwrap();
+    let accel = fw
+        .register_engine(Box::new(ToyEngine::new("accel", PRIORITY_HARDWARE)))
+        .unwrap();
+    let s2 = fw.new_session(params()).unwrap();
+    assert_eq!((s1.bound_driver(), s2.bound_driver()), (soft, accel));
+    let n = 11u32;
+    let mut reqs: Vec<_> = (0..n)
+        .map(|i| request(if i % 2 == 0 { &s1 } else { &s2 }, &i.to_be_bytes(), i))
+        .collect();
+    let mut got = Vec::new();
+    assert_eq!(
+        fw.dispatch_batch(&mut reqs, Instant::ZERO, &mut |d| {
+            expect_encrypted(&d, &d.cont.to_be_bytes());
+            got.push(d.cont);
+        }),
+        n as usize
+    );
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    let d = fw.drivers();
+    assert_eq!(
+        (d[soft.0].stats.requests, d[accel.0].stats.requests),
+        (6, 5)
+    );
+    let st = fw.stats.snapshot();
+    assert_eq!((st.requests, st.completions, st.batches), (11, 11, 2));
+}
