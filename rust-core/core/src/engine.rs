@@ -426,6 +426,10 @@ struct SaTally {
     /// [`SecAssoc::account_later`].
     life_packets: u64,
     life_bytes: u64,
+    /// The instant at which `account_later` last judged a packet of this
+    /// SA within every limit: another packet at that same instant gets
+    /// the same verdict (see [`Worker::lifetime`]).
+    life_ok_at: Option<Instant>,
 }
 
 impl SaTally {
@@ -548,6 +552,7 @@ impl<P: PacketBuf> Worker<P> {
             out_bytes: 0,
             life_packets: 0,
             life_bytes: 0,
+            life_ok_at: None,
         })
     }
 
@@ -620,8 +625,30 @@ impl<P: PacketBuf> Worker<P> {
     /// the verdict; true when the packet must be dropped. Within a batch,
     /// while the SA has no byte or packet limit, the counts are tallied and
     /// added once when the batch ends (or another SA is tallied).
+    ///
+    /// Once a packet of the batch was judged within every limit that way,
+    /// the next ones at the same `now` are only tallied: with no byte or
+    /// packet limit the verdict depends on `now`, the SA's add time and its
+    /// first use (already recorded), none of which changed, and a soft
+    /// limit not reached at `now` is not reached by them either. (Limits
+    /// changed by `SADB_UPDATE` while a batch is under way apply from the
+    /// next batch, as a byte limit's counts already do.)
     #[inline]
     pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
+        if let Some(t) = &mut self.sa_tally
+            && t.life_ok_at == Some(now)
+            && Arc::ptr_eq(&t.sa, sa)
+        {
+            t.life_packets += 1;
+            t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+            return false;
+        }
+        self.lifetime_slow(sa, bytes, now)
+    }
+
+    /// [`Worker::lifetime`] without the batch's memo.
+    #[inline(never)]
+    fn lifetime_slow(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
         let later = if self.in_batch {
             sa.account_later(now)
         } else {
@@ -632,6 +659,9 @@ impl<P: PacketBuf> Worker<P> {
                 let t = self.tally(sa);
                 t.life_packets += 1;
                 t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+                if v == LifetimeVerdict::Ok {
+                    t.life_ok_at = Some(now);
+                }
                 v
             }
             None => sa.account(bytes as u64, now),

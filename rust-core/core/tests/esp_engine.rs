@@ -533,6 +533,59 @@ fn batches_behave_as_packets_one_by_one() {
     }
 }
 
+/// Time lifetimes within batches (RFC 2367 § 2.3.1: a limit of D seconds
+/// after the SA was added is reached at `added + D`; the soft limit is
+/// reported once, the hard one drops every packet from then on): a
+/// batch before the soft limit sends everything and reports nothing; a
+/// batch at the soft limit sends everything and marks the SA dying
+/// exactly once; a batch at the hard limit sends nothing.
+#[test]
+fn time_lifetimes_within_batches() {
+    use fipsec_core::time::Duration;
+    use fipsec_core::{Lifetime, SaState};
+    let alg = &algs()[0].1;
+    let mut p = pair(alg, false, false);
+    let sa =
+        p.a.ipsec()
+            .db
+            .reader()
+            .lookup_in(
+                &sa_addr("192.0.2.2"),
+                SaProto::Esp,
+                fipsec_core::Spi(0x1001),
+            )
+            .cloned()
+            .unwrap();
+    let secs = |s| Lifetime {
+        add_time: Duration::from_secs(s),
+        ..Lifetime::UNLIMITED
+    };
+    sa.lifetime().set_limits(secs(10), secs(20));
+    let inner = udp4([10, 1, 0, 5], [10, 2, 0, 7], b"lifetime");
+    let mut batch = |now: u64| {
+        let pkts = (0..100).map(|_| SliceBuf::from_slice(&inner).unwrap());
+        let (mut sent, mut expired, mut other) = (0, 0, 0);
+        p.a.output_batch(Instant::from_secs(now), pkts, &mut |v| match v {
+            Verdict::Transmit(_) => sent += 1,
+            Verdict::Dropped(DropReason::EspOutLifetimeExpired) => expired += 1,
+            _ => other += 1,
+        });
+        (sent, expired, other)
+    };
+    assert_eq!(batch(9), (100, 0, 0));
+    assert_eq!(sa.state(), SaState::Mature);
+    assert!(!sa.lifetime().soft_fired());
+    assert_eq!(batch(10), (100, 0, 0));
+    assert_eq!(sa.state(), SaState::Dying);
+    assert!(sa.lifetime().soft_fired());
+    assert_eq!(batch(19), (100, 0, 0));
+    // The first packet reaches the hard limit (and kills the SA); no
+    // packet is sent.
+    let (sent, expired, _) = batch(20);
+    assert_eq!((sent, expired), (0, 1));
+    assert_eq!(sa.state(), SaState::Dead);
+}
+
 /// A batch on an asynchronous driver: nothing final comes back from the
 /// batch call for packets in crypto; `poll` delivers them all.
 #[test]
