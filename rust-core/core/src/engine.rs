@@ -36,6 +36,7 @@ use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
 use crate::deflate::DeflateConfig;
+use crate::esp::EspAt;
 use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
@@ -1160,16 +1161,36 @@ impl<P: PacketBuf> Worker<P> {
                 ipv4_id: self.ip_id,
                 flow_label: 0,
             };
+            // The SA's outer header, made when the SA was (no template:
+            // endpoints `ipip::encapsulate` would reject).
+            let Some(&outer) = sa.outer_template() else {
+                return self.drop_on(&sa, false, DropReason::IpipOutBadEndpoints);
+            };
+            if proto == SaProto::Esp {
+                // The checks `ipip::encapsulate_with` makes before its
+                // prepend; ESP then writes the outer header together with
+                // its own, with the final length and protocol.
+                let inner = match ipip::read_inner_datagram(&pkt)
+                    .and_then(|i| outer.check_fits(pkt.len()).map(|()| i))
+                {
+                    Ok(i) => i,
+                    Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                };
+                self.stats
+                    .ipip
+                    .count_out_local(pkt.len() + outer.header_len());
+                let at = EspAt::Tunnel { outer, inner, opts };
+                return self.esp_output_before(now, pkt, &at, cont, sa);
+            }
             let mut first = [0u8; 1];
             let inner = pkt
                 .copy_out(0, &mut first)
                 .ok()
                 .and_then(|()| IpVersion::of(first[0]).ok());
-            let outer =
-                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.buf_stats) {
-                    Ok(v) => v,
-                    Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
-                };
+            let outer = match ipip::encapsulate_with(&mut pkt, &outer, &opts, &self.buf_stats) {
+                Ok(v) => v,
+                Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+            };
             self.stats.ipip.count_out_local(pkt.len());
             // The outer header was just built: its facts are known, no need
             // to parse it back.
@@ -1183,9 +1204,8 @@ impl<P: PacketBuf> Worker<P> {
                 Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
             }
         };
-        let own_header = sa.mode() == Mode::Tunnel;
         match sa.proto() {
-            SaProto::Esp => self.esp_output_before(now, pkt, &info, cont, sa, own_header),
+            SaProto::Esp => self.esp_output_before(now, pkt, &EspAt::Ip(&info), cont, sa),
             SaProto::Ah => {
                 let s = self.ah_output_before(now, pkt, info, cont, sa);
                 self.started(now, s)
