@@ -568,13 +568,7 @@ fn tunnel_outer_header_follows_inner_packet_and_settings() {
             });
             add_esp_sa(&e, ga, gb, 0x1001, Mode::Tunnel, alg, false, 64);
             let t = tunnel(SaProto::Esp, ga, gb);
-            add_policy(
-                &e,
-                ("10.1.0.0", 16),
-                ("10.2.0.0", 16),
-                Direction::Out,
-                t,
-            );
+            add_policy(&e, ("10.1.0.0", 16), ("10.2.0.0", 16), Direction::Out, t);
             add_policy(
                 &e,
                 ("2001:db8:1::", 48),
