@@ -205,7 +205,10 @@ impl PacketBuf for SliceBuf {
             self.reserve(len, 0)?;
             let old = self.head;
             self.head -= len;
-            self.storage.copy_within(old..old + off, self.head);
+            // A prepend (`off == 0`, the common case) moves nothing.
+            if off > 0 {
+                self.storage.copy_within(old..old + off, self.head);
+            }
             BufStats::add(
                 if off == 0 {
                     &stats.makespace_front

@@ -36,6 +36,7 @@ use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
 use crate::deflate::DeflateConfig;
+use crate::esp::EspAt;
 use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
@@ -426,6 +427,10 @@ struct SaTally {
     /// [`SecAssoc::account_later`].
     life_packets: u64,
     life_bytes: u64,
+    /// The instant at which `account_later` last judged a packet of this
+    /// SA within every limit: another packet at that same instant gets
+    /// the same verdict (see [`Worker::lifetime`]).
+    life_ok_at: Option<Instant>,
 }
 
 impl SaTally {
@@ -548,6 +553,7 @@ impl<P: PacketBuf> Worker<P> {
             out_bytes: 0,
             life_packets: 0,
             life_bytes: 0,
+            life_ok_at: None,
         })
     }
 
@@ -620,8 +626,30 @@ impl<P: PacketBuf> Worker<P> {
     /// the verdict; true when the packet must be dropped. Within a batch,
     /// while the SA has no byte or packet limit, the counts are tallied and
     /// added once when the batch ends (or another SA is tallied).
+    ///
+    /// Once a packet of the batch was judged within every limit that way,
+    /// the next ones at the same `now` are only tallied: with no byte or
+    /// packet limit the verdict depends on `now`, the SA's add time and its
+    /// first use (already recorded), none of which changed, and a soft
+    /// limit not reached at `now` is not reached by them either. (Limits
+    /// changed by `SADB_UPDATE` while a batch is under way apply from the
+    /// next batch, as a byte limit's counts already do.)
     #[inline]
     pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
+        if let Some(t) = &mut self.sa_tally
+            && t.life_ok_at == Some(now)
+            && Arc::ptr_eq(&t.sa, sa)
+        {
+            t.life_packets += 1;
+            t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+            return false;
+        }
+        self.lifetime_slow(sa, bytes, now)
+    }
+
+    /// [`Worker::lifetime`] without the batch's memo.
+    #[inline(never)]
+    fn lifetime_slow(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
         let later = if self.in_batch {
             sa.account_later(now)
         } else {
@@ -632,6 +660,9 @@ impl<P: PacketBuf> Worker<P> {
                 let t = self.tally(sa);
                 t.life_packets += 1;
                 t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+                if v == LifetimeVerdict::Ok {
+                    t.life_ok_at = Some(now);
+                }
                 v
             }
             None => sa.account(bytes as u64, now),
@@ -1130,16 +1161,36 @@ impl<P: PacketBuf> Worker<P> {
                 ipv4_id: self.ip_id,
                 flow_label: 0,
             };
+            // The SA's outer header, made when the SA was (no template:
+            // endpoints `ipip::encapsulate` would reject).
+            let Some(&outer) = sa.outer_template() else {
+                return self.drop_on(&sa, false, DropReason::IpipOutBadEndpoints);
+            };
+            if proto == SaProto::Esp {
+                // The checks `ipip::encapsulate_with` makes before its
+                // prepend; ESP then writes the outer header together with
+                // its own, with the final length and protocol.
+                let inner = match ipip::read_inner_datagram(&pkt)
+                    .and_then(|i| outer.check_fits(pkt.len()).map(|()| i))
+                {
+                    Ok(i) => i,
+                    Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                };
+                self.stats
+                    .ipip
+                    .count_out_local(pkt.len() + outer.header_len());
+                let at = EspAt::Tunnel { outer, inner, opts };
+                return self.esp_output_before(now, pkt, &at, cont, sa);
+            }
             let mut first = [0u8; 1];
             let inner = pkt
                 .copy_out(0, &mut first)
                 .ok()
                 .and_then(|()| IpVersion::of(first[0]).ok());
-            let outer =
-                match ipip::encapsulate(&mut pkt, sa.src(), sa.dst(), &opts, &self.buf_stats) {
-                    Ok(v) => v,
-                    Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
-                };
+            let outer = match ipip::encapsulate_with(&mut pkt, &outer, &opts, &self.buf_stats) {
+                Ok(v) => v,
+                Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+            };
             self.stats.ipip.count_out_local(pkt.len());
             // The outer header was just built: its facts are known, no need
             // to parse it back.
@@ -1153,9 +1204,8 @@ impl<P: PacketBuf> Worker<P> {
                 Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
             }
         };
-        let own_header = sa.mode() == Mode::Tunnel;
         match sa.proto() {
-            SaProto::Esp => self.esp_output_before(now, pkt, &info, cont, sa, own_header),
+            SaProto::Esp => self.esp_output_before(now, pkt, &EspAt::Ip(&info), cont, sa),
             SaProto::Ah => {
                 let s = self.ah_output_before(now, pkt, info, cont, sa);
                 self.started(now, s)

@@ -27,6 +27,7 @@ use fipsec_wire::esp::{
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::engine::{Cont, Next, Seq64, Step, Worker};
+use crate::ipip::{EncapOptions, Inner, OuterTemplate};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
@@ -55,6 +56,40 @@ pub struct EspOutCont {
 impl EspOutCont {
     /// Nothing counted yet.
     pub(crate) const EMPTY: EspOutCont = EspOutCont { bytes: 0 };
+}
+
+/// Where an outbound ESP header goes.
+#[derive(Debug)]
+pub(crate) enum EspAt<'a> {
+    /// After the IP header at offset 0 (and the extension headers ESP
+    /// follows, RFC 4303 § 3.1.1): transport mode. That header comes from
+    /// the stack: its protocol, length and IPv4 checksum are rewritten.
+    Ip(&'a IpInfo),
+    /// In front of the inner packet at offset 0, tunnel mode (RFC 4303
+    /// § 3.1.2): the outer header is written from the SA's template in
+    /// the same room as the ESP header, already with its final length and
+    /// protocol 50.
+    Tunnel {
+        outer: OuterTemplate,
+        inner: Inner,
+        opts: EncapOptions,
+    },
+}
+
+/// Writes the ESP header (SPI, the low 32 bits of the sequence number,
+/// RFC 4303 § 2.1-2.2) and the IV into `h`, which holds exactly those.
+fn write_esp_header(h: &mut [u8], spi: u32, seq: u64, iv: &[u8]) -> bool {
+    let Some((hdr, ivs)) = h.split_first_chunk_mut::<ESP_HDR_LEN>() else {
+        return false;
+    };
+    let [s0, s1, s2, s3] = spi.to_be_bytes();
+    let [q0, q1, q2, q3] = (seq as u32).to_be_bytes();
+    *hdr = [s0, s1, s2, s3, q0, q1, q2, q3];
+    if ivs.len() != iv.len() {
+        return false;
+    }
+    ivs.copy_from_slice(iv);
+    true
 }
 
 /// The shape of an ESP transform, derived from the session once per packet
@@ -390,32 +425,41 @@ impl<P: PacketBuf> Worker<P> {
     ///
     /// `sa` is the continuation's own reference to SA `cont.idx`, taken out
     /// of it by the caller (a move, no count traffic) and put back before
-    /// the request is built. `own_header`: the IP header at offset 0 was
-    /// made by this engine (a tunnel's outer header), so its checksum is
-    /// known to be right and is updated incrementally; a header from the
-    /// stack gets its checksum recomputed.
+    /// the request is built. `at` says where the ESP header goes.
     pub(crate) fn esp_output_before(
         &mut self,
         now: Instant,
         mut pkt: P,
-        info: &IpInfo,
+        at: &EspAt<'_>,
         mut cont: Cont,
         sa: SaRef,
-        own_header: bool,
     ) -> Next<P> {
         let Some(session) = sa.session().cloned() else {
             return self.drop_on(&sa, false, DropReason::EspNoSession);
         };
         let params = session.params();
         let shape = Shape::of(params);
-        let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, info) {
-            Ok(p) => p,
-            Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+        // Where the ESP header goes, the byte that will name it, the
+        // protocol it will protect, and the IP version of the header.
+        let (skip, nh_offset, proto, version) = match at {
+            EspAt::Ip(info) => match packet::transport_insertion_point(&pkt, info) {
+                Ok((skip, nh_offset, proto)) => (skip, nh_offset, proto, info.version),
+                Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+            },
+            EspAt::Tunnel { outer, inner, .. } => {
+                let hl = outer.header_len();
+                (hl, 0, inner.protocol(), outer.version())
+            }
         };
         let Ok(seq) = self.next_seq(&sa) else {
             return self.drop_on(&sa, false, DropReason::EspOutSeqOverflow);
         };
-        let payload_len = pkt.len().saturating_sub(skip);
+        // The bytes ESP protects: all that follows its header (the inner
+        // packet, in tunnel mode; the outer header is not there yet).
+        let payload_len = match at {
+            EspAt::Ip(_) => pkt.len().saturating_sub(skip),
+            EspAt::Tunnel { .. } => pkt.len(),
+        };
         if self.lifetime(&sa, payload_len, now) {
             return self.drop_on(&sa, false, DropReason::EspOutLifetimeExpired);
         }
@@ -436,7 +480,7 @@ impl<P: PacketBuf> Worker<P> {
         let pad = usize::from(pad_len);
         let enc_len = payload_len + tfc + pad + 2;
         let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
-        if new_len > packet::max_datagram_len(info.version) {
+        if new_len > packet::max_datagram_len(version) {
             return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
         if pkt.make_writable(&self.buf_stats).is_err() {
@@ -457,16 +501,25 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         let spi = sa.spi().0;
-        let ok = match pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.buf_stats) {
-            Ok(h) => {
-                let (a, rest) = h.split_at_mut(4);
-                a.copy_from_slice(&spi.to_be_bytes());
-                let (b, ivs) = rest.split_at_mut(4);
-                b.copy_from_slice(&(seq as u32).to_be_bytes());
-                ivs.copy_from_slice(iv);
-                true
+        // RFC 4303 § 2.1-2.3: SPI, sequence number (low 32 bits), IV. In
+        // tunnel mode the outer header goes in front in the same room
+        // (RFC 4303 § 3.1.2), with its final length and protocol.
+        let space = match at {
+            EspAt::Ip(_) => pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.buf_stats),
+            EspAt::Tunnel { .. } => {
+                pkt.make_space(0, skip + ESP_HDR_LEN + shape.iv_len, &self.buf_stats)
             }
-            Err(_) => false,
+        };
+        let ok = match (space, at) {
+            (Ok(h), EspAt::Ip(_)) => write_esp_header(h, spi, seq, iv),
+            (Ok(h), EspAt::Tunnel { outer, inner, opts }) => {
+                let (o, h) = h.split_at_mut(skip);
+                outer
+                    .emit(o, new_len - skip, IpProtocol::Esp, inner, opts)
+                    .is_ok()
+                    && write_esp_header(h, spi, seq, iv)
+            }
+            (Err(_), _) => false,
         };
         if !ok {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
@@ -488,17 +541,21 @@ impl<P: PacketBuf> Worker<P> {
         if !ok {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
-        let fixed =
-            packet::set_next_header_and_length(&mut pkt, info.version, nh_offset, IpProtocol::Esp)
-                .and_then(|()| {
-                    if own_header || info.version != IpVersion::V4 {
-                        Ok(())
-                    } else {
-                        packet::fix_ipv4_checksum(&mut pkt)
-                    }
-                });
-        if fixed.is_err() {
-            return self.drop_on(&sa, false, DropReason::EspOutBufferError);
+        // A header from the stack: name ESP in it, set its length and
+        // recompute an IPv4 checksum.
+        if let EspAt::Ip(_) = at {
+            let fixed =
+                packet::set_next_header_and_length(&mut pkt, version, nh_offset, IpProtocol::Esp)
+                    .and_then(|()| {
+                        if version == IpVersion::V4 {
+                            packet::fix_ipv4_checksum(&mut pkt)
+                        } else {
+                            Ok(())
+                        }
+                    });
+            if fixed.is_err() {
+                return self.drop_on(&sa, false, DropReason::EspOutBufferError);
+            }
         }
         let Ok(layout) = layout(
             &shape,

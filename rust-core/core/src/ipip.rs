@@ -36,7 +36,7 @@ use core::net::IpAddr;
 
 use fipsec_buf::{BufError, BufStats, PacketBuf};
 use fipsec_wire::checksum;
-use fipsec_wire::ip::{Ecn, IpProtocol, IpVersion, dscp_of};
+use fipsec_wire::ip::{Ecn, IpProtocol, IpVersion, dscp_of, tos_from};
 use fipsec_wire::{SockaddrUnion, ipv4, ipv6};
 
 /// Why an IP-in-IP operation failed. One drop counter each.
@@ -235,12 +235,33 @@ pub const fn ecn_decapsulate(outer: Ecn, inner: Ecn) -> EcnDecap {
 
 // ---- encapsulation -------------------------------------------------------------------
 
-/// What the outer header needs to know about the inner packet.
-#[derive(Debug, Clone, Copy)]
-struct Inner {
+/// What the outer header takes from the inner packet: its version (which
+/// picks the protocol number announcing it), TOS / Traffic Class and DF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inner {
     version: IpVersion,
     tos: u8,
     dont_frag: bool,
+}
+
+impl Inner {
+    /// The inner packet's IP version.
+    pub fn version(&self) -> IpVersion {
+        self.version
+    }
+
+    /// The protocol number announcing the inner packet: 4 for IPv4
+    /// ([RFC 2003 § 3.1]), 41 for IPv6 ([RFC 4213 § 3.5], [RFC 2473 § 3]).
+    ///
+    /// [RFC 2003 § 3.1]: https://www.rfc-editor.org/rfc/rfc2003#section-3.1
+    /// [RFC 4213 § 3.5]: https://www.rfc-editor.org/rfc/rfc4213#section-3.5
+    /// [RFC 2473 § 3]: https://www.rfc-editor.org/rfc/rfc2473#section-3
+    pub fn protocol(&self) -> IpProtocol {
+        match self.version {
+            IpVersion::V4 => IpProtocol::IpIp,
+            IpVersion::V6 => IpProtocol::Ipv6,
+        }
+    }
 }
 
 /// Reads and validates the inner header at `off`, whose packet must span
@@ -306,6 +327,18 @@ fn read_inner<P: PacketBuf + ?Sized>(
     }
 }
 
+/// Reads the header of the packet [`encapsulate`] would wrap: one whole
+/// IPv4 or IPv6 datagram at offset 0 whose length field matches
+/// `pkt.len()`.
+pub fn read_inner_datagram<P: PacketBuf + ?Sized>(pkt: &P) -> Result<Inner, IpipError> {
+    let len = pkt.len();
+    let (inner, inner_len) = read_inner(pkt, 0, len)?;
+    if inner_len != len {
+        return Err(IpipError::InnerLengthInvalid);
+    }
+    Ok(inner)
+}
+
 fn endpoints(src: &SockaddrUnion, dst: &SockaddrUnion) -> Result<(IpAddr, IpAddr), IpipError> {
     let (Some(s), Some(d)) = (src.ip(), dst.ip()) else {
         return Err(IpipError::EndpointFamilyMismatch);
@@ -327,6 +360,180 @@ pub fn outer_header_len(dst: &SockaddrUnion) -> Option<usize> {
     }
 }
 
+/// The outer header of a tunnel between two endpoints with what they fix
+/// filled in once (the version and both addresses, and for IPv4 the sum of
+/// the header words they make up): per packet, [`OuterTemplate::emit`]
+/// only writes the fields that change and, for IPv4, adds them to that
+/// sum. The one-complement sum may be added up in any order and in parts
+/// ([RFC 1071 § 2] (A), (B)), so the checksum is that of the whole header.
+/// An SA keeps one for its tunnel ([`crate::sa::SecAssoc::outer_template`]).
+///
+/// [RFC 1071 § 2]: https://www.rfc-editor.org/rfc/rfc1071#section-2
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OuterTemplate {
+    version: IpVersion,
+    /// Source then destination address (4 + 4 or 16 + 16 bytes).
+    addrs: [u8; 32],
+    /// IPv4: the sum of the 16-bit words of version/IHL (with a zero TOS)
+    /// and both addresses, not folded.
+    fixed_sum: u32,
+}
+
+impl OuterTemplate {
+    /// The template for a tunnel from `src` to `dst` (the family of `dst`
+    /// picks the outer version). Fails for endpoints [`encapsulate`]
+    /// rejects.
+    pub fn new(src: &SockaddrUnion, dst: &SockaddrUnion) -> Result<OuterTemplate, IpipError> {
+        let mut addrs = [0u8; 32];
+        let (version, n) = match endpoints(src, dst)? {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                addrs[..4].copy_from_slice(&s.octets());
+                addrs[4..8].copy_from_slice(&d.octets());
+                (IpVersion::V4, 8)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                addrs[..16].copy_from_slice(&s.octets());
+                addrs[16..].copy_from_slice(&d.octets());
+                (IpVersion::V6, 32)
+            }
+            _ => return Err(IpipError::EndpointFamilyMismatch),
+        };
+        // RFC 791 § 3.1: version 4, IHL 5 (no options).
+        let mut fixed_sum = 0x4500;
+        for w in addrs.get(..n).unwrap_or(&[]).chunks_exact(2) {
+            if let &[a, b] = w {
+                fixed_sum += u32::from(u16::from_be_bytes([a, b]));
+            }
+        }
+        Ok(OuterTemplate {
+            version,
+            addrs,
+            fixed_sum,
+        })
+    }
+
+    /// The outer IP version.
+    pub fn version(&self) -> IpVersion {
+        self.version
+    }
+
+    /// The header's length (no IPv4 options, no IPv6 extension headers).
+    pub fn header_len(&self) -> usize {
+        match self.version {
+            IpVersion::V4 => ipv4::HEADER_LEN,
+            IpVersion::V6 => ipv6::HEADER_LEN,
+        }
+    }
+
+    /// Checks that `payload_len` bytes fit behind this header: an IPv4
+    /// Total Length and an IPv6 Payload Length are 16 bits.
+    pub fn check_fits(&self, payload_len: usize) -> Result<(), IpipError> {
+        let max = match self.version {
+            IpVersion::V4 => ipv4::MAX_PACKET_LEN - ipv4::HEADER_LEN,
+            IpVersion::V6 => usize::from(u16::MAX),
+        };
+        if payload_len > max {
+            return Err(IpipError::TooBig);
+        }
+        Ok(())
+    }
+
+    /// Writes the outer header into the first [`OuterTemplate::header_len`]
+    /// bytes of `dst`, for `payload_len` bytes after it of protocol
+    /// `next_header` (the inner packet's, [`Inner::protocol`], or that of
+    /// an IPsec header put between them), an `inner` packet and `opts`:
+    ///
+    /// * TTL / Hop Limit from `opts`;
+    /// * DSCP copied from the inner header or set ([`DscpPolicy`]);
+    /// * ECN copied from the inner header ([RFC 6040 § 4.1], normal mode);
+    /// * IPv4: DF per [`DfPolicy`] (an inner IPv6 packet counts as DF: it
+    ///   is never fragmented on the way, [RFC 8200 § 5]), Identification
+    ///   from `opts`, no fragment offset, the header checksum ([RFC 791
+    ///   § 3.1]);
+    /// * IPv6: Flow Label from `opts` (20 bits).
+    ///
+    /// [RFC 6040 § 4.1]: https://www.rfc-editor.org/rfc/rfc6040#section-4.1
+    /// [RFC 8200 § 5]: https://www.rfc-editor.org/rfc/rfc8200#section-5
+    /// [RFC 791 § 3.1]: https://www.rfc-editor.org/rfc/rfc791#section-3.1
+    #[inline]
+    pub fn emit(
+        &self,
+        dst: &mut [u8],
+        payload_len: usize,
+        next_header: IpProtocol,
+        inner: &Inner,
+        opts: &EncapOptions,
+    ) -> Result<(), IpipError> {
+        self.check_fits(payload_len)?;
+        let dscp = match opts.dscp {
+            DscpPolicy::Copy => dscp_of(inner.tos),
+            DscpPolicy::Set(v) => v,
+        };
+        let tos = tos_from(dscp, ecn_encapsulate(Ecn::from_tos(inner.tos)));
+        let proto = u8::from(next_header);
+        match self.version {
+            IpVersion::V4 => {
+                let (Some(fixed), Some(addrs)) = (dst.get_mut(..12), self.addrs.get(..8)) else {
+                    return Err(IpipError::Buffer(BufError::OutOfBounds));
+                };
+                let dont_frag = match opts.df {
+                    DfPolicy::Clear => false,
+                    DfPolicy::Set => true,
+                    DfPolicy::Copy => inner.dont_frag,
+                };
+                // Fits: checked above.
+                let total = (payload_len + ipv4::HEADER_LEN) as u16;
+                let flags: u16 = if dont_frag { 0x4000 } else { 0 };
+                let ttl_proto = u16::from_be_bytes([opts.hop_limit, proto]);
+                let sum = self.fixed_sum
+                    + u32::from(tos)
+                    + u32::from(total)
+                    + u32::from(opts.ipv4_id)
+                    + u32::from(flags)
+                    + u32::from(ttl_proto);
+                let check = !checksum::fold(sum);
+                let [t0, t1] = total.to_be_bytes();
+                let [i0, i1] = opts.ipv4_id.to_be_bytes();
+                let [f0, f1] = flags.to_be_bytes();
+                let [c0, c1] = check.to_be_bytes();
+                fixed.copy_from_slice(&[
+                    0x45,
+                    tos,
+                    t0,
+                    t1,
+                    i0,
+                    i1,
+                    f0,
+                    f1,
+                    opts.hop_limit,
+                    proto,
+                    c0,
+                    c1,
+                ]);
+                dst.get_mut(12..20)
+                    .ok_or(IpipError::Buffer(BufError::OutOfBounds))?
+                    .copy_from_slice(addrs);
+            }
+            IpVersion::V6 => {
+                let Some(fixed) = dst.get_mut(..8) else {
+                    return Err(IpipError::Buffer(BufError::OutOfBounds));
+                };
+                // RFC 8200 § 3: version (4 bits), Traffic Class (8), Flow
+                // Label (20); Payload Length, Next Header, Hop Limit.
+                let first = (6u32 << 28) | (u32::from(tos) << 20) | (opts.flow_label & 0x000f_ffff);
+                let [w0, w1, w2, w3] = first.to_be_bytes();
+                // Fits: checked above.
+                let [l0, l1] = (payload_len as u16).to_be_bytes();
+                fixed.copy_from_slice(&[w0, w1, w2, w3, l0, l1, proto, opts.hop_limit]);
+                dst.get_mut(8..40)
+                    .ok_or(IpipError::Buffer(BufError::OutOfBounds))?
+                    .copy_from_slice(&self.addrs);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Wraps the IP packet in `pkt` in an outer IPv4 or IPv6 header from `src`
 /// to `dst` (the tunnel endpoints; the family of `dst` picks the outer
 /// version). The inner packet must be one whole IPv4 or IPv6 datagram: its
@@ -340,71 +547,22 @@ pub fn encapsulate<P: PacketBuf + ?Sized>(
     opts: &EncapOptions,
     stats: &BufStats,
 ) -> Result<IpVersion, IpipError> {
-    let (s, d) = endpoints(src, dst)?;
+    encapsulate_with(pkt, &OuterTemplate::new(src, dst)?, opts, stats)
+}
+
+/// [`encapsulate`] with the tunnel's [`OuterTemplate`].
+pub fn encapsulate_with<P: PacketBuf + ?Sized>(
+    pkt: &mut P,
+    outer: &OuterTemplate,
+    opts: &EncapOptions,
+    stats: &BufStats,
+) -> Result<IpVersion, IpipError> {
+    let inner = read_inner_datagram(pkt)?;
     let len = pkt.len();
-    let (inner, inner_len) = read_inner(pkt, 0, len)?;
-    if inner_len != len {
-        return Err(IpipError::InnerLengthInvalid);
-    }
-    let protocol = match inner.version {
-        IpVersion::V4 => IpProtocol::IpIp,
-        IpVersion::V6 => IpProtocol::Ipv6,
-    };
-    let dscp = match opts.dscp {
-        DscpPolicy::Copy => dscp_of(inner.tos),
-        DscpPolicy::Set(v) => v & 0x3f,
-    };
-    let ecn = ecn_encapsulate(Ecn::from_tos(inner.tos));
-    match (s, d) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let dont_frag = match opts.df {
-                DfPolicy::Clear => false,
-                DfPolicy::Set => true,
-                DfPolicy::Copy => inner.dont_frag,
-            };
-            let repr = ipv4::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: protocol,
-                payload_len: len,
-                hop_limit: opts.hop_limit,
-                dscp,
-                ecn,
-                ident: opts.ipv4_id,
-                dont_frag,
-                more_frags: false,
-                frag_offset: 0,
-                options: ipv4::Ipv4Options::EMPTY,
-            };
-            if len + repr.buffer_len() > ipv4::MAX_PACKET_LEN {
-                return Err(IpipError::TooBig);
-            }
-            let space = pkt.make_space(0, repr.buffer_len(), stats)?;
-            repr.emit(&mut ipv4::Packet::new_unchecked(space))
-                .map_err(|_| IpipError::TooBig)?;
-            Ok(IpVersion::V4)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let repr = ipv6::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: protocol,
-                payload_len: len,
-                hop_limit: opts.hop_limit,
-                dscp,
-                ecn,
-                flow_label: opts.flow_label & 0x000f_ffff,
-            };
-            if len > usize::from(u16::MAX) {
-                return Err(IpipError::TooBig);
-            }
-            let space = pkt.make_space(0, repr.buffer_len(), stats)?;
-            repr.emit(&mut ipv6::Packet::new_unchecked(space))
-                .map_err(|_| IpipError::TooBig)?;
-            Ok(IpVersion::V6)
-        }
-        _ => Err(IpipError::EndpointFamilyMismatch),
-    }
+    outer.check_fits(len)?;
+    let space = pkt.make_space(0, outer.header_len(), stats)?;
+    outer.emit(space, len, inner.protocol(), &inner, opts)?;
+    Ok(outer.version())
 }
 
 // ---- decapsulation -------------------------------------------------------------------
@@ -709,6 +867,194 @@ mod test {
         big[..20].copy_from_slice(&inner[..20]);
         big[2..4].copy_from_slice(&65516u16.to_be_bytes());
         check(&big, s4(), d4(), IpipError::TooBig);
+    }
+
+    /// The outer header as the wire crate's `Repr`s emit it (each tested
+    /// against scapy in its own module), with the rules of this module's
+    /// documentation written out again: the reference the template's
+    /// patched header must equal byte for byte.
+    fn reference_outer(
+        inner: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+        next_header: IpProtocol,
+        payload_len: usize,
+        o: &EncapOptions,
+    ) -> Vec<u8> {
+        let v4_inner = inner[0] >> 4 == 4;
+        let tos = if v4_inner {
+            inner[1]
+        } else {
+            (inner[0] << 4) | (inner[1] >> 4)
+        };
+        let dscp = match o.dscp {
+            DscpPolicy::Copy => tos >> 2,
+            DscpPolicy::Set(d) => d & 0x3f,
+        };
+        // RFC 6040 § 4.1, normal mode: the ECN field is copied.
+        let ecn = Ecn::from_tos(tos);
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let dont_frag = match o.df {
+                    DfPolicy::Clear => false,
+                    DfPolicy::Set => true,
+                    // DF of an inner IPv4 header (flags byte 6, bit 0x40);
+                    // always for inner IPv6 (RFC 8200 § 5).
+                    DfPolicy::Copy => !v4_inner || inner[6] & 0x40 != 0,
+                };
+                let r = ipv4::Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header,
+                    payload_len,
+                    hop_limit: o.hop_limit,
+                    dscp,
+                    ecn,
+                    ident: o.ipv4_id,
+                    dont_frag,
+                    more_frags: false,
+                    frag_offset: 0,
+                    options: ipv4::Ipv4Options::EMPTY,
+                };
+                let mut h = alloc::vec![0u8; 20];
+                r.emit(&mut ipv4::Packet::new_unchecked(&mut h[..]))
+                    .unwrap();
+                h
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let r = ipv6::Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header,
+                    payload_len,
+                    hop_limit: o.hop_limit,
+                    dscp,
+                    ecn,
+                    flow_label: o.flow_label & 0x000f_ffff,
+                };
+                let mut h = alloc::vec![0u8; 40];
+                r.emit(&mut ipv6::Packet::new_unchecked(&mut h[..]))
+                    .unwrap();
+                h
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    fn df_policy() -> impl Strategy<Value = DfPolicy> {
+        prop_oneof![
+            Just(DfPolicy::Clear),
+            Just(DfPolicy::Set),
+            Just(DfPolicy::Copy)
+        ]
+    }
+
+    fn dscp_policy() -> impl Strategy<Value = DscpPolicy> {
+        prop_oneof![
+            Just(DscpPolicy::Copy),
+            any::<u8>().prop_map(DscpPolicy::Set)
+        ]
+    }
+
+    proptest! {
+        /// The template's header, for an inner IPv4 packet (any TOS, DF
+        /// or not) or IPv6 packet (any Traffic Class and Flow Label), an
+        /// outer IPv4 or IPv6 header, any options, protocol and payload
+        /// length, equals the `Repr`-built reference; and [`encapsulate`]
+        /// prepends exactly that header.
+        #[test]
+        fn template_header_matches_the_reprs(
+            v6_inner in any::<bool>(),
+            tos in any::<u8>(),
+            inner_df in any::<bool>(),
+            flow in 0u32..0x10_0000,
+            v6_outer in any::<bool>(),
+            src4 in 1u32..,
+            dst4 in 1u32..,
+            src6 in 1u128..,
+            dst6 in 1u128..,
+            hop_limit in any::<u8>(),
+            df in df_policy(),
+            dscp in dscp_policy(),
+            ipv4_id in any::<u16>(),
+            flow_label in any::<u32>(),
+            esp in any::<bool>(),
+            payload_len in 0usize..=65515,
+        ) {
+            let mut inner = if v6_inner { bytes(INNER6) } else { bytes(INNER4) };
+            if v6_inner {
+                let w = (6u32 << 28) | (u32::from(tos) << 20) | flow;
+                inner[..4].copy_from_slice(&w.to_be_bytes());
+            } else {
+                inner[1] = tos;
+                inner[6] = if inner_df { 0x40 } else { 0 };
+            }
+            let (src, dst): (IpAddr, IpAddr) = if v6_outer {
+                (Ipv6Addr::from(src6).into(), Ipv6Addr::from(dst6).into())
+            } else {
+                (Ipv4Addr::from(src4).into(), Ipv4Addr::from(dst4).into())
+            };
+            let o = EncapOptions { hop_limit, df, dscp, ipv4_id, flow_label };
+            let t = OuterTemplate::new(
+                &SockaddrUnion::from_ip(src, 0),
+                &SockaddrUnion::from_ip(dst, 0),
+            ).unwrap();
+            let b = SliceBuf::from_slice(&inner).unwrap();
+            let i = read_inner_datagram(&b).unwrap();
+            // Any protocol and length (ESP's, with its trailer) ...
+            let nh = if esp { IpProtocol::Esp } else { i.protocol() };
+            let mut h = [0u8; 40];
+            t.emit(&mut h, payload_len, nh, &i, &o).unwrap();
+            let want = reference_outer(&inner, src, dst, nh, payload_len, &o);
+            prop_assert_eq!(&h[..t.header_len()], &want[..]);
+            // ... and the inner packet's own, in front of it.
+            let out = encap_bytes(&inner, src, dst, o);
+            let want = reference_outer(&inner, src, dst, i.protocol(), inner.len(), &o);
+            prop_assert_eq!(&out[..want.len()], &want[..]);
+            prop_assert_eq!(&out[want.len()..], &inner[..]);
+        }
+    }
+
+    fn encap_bytes(inner: &[u8], src: IpAddr, dst: IpAddr, o: EncapOptions) -> Vec<u8> {
+        let stats = BufStats::new();
+        let mut b = SliceBuf::from_slice(inner).unwrap();
+        encapsulate(
+            &mut b,
+            &SockaddrUnion::from_ip(src, 0),
+            &SockaddrUnion::from_ip(dst, 0),
+            &o,
+            &stats,
+        )
+        .unwrap();
+        b.to_vec()
+    }
+
+    #[test]
+    fn template_refuses_what_does_not_fit() {
+        let i = read_inner_datagram(&SliceBuf::from_slice(&bytes(INNER4)).unwrap()).unwrap();
+        let o = EncapOptions::default();
+        let t4 = OuterTemplate::new(&s4(), &d4()).unwrap();
+        let t6 = OuterTemplate::new(&s6(), &d6()).unwrap();
+        let mut h = [0u8; 40];
+        // Total Length (IPv4) and Payload Length (IPv6) are 16 bits.
+        assert!(t4.emit(&mut h, 65515, IpProtocol::IpIp, &i, &o).is_ok());
+        assert_eq!(
+            t4.emit(&mut h, 65516, IpProtocol::IpIp, &i, &o),
+            Err(IpipError::TooBig)
+        );
+        assert!(t6.emit(&mut h, 65535, IpProtocol::IpIp, &i, &o).is_ok());
+        assert_eq!(
+            t6.emit(&mut h, 65536, IpProtocol::IpIp, &i, &o),
+            Err(IpipError::TooBig)
+        );
+        // A destination shorter than the header is an error, not a panic.
+        assert!(t4.emit(&mut h[..19], 0, IpProtocol::IpIp, &i, &o).is_err());
+        assert!(t6.emit(&mut h[..39], 0, IpProtocol::IpIp, &i, &o).is_err());
+        assert_eq!((t4.header_len(), t6.header_len()), (20, 40));
+        assert_eq!(
+            OuterTemplate::new(&s4(), &d6()),
+            Err(IpipError::EndpointFamilyMismatch)
+        );
     }
 
     fn decap(

@@ -34,6 +34,7 @@ use fipsec_crypto::{SecretKey, Session};
 use fipsec_wire::{AddressFamily, SockaddrUnion};
 use zeroize::Zeroize;
 
+use crate::ipip::OuterTemplate;
 use crate::lifetime::{Lifetime, LifetimeState, LifetimeVerdict};
 use crate::replay::{InvalidWindowSize, ReplayWindow, SharedReplay};
 use crate::time::Instant;
@@ -469,6 +470,9 @@ pub struct SecAssoc {
     reqid: ReqId,
     id: SaId,
     config: SaConfig,
+    /// A tunnel SA's outer header, built once from its endpoints (`None`
+    /// in transport mode, or when the endpoints cannot make one).
+    outer: Option<OuterTemplate>,
     // ---- written by the data path -------------------------------------------
     lifetime: LifetimeState,
     seq: AtomicU64,
@@ -515,6 +519,10 @@ impl SecAssoc {
             reqid: index.reqid,
             id,
             config,
+            outer: match index.mode {
+                Mode::Tunnel => OuterTemplate::new(&index.src, &index.dst).ok(),
+                _ => None,
+            },
             lifetime: LifetimeState::new(soft, hard, now),
             seq: AtomicU64::new(0),
             counters: SaCounters::default(),
@@ -589,6 +597,15 @@ impl SecAssoc {
     #[inline]
     pub fn config(&self) -> &SaConfig {
         &self.config
+    }
+
+    /// The outer header of a tunnel SA ([`Mode::Tunnel`]) from its
+    /// endpoints; `None` in other modes, or for endpoints of different
+    /// families or unspecified ones (which [`crate::ipip::encapsulate`]
+    /// rejects).
+    #[inline]
+    pub fn outer_template(&self) -> Option<&OuterTemplate> {
+        self.outer.as_ref()
     }
 
     /// The crypto session, if one was attached.

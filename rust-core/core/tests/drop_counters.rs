@@ -777,6 +777,66 @@ fn ipip_output_reasons() {
     expect_drop(&e, R::IpOutTooBig, || a.output(Instant::ZERO, buf(&big)));
 }
 
+/// ESP in tunnel mode writes the outer header together with its own: the
+/// IP-in-IP reasons come first (a packet that cannot be encapsulated is
+/// not ESP's), then ESP's own; a packet encapsulated and then dropped by
+/// ESP has been counted as IP-in-IP output (the outer header was made for
+/// it, as FreeBSD's `ipsec_encap` counts before the transform runs).
+#[test]
+fn esp_tunnel_output_reasons() {
+    let inner = udp4([10, 1, 0, 5], [10, 2, 0, 7], b"inner");
+    let setup = |src: &str, spi: u32, session: bool, hard: Lifetime| {
+        let e = engine();
+        let mut c = esp_config(&e);
+        if !session {
+            c.session = None;
+        }
+        let sa = add_sa_with(&e, src, GB, spi, SaProto::Esp, Mode::Tunnel, c, hard);
+        add_bundle_policy(
+            &e,
+            ("10.1.0.0", 16),
+            ("10.2.0.0", 16),
+            Direction::Out,
+            vec![tunnel(SaProto::Esp, src, GB)],
+        );
+        let a = worker(&e, 1);
+        (e, sa, a)
+    };
+    let ipip_out = |e: &Arc<Ipsec<SliceBuf>>| e.proto_stats().ipip.output;
+    // A tunnel from the unspecified address.
+    let (e, _, mut a) = setup("0.0.0.0", 0xa01, true, Lifetime::UNLIMITED);
+    expect_drop(&e, R::IpipOutBadEndpoints, || {
+        a.output(Instant::ZERO, buf(&inner))
+    });
+    assert_eq!(ipip_out(&e), 0);
+    // No room for an outer header in a 65535-byte datagram.
+    let (e, _, mut a) = setup(GA, 0xa02, true, Lifetime::UNLIMITED);
+    let big = udp4([10, 1, 0, 5], [10, 2, 0, 7], &vec![0; 65535 - 28]);
+    expect_drop(&e, R::IpOutTooBig, || a.output(Instant::ZERO, buf(&big)));
+    assert_eq!(ipip_out(&e), 0);
+    // Room for the outer header, not for ESP's header, trailer and ICV.
+    let big = udp4([10, 1, 0, 5], [10, 2, 0, 7], &vec![0; 65535 - 48]);
+    expect_drop(&e, R::EspOutTooBig, || a.output(Instant::ZERO, buf(&big)));
+    assert_eq!(ipip_out(&e), 1);
+    // Sequence numbers used up.
+    let (e, sa, mut a) = setup(GA, 0xa03, true, Lifetime::UNLIMITED);
+    sa.set_last_seq(u64::from(u32::MAX));
+    expect_drop(&e, R::EspOutSeqOverflow, || {
+        a.output(Instant::ZERO, buf(&inner))
+    });
+    assert_eq!(ipip_out(&e), 1);
+    // Hard lifetime.
+    let (e, _, mut a) = setup(GA, 0xa04, true, hard_bytes_1());
+    expect_drop(&e, R::EspOutLifetimeExpired, || {
+        a.output(Instant::ZERO, buf(&inner))
+    });
+    assert_eq!(ipip_out(&e), 1);
+    // No crypto session.
+    let (e, _, mut a) = setup(GA, 0xa05, false, Lifetime::UNLIMITED);
+    expect_drop(&e, R::EspNoSession, || a.output(Instant::ZERO, buf(&inner)));
+    assert_eq!(ipip_out(&e), 1);
+}
+
 /// Every AH, IPCOMP and IP-in-IP reason (and the engine's own) is the
 /// expected outcome of some test, unless listed as unreachable above.
 #[test]

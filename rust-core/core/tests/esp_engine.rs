@@ -425,13 +425,13 @@ fn batches_behave_as_packets_one_by_one() {
         });
         assert_eq!((handed, esp.len()), (n + 1, n), "{name}");
         assert_eq!(bypassed, [40], "{name}");
-        // Each ESP packet got its outer header (room made at the front)
-        // and its ESP header (room made after the outer header), counted
-        // in the worker's own buffer counters and seen in the total.
+        // Each ESP packet got its outer header and its ESP header in one
+        // room made at the front, counted in the worker's own buffer
+        // counters and seen in the total.
         let b = p.a.ipsec().buf_stats_total();
         assert_eq!(
             (b.makespace_front, b.makespace_middle),
-            (n as u64, n as u64),
+            (n as u64, 0),
             "{name}"
         );
         for (i, e) in esp.iter().enumerate() {
@@ -531,6 +531,163 @@ fn batches_behave_as_packets_one_by_one() {
         assert_eq!(count(Some(out_sa), false), n as u64 + 1, "{name}");
         assert_eq!(count(Some(in_sa), true), n as u64 - 1, "{name}");
     }
+}
+
+/// The outer header of tunnel-mode ESP (RFC 4303 § 3.1.2), which the
+/// engine writes together with the ESP header, for inner IPv4 packets with
+/// and without DF and IPv6 packets, each with DSCP and ECN bits set, under
+/// each DF setting and a non-default hop limit, in IPv4 and IPv6 outer
+/// headers. Oracle: the wire crate's `Repr`s (tested against scapy) fed
+/// with the rules of RFC 2983 (DSCP copied), RFC 6040 § 4.1 (ECN copied)
+/// and FreeBSD's `net.inet.ipsec.dfbit` (inner IPv6 counts as DF, RFC 8200
+/// § 5); the Identification is the one on the wire, which the oracle
+/// cannot know.
+#[test]
+fn tunnel_outer_header_follows_inner_packet_and_settings() {
+    use fipsec_core::EngineConfig;
+    use fipsec_core::ipip::DfPolicy;
+    use fipsec_wire::ip::{Ecn, IpProtocol};
+    use fipsec_wire::{ipv4, ipv6};
+    let alg = &algs()[0].1;
+    let mut v4_df = udp4([10, 1, 0, 5], [10, 2, 0, 7], b"df, EF, CE");
+    v4_df[1] = (46 << 2) | 3;
+    fix_ipv4_checksum(&mut v4_df);
+    let mut v4_nodf = udp4([10, 1, 0, 5], [10, 2, 0, 7], b"no df, ECT(1)");
+    v4_nodf[1] = (10 << 2) | 1;
+    v4_nodf[6] = 0;
+    fix_ipv4_checksum(&mut v4_nodf);
+    let mut v6 = udp6("2001:db8:1::5", "2001:db8:2::7", b"v6, ECT(0)");
+    let tc: u8 = (34 << 2) | 2;
+    v6[..4].copy_from_slice(&((6u32 << 28) | (u32::from(tc) << 20) | 0x12345).to_be_bytes());
+    for (ga, gb) in [("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")] {
+        for df in [DfPolicy::Clear, DfPolicy::Set, DfPolicy::Copy] {
+            let e = configured_engine(EngineConfig {
+                df,
+                outer_hop_limit: 17,
+                ..EngineConfig::default()
+            });
+            add_esp_sa(&e, ga, gb, 0x1001, Mode::Tunnel, alg, false, 64);
+            let t = tunnel(SaProto::Esp, ga, gb);
+            add_policy(&e, ("10.1.0.0", 16), ("10.2.0.0", 16), Direction::Out, t);
+            add_policy(
+                &e,
+                ("2001:db8:1::", 48),
+                ("2001:db8:2::", 48),
+                Direction::Out,
+                t,
+            );
+            let mut w = worker(&e, 3);
+            for (inner, tos, inner_df) in [
+                (&v4_df, v4_df[1], true),
+                (&v4_nodf, v4_nodf[1], false),
+                (&v6, tc, true),
+            ] {
+                let out = transmit(w.output(Instant::ZERO, SliceBuf::from_slice(inner).unwrap()));
+                let out = out.bytes();
+                let (dscp, ecn) = (tos >> 2, Ecn::from_tos(tos));
+                let want = match (ga.parse().unwrap(), gb.parse().unwrap()) {
+                    (core::net::IpAddr::V4(s), core::net::IpAddr::V4(d)) => {
+                        let r = ipv4::Repr {
+                            src_addr: s,
+                            dst_addr: d,
+                            next_header: IpProtocol::Esp,
+                            payload_len: out.len() - 20,
+                            hop_limit: 17,
+                            dscp,
+                            ecn,
+                            ident: u16::from_be_bytes([out[4], out[5]]),
+                            dont_frag: match df {
+                                DfPolicy::Clear => false,
+                                DfPolicy::Set => true,
+                                DfPolicy::Copy => inner_df,
+                            },
+                            more_frags: false,
+                            frag_offset: 0,
+                            options: ipv4::Ipv4Options::EMPTY,
+                        };
+                        let mut h = vec![0u8; 20];
+                        r.emit(&mut ipv4::Packet::new_unchecked(&mut h[..]))
+                            .unwrap();
+                        h
+                    }
+                    (core::net::IpAddr::V6(s), core::net::IpAddr::V6(d)) => {
+                        let r = ipv6::Repr {
+                            src_addr: s,
+                            dst_addr: d,
+                            next_header: IpProtocol::Esp,
+                            payload_len: out.len() - 40,
+                            hop_limit: 17,
+                            dscp,
+                            ecn,
+                            flow_label: 0,
+                        };
+                        let mut h = vec![0u8; 40];
+                        r.emit(&mut ipv6::Packet::new_unchecked(&mut h[..]))
+                            .unwrap();
+                        h
+                    }
+                    _ => unreachable!(),
+                };
+                assert_eq!(&out[..want.len()], &want[..], "{ga} {df:?} tos {tos:#x}");
+                // The ESP header right behind it: SPI, then sequence numbers
+                // from 1 (RFC 4303 § 3.3.3).
+                assert_eq!(&out[want.len()..want.len() + 4], &0x1001u32.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// Time lifetimes within batches (RFC 2367 § 2.3.1: a limit of D seconds
+/// after the SA was added is reached at `added + D`; the soft limit is
+/// reported once, the hard one drops every packet from then on): a
+/// batch before the soft limit sends everything and reports nothing; a
+/// batch at the soft limit sends everything and marks the SA dying
+/// exactly once; a batch at the hard limit sends nothing.
+#[test]
+fn time_lifetimes_within_batches() {
+    use fipsec_core::time::Duration;
+    use fipsec_core::{Lifetime, SaState};
+    let alg = &algs()[0].1;
+    let mut p = pair(alg, false, false);
+    let sa =
+        p.a.ipsec()
+            .db
+            .reader()
+            .lookup_in(
+                &sa_addr("192.0.2.2"),
+                SaProto::Esp,
+                fipsec_core::Spi(0x1001),
+            )
+            .cloned()
+            .unwrap();
+    let secs = |s| Lifetime {
+        add_time: Duration::from_secs(s),
+        ..Lifetime::UNLIMITED
+    };
+    sa.lifetime().set_limits(secs(10), secs(20));
+    let inner = udp4([10, 1, 0, 5], [10, 2, 0, 7], b"lifetime");
+    let mut batch = |now: u64| {
+        let pkts = (0..100).map(|_| SliceBuf::from_slice(&inner).unwrap());
+        let (mut sent, mut expired, mut other) = (0, 0, 0);
+        p.a.output_batch(Instant::from_secs(now), pkts, &mut |v| match v {
+            Verdict::Transmit(_) => sent += 1,
+            Verdict::Dropped(DropReason::EspOutLifetimeExpired) => expired += 1,
+            _ => other += 1,
+        });
+        (sent, expired, other)
+    };
+    assert_eq!(batch(9), (100, 0, 0));
+    assert_eq!(sa.state(), SaState::Mature);
+    assert!(!sa.lifetime().soft_fired());
+    assert_eq!(batch(10), (100, 0, 0));
+    assert_eq!(sa.state(), SaState::Dying);
+    assert!(sa.lifetime().soft_fired());
+    assert_eq!(batch(19), (100, 0, 0));
+    // The first packet reaches the hard limit (and kills the SA); no
+    // packet is sent.
+    let (sent, expired, _) = batch(20);
+    assert_eq!((sent, expired), (0, 1));
+    assert_eq!(sa.state(), SaState::Dead);
 }
 
 /// A batch on an asynchronous driver: nothing final comes back from the

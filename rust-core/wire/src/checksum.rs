@@ -105,6 +105,19 @@ pub fn verify(data: &[u8]) -> bool {
     c.sum() == 0xffff
 }
 
+/// The one's-complement sum of 16-bit words added up in a `u32` (any
+/// number of words up to 65537), folded to 16 bits ([RFC 1071 § 4.1]: the
+/// carries out of the top are added back in), not complemented.
+///
+/// [RFC 1071 § 4.1]: https://www.rfc-editor.org/rfc/rfc1071#section-4.1
+#[inline]
+pub const fn fold(sum: u32) -> u16 {
+    // After one fold the sum fits 17 bits, after two 16.
+    let s = (sum & 0xffff) + (sum >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
 /// RFC 1624 eqn. 3: the new checksum after one 16-bit word of the covered
 /// data changed from `old_word` to `new_word`: `HC' = ~(~HC + ~m + m')`.
 #[inline]
@@ -201,6 +214,16 @@ mod test {
             c.add_bytes(a);
             c.add_bytes(b);
             proptest::prop_assert_eq!(c.finish(), reference(&data));
+        }
+
+        /// Words added up in a `u32` and folded: the RFC 1071 loop's sum.
+        #[test]
+        fn fold_matches_the_rfc_1071_loop(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000)) {
+            let sum: u32 = data
+                .chunks(2)
+                .map(|w| u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0)))
+                .sum();
+            proptest::prop_assert_eq!(!fold(sum), reference(&data));
         }
 
         /// An incremental update (RFC 1624 eqn. 3) of a correctly summed

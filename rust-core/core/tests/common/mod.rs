@@ -42,17 +42,18 @@ impl SecureRandom for Rng {
 pub type Gw = Worker<SliceBuf>;
 
 pub fn engine() -> Arc<Ipsec<SliceBuf>> {
+    configured_engine(EngineConfig::default())
+}
+
+/// [`engine`] with these settings.
+pub fn configured_engine(config: EngineConfig) -> Arc<Ipsec<SliceBuf>> {
     let mut fw: Framework<SliceBuf, Cont> = Framework::new();
     fw.register_engine(Box::new(fipsec_crypto_soft::SoftEngine))
         .unwrap();
     let mut c = DbConfig::default();
     c.sad.shards = 16;
     c.spd.shards = 16;
-    Arc::new(Ipsec::new(
-        fipsec_core::db::SecurityDb::new(c),
-        fw,
-        EngineConfig::default(),
-    ))
+    Arc::new(Ipsec::new(fipsec_core::db::SecurityDb::new(c), fw, config))
 }
 
 pub fn worker(e: &Arc<Ipsec<SliceBuf>>, seed: u64) -> Gw {
