@@ -1079,7 +1079,10 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// After an inbound transform removed its header: decapsulate a tunnel
-    /// (next header 4/41) or classify the packet again.
+    /// (next header 4/41) or classify the packet again. `skip` is where the
+    /// header named by `next_header` starts: for a tunnel, everything in
+    /// front of it (the outer header, and what the transform left there)
+    /// goes with the decapsulation.
     pub(crate) fn input_continue(
         &mut self,
         mut pkt: P,

@@ -358,31 +358,36 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_pkt(DropReason::EspInDummyPacket);
         }
         let version = if c.v6 { IpVersion::V6 } else { IpVersion::V4 };
-        // A tunnel's outer header is removed right after this (IPIP
-        // decapsulation reads only its version and ECN bits): rewriting its
-        // protocol, length and checksum first would be wasted work.
+        // A tunnel's outer header is removed right after this, together
+        // with the ESP header and IV in front of the inner packet (IPIP
+        // decapsulation reads only the outer version and ECN bits): moving
+        // the outer header over the ESP header, or rewriting its protocol,
+        // length and checksum, would be wasted work. The inner packet then
+        // starts after the IV.
         let decap = matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6);
-        let stripped = pkt
-            .trim_back(icv_len + usize::from(pad_len) + 2)
-            .and_then(|()| pkt.strip(skip, ESP_HDR_LEN + iv_len))
-            .and_then(|()| {
-                if decap {
-                    Ok(())
-                } else {
+        let hdr_len = ESP_HDR_LEN + iv_len;
+        let trimmed = pkt.trim_back(icv_len + usize::from(pad_len) + 2);
+        let stripped = if decap {
+            trimmed
+        } else {
+            trimmed
+                .and_then(|()| pkt.strip(skip, hdr_len))
+                .and_then(|()| {
                     packet::set_next_header_and_length(
                         &mut pkt,
                         version,
                         c.nh_offset as usize,
                         next_header,
                     )
-                }
-            });
+                })
+        };
         if stripped.is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         self.count_on_sa(sa, true, enc_len as u64);
         self.stats.esp.count_in_local(enc_len);
-        self.input_continue(pkt, cont, version, skip, next_header)
+        let next_at = if decap { skip + hdr_len } else { skip };
+        self.input_continue(pkt, cont, version, next_at, next_header)
     }
 
     /// ESP output, "before" half: sequence number, lifetime, header, IV,
