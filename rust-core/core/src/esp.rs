@@ -265,11 +265,19 @@ impl<P: PacketBuf> Worker<P> {
         if pkt.make_writable(&self.buf_stats).is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
-        let mut iv = [0u8; 16];
-        let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
-        if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
-            return self.drop_on(sa, true, DropReason::EspInTruncated);
-        }
+        // The IV is read in place when it lies in one segment (the layout
+        // copies it into the request), else copied out.
+        let mut iv_copy = [0u8; 16];
+        let iv = match pkt.peek(skip + ESP_HDR_LEN, shape.iv_len) {
+            Some(iv) => iv,
+            None => {
+                let iv = iv_copy.get_mut(..shape.iv_len).unwrap_or(&mut []);
+                if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
+                    return self.drop_on(sa, true, DropReason::EspInTruncated);
+                }
+                iv
+            }
+        };
         let Ok(layout) = layout(
             &shape,
             sa.config().salt.as_bytes(),
