@@ -1079,19 +1079,20 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// After an inbound transform removed its header: decapsulate a tunnel
-    /// (next header 4/41) or classify the packet again. `skip` is where the
-    /// header named by `next_header` starts: for a tunnel, everything in
-    /// front of it (the outer header, and what the transform left there)
-    /// goes with the decapsulation.
+    /// (next header 4/41), classify the packet again, and deliver it at
+    /// once when no IPsec header or tunnel follows (the common case: one
+    /// SA); otherwise the engine loop classifies it again ([`Next::Input`]).
+    /// `skip` is where the header named by `next_header` starts: for a
+    /// tunnel, everything in front of it (the outer header, and what the
+    /// transform left there) goes with the decapsulation.
     pub(crate) fn input_continue(
         &mut self,
+        now: Instant,
         mut pkt: P,
         mut cont: Cont,
-        version: IpVersion,
         skip: usize,
         next_header: IpProtocol,
     ) -> Next<P> {
-        let _ = version;
         cont.len = cont.idx.saturating_add(1);
         if matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6) {
             match ipip::decapsulate(&mut pkt, skip, next_header) {
@@ -1102,7 +1103,20 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         cont.idx = cont.len;
-        Next::Input(pkt, cont)
+        let info = match packet::parse(&mut pkt, true) {
+            Ok(i) => i,
+            Err(e) => return self.ip_drop(e),
+        };
+        match info.proto {
+            // What `input_step` does more than deliver: parsed there again
+            // (nested SAs are rare).
+            IpProtocol::Esp
+            | IpProtocol::Ah
+            | IpProtocol::IpComp
+            | IpProtocol::IpIp
+            | IpProtocol::Ipv6 => Next::Input(pkt, cont),
+            _ => self.deliver(now, pkt, &info, &cont),
+        }
     }
 
     fn output_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {

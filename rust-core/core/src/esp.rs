@@ -395,7 +395,7 @@ impl<P: PacketBuf> Worker<P> {
         self.count_on_sa(sa, true, enc_len as u64);
         self.stats.esp.count_in_local(enc_len);
         let next_at = if decap { skip + hdr_len } else { skip };
-        self.input_continue(pkt, cont, version, next_at, next_header)
+        self.input_continue(now, pkt, cont, next_at, next_header)
     }
 
     /// ESP output, "before" half: sequence number, lifetime, header, IV,

@@ -325,11 +325,26 @@ pub fn selector<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> PacketSelector
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     version: IpVersion,
-    proto: u8,
+    proto: IpProtocol,
+    /// How many port bytes follow the IP header(s): 4 (TCP, UDP, SCTP), 2
+    /// (ICMP type and code) or 0; a function of `proto`.
+    nports: u8,
     /// Source then destination address: 8 bytes (IPv4) or 32 (IPv6).
     addrs: [u8; 32],
     /// Port bytes: 4 (TCP, UDP, SCTP), 2 (ICMP type and code) or none.
     ports: [u8; 4],
+}
+
+/// Where the source and destination addresses lie in an IP header
+/// (offset, length of both together).
+#[inline]
+fn address_span(version: IpVersion) -> (usize, usize) {
+    match version {
+        // RFC 791 § 3.1: Source Address at 12, Destination Address at 16.
+        IpVersion::V4 => (12, 8),
+        // RFC 8200 § 3: Source Address at 8, Destination Address at 24.
+        IpVersion::V6 => (8, 32),
+    }
 }
 
 /// Where a packet's addresses lie (offset, length) and how many port bytes
@@ -340,12 +355,7 @@ fn flow_key_shape(info: &IpInfo) -> Option<(usize, usize, usize)> {
     if info.fragment {
         return None;
     }
-    let (at, len) = match info.version {
-        // RFC 791 § 3.1: Source Address at 12, Destination Address at 16.
-        IpVersion::V4 => (12, 8),
-        // RFC 8200 § 3: Source Address at 8, Destination Address at 24.
-        IpVersion::V6 => (8, 32),
-    };
+    let (at, len) = address_span(info.version);
     let ports = match info.proto {
         IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Unknown(132) => 4,
         IpProtocol::Icmp | IpProtocol::Icmpv6 => 2,
@@ -361,7 +371,8 @@ impl FlowKey {
         let (at, len, nports) = flow_key_shape(info)?;
         let mut key = FlowKey {
             version: info.version,
-            proto: u8::from(info.proto),
+            proto: info.proto,
+            nports: nports as u8,
             addrs: [0; 32],
             ports: [0; 4],
         };
@@ -372,33 +383,38 @@ impl FlowKey {
     }
 
     /// `pkt` (parsed as `info`) has this key, compared in place; false
-    /// also when its bytes are not contiguous (the caller then builds the
-    /// selector).
+    /// also when its header and port bytes are not contiguous (the caller
+    /// then builds the selector).
+    ///
+    /// Same version and protocol first (then the key's port count is the
+    /// packet's too), then one look at the packet up to its last port
+    /// byte, and fixed-size comparisons of the addresses and ports (a
+    /// single 8-byte compare for IPv4 addresses; no library call).
     #[inline]
     pub fn matches<P: PacketBuf + ?Sized>(&self, pkt: &P, info: &IpInfo) -> bool {
-        let Some((at, len, nports)) = flow_key_shape(info) else {
-            return false;
-        };
-        if self.version != info.version || self.proto != u8::from(info.proto) {
+        if info.fragment || self.version != info.version || self.proto != info.proto {
             return false;
         }
-        // Fixed-size comparisons (inline, no library call).
+        let nports = usize::from(self.nports);
+        let Some(head) = pkt.peek(0, info.offset.saturating_add(nports)) else {
+            return false;
+        };
         fn same<const N: usize>(bytes: Option<&[u8]>, mine: &[u8]) -> bool {
-            match (bytes, mine.first_chunk::<N>()) {
-                (Some(b), Some(m)) => <&[u8; N]>::try_from(b).is_ok_and(|b| b == m),
+            match (bytes.and_then(|b| b.first_chunk::<N>()), mine.first_chunk::<N>()) {
+                (Some(b), Some(m)) => b == m,
                 _ => false,
             }
         }
-        let addrs = pkt.peek(at, len);
-        let addrs_match = if len == 8 {
-            same::<8>(addrs, &self.addrs)
-        } else {
-            same::<32>(addrs, &self.addrs)
+        let addrs = head.get(address_span(info.version).0..);
+        let addrs_match = match info.version {
+            IpVersion::V4 => same::<8>(addrs, &self.addrs),
+            IpVersion::V6 => same::<32>(addrs, &self.addrs),
         };
+        let ports = head.get(info.offset..);
         addrs_match
             && match nports {
-                4 => same::<4>(pkt.peek(info.offset, 4), &self.ports),
-                2 => same::<2>(pkt.peek(info.offset, 2), &self.ports),
+                4 => same::<4>(ports, &self.ports),
+                2 => same::<2>(ports, &self.ports),
                 _ => true,
             }
     }
