@@ -1103,9 +1103,12 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         cont.idx = cont.len;
-        let info = match packet::parse(&mut pkt, true) {
+        // Used where the parse left it (a reference into the result, not
+        // a copy of it).
+        let parsed = packet::parse(&mut pkt, true);
+        let info = match &parsed {
             Ok(i) => i,
-            Err(e) => return self.ip_drop(e),
+            Err(e) => return self.ip_drop(*e),
         };
         match info.proto {
             // What `input_step` does more than deliver: parsed there again
@@ -1115,7 +1118,7 @@ impl<P: PacketBuf> Worker<P> {
             | IpProtocol::IpComp
             | IpProtocol::IpIp
             | IpProtocol::Ipv6 => Next::Input(pkt, cont),
-            _ => self.deliver(now, pkt, &info, &cont),
+            _ => self.deliver(now, pkt, info, &cont),
         }
     }
 

@@ -74,23 +74,36 @@ pub fn parse<P: PacketBuf + ?Sized>(pkt: &mut P, stop_at_ipsec: bool) -> Result<
     let mut first = [0u8; 1];
     pkt.copy_out(0, &mut first)
         .map_err(|_| IpError::Truncated)?;
-    let info = match IpVersion::of(first[0]).map_err(|_| IpError::Malformed)? {
-        IpVersion::V4 => parse_v4(pkt)?,
-        IpVersion::V6 => parse_v6(pkt, stop_at_ipsec)?,
-    };
-    let len = pkt.len();
-    if info.total_len > len {
-        return Err(IpError::Truncated);
+    match IpVersion::of(first[0]).map_err(|_| IpError::Malformed)? {
+        IpVersion::V4 => parse_v4(pkt),
+        IpVersion::V6 => {
+            let info = parse_v6(pkt, stop_at_ipsec)?;
+            trim_to_datagram(pkt, info.total_len)?;
+            Ok(info)
+        }
     }
-    if info.total_len < len {
-        pkt.trim_back(len - info.total_len)
-            .map_err(|_| IpError::Truncated)?;
-    }
-    Ok(info)
 }
 
+/// Checks the packet against the datagram length `total_len` from its
+/// header and trims link padding beyond it.
 #[inline(always)]
-fn parse_v4<P: PacketBuf + ?Sized>(pkt: &P) -> Result<IpInfo, IpError> {
+fn trim_to_datagram<P: PacketBuf + ?Sized>(pkt: &mut P, total_len: usize) -> Result<(), IpError> {
+    let len = pkt.len();
+    if total_len > len {
+        return Err(IpError::Truncated);
+    }
+    if total_len < len {
+        pkt.trim_back(len - total_len)
+            .map_err(|_| IpError::Truncated)?;
+    }
+    Ok(())
+}
+
+/// The IPv4 part of [`parse`], trimming included: the [`IpInfo`] is made
+/// last, when nothing can fail any more (it is then built in the result
+/// rather than kept aside across the trim and copied into it).
+#[inline(always)]
+fn parse_v4<P: PacketBuf + ?Sized>(pkt: &mut P) -> Result<IpInfo, IpError> {
     let mut h = [0u8; ipv4::HEADER_LEN];
     pkt.copy_out(0, &mut h).map_err(|_| IpError::Truncated)?;
     // RFC 791 § 3.1, field by field.
@@ -125,6 +138,7 @@ fn parse_v4<P: PacketBuf + ?Sized>(pkt: &P) -> Result<IpInfo, IpError> {
         return Err(IpError::Malformed);
     }
     let flags_frag = u16::from_be_bytes([f0, f1]);
+    trim_to_datagram(pkt, total)?;
     Ok(IpInfo {
         version: IpVersion::V4,
         src: SockaddrUnion::v4([s0, s1, s2, s3].into(), 0),

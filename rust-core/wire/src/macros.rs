@@ -34,9 +34,9 @@ macro_rules! enum_with_unknown {
         }
 
         impl ::core::convert::From<$ty> for $name {
-            // Inlined across crates: a protocol byte is classified on
-            // every packet's path.
-            #[inline]
+            // Always inlined: a protocol byte is classified on every
+            // packet's path (as a call it costs more than the lookup).
+            #[inline(always)]
             fn from(value: $ty) -> Self {
                 match value {
                     $( value if value == $value => $name::$variant ),*,
