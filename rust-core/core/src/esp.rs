@@ -206,7 +206,7 @@ impl<P: PacketBuf> Worker<P> {
         now: Instant,
         mut pkt: P,
         info: &IpInfo,
-        mut cont: Cont,
+        cont: Cont,
     ) -> Next<P> {
         let skip = info.offset;
         let mut hdr = [0u8; ESP_HDR_LEN];
@@ -291,19 +291,32 @@ impl<P: PacketBuf> Worker<P> {
         };
         let session = session.clone();
         let order_key = sa.id().0 as u32;
-        let idx = usize::from(cont.len);
-        if let Some(slot) = cont.sas.get_mut(idx) {
+        // A continuation made whole (not the incoming one changed field by
+        // field and then copied): it is then written straight into the
+        // request.
+        let Cont {
+            mut sas,
+            len,
+            bare_tunnel,
+            ..
+        } = cont;
+        if let Some(slot) = sas.get_mut(usize::from(len)) {
             *slot = Some(sa.clone());
         }
-        cont.idx = cont.len;
-        cont.step = Step::EspIn(EspInCont {
-            skip: skip as u32,
-            nh_offset: info.nh_offset as u32,
-            v6: info.version == IpVersion::V6,
-            seq: Seq64::new(seq),
-            iv_len: shape.iv_len as u8,
-            icv_len: shape.icv_len as u8,
-        });
+        let cont = Cont {
+            sas,
+            len,
+            idx: len,
+            step: Step::EspIn(EspInCont {
+                skip: skip as u32,
+                nh_offset: info.nh_offset as u32,
+                v6: info.version == IpVersion::V6,
+                seq: Seq64::new(seq),
+                iv_len: shape.iv_len as u8,
+                icv_len: shape.icv_len as u8,
+            }),
+            bare_tunnel,
+        };
         let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
         req.order_key = order_key;
         self.dispatch(req, now)
