@@ -1085,6 +1085,7 @@ impl<P: PacketBuf> Worker<P> {
     /// `skip` is where the header named by `next_header` starts: for a
     /// tunnel, everything in front of it (the outer header, and what the
     /// transform left there) goes with the decapsulation.
+    #[inline(always)]
     pub(crate) fn input_continue(
         &mut self,
         now: Instant,
