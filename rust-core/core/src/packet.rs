@@ -414,7 +414,10 @@ impl FlowKey {
             return false;
         };
         fn same<const N: usize>(bytes: Option<&[u8]>, mine: &[u8]) -> bool {
-            match (bytes.and_then(|b| b.first_chunk::<N>()), mine.first_chunk::<N>()) {
+            match (
+                bytes.and_then(|b| b.first_chunk::<N>()),
+                mine.first_chunk::<N>(),
+            ) {
                 (Some(b), Some(m)) => b == m,
                 _ => false,
             }
