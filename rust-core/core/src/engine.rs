@@ -389,9 +389,9 @@ pub struct Worker<P> {
     /// Within a batch: the last inbound selector and removed transforms
     /// that the inbound policy check accepted.
     in_memo: Option<InMemo>,
-    /// Within a batch: the inbound SA last found, with its destination
+    /// Within a batch: the inbound ESP SA last found, with its destination
     /// and SPI.
-    pub(crate) in_sa_memo: Option<(fipsec_wire::SockaddrUnion, u32, SaRef)>,
+    pub(crate) in_sa_memo: Option<crate::esp::EspInMemo>,
     /// Within a batch: the packets and bytes counted on one SA, added to
     /// its shared counters once (at the batch's end or when another SA
     /// is counted) instead of two locked adds per packet.

@@ -57,8 +57,20 @@ impl EspOutCont {
     pub(crate) const EMPTY: EspOutCont = EspOutCont { bytes: 0 };
 }
 
+/// Within a batch: the inbound SA last found for a destination and SPI
+/// ([`Worker::esp_input_before`]), with the shape of its transform (fixed
+/// for the SA's life: its configuration, session included, never changes;
+/// `None` when it has no session).
+#[derive(Debug)]
+pub(crate) struct EspInMemo {
+    dst: fipsec_wire::SockaddrUnion,
+    spi: u32,
+    sa: SaRef,
+    shape: Option<Shape>,
+}
+
 /// The shape of an ESP transform, derived from the session once per packet
-/// (a `match`, no allocation).
+/// (a `match`, no allocation), or once per batch and SA on input.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     iv_len: usize,
@@ -218,24 +230,33 @@ impl<P: PacketBuf> Worker<P> {
         let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
         // Within a batch, the SA of the previous ESP packet to the same
         // destination and SPI, when it is still valid (what the lookup would
-        // find: the worker's snapshot does not change within a batch).
-        let remembered = self.in_sa_memo.as_ref().is_some_and(|(dst, memo_spi, sa)| {
-            *memo_spi == spi && *dst == info.dst && sa.is_valid()
-        });
+        // find: the worker's snapshot does not change within a batch), with
+        // the shape of its transform.
+        let remembered = self
+            .in_sa_memo
+            .as_ref()
+            .is_some_and(|m| m.spi == spi && m.dst == info.dst && m.sa.is_valid());
         if !remembered && self.in_batch {
             self.in_sa_memo = self
                 .reader
                 .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
-                .map(|sa| (info.dst, spi, sa.clone()));
+                .map(|sa| EspInMemo {
+                    dst: info.dst,
+                    spi,
+                    sa: sa.clone(),
+                    shape: sa.session().map(|s| Shape::of(s.params())),
+                });
         }
         // Borrowed from this worker's snapshot (or the memo): the one
         // reference count the packet takes is the continuation's, below.
         let found = if self.in_batch {
-            self.in_sa_memo.as_ref().map(|(_, _, sa)| sa)
+            self.in_sa_memo.as_ref().map(|m| (&m.sa, m.shape))
         } else {
-            self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+            self.reader
+                .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+                .map(|sa| (sa, None))
         };
-        let Some(sa) = found else {
+        let Some((sa, remembered_shape)) = found else {
             return self.drop_pkt(DropReason::EspInNoSa);
         };
         if !sa.is_valid() {
@@ -245,7 +266,10 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspNoSession);
         };
         let params = session.params();
-        let shape = Shape::of(params);
+        let shape = match remembered_shape {
+            Some(shape) => shape,
+            None => Shape::of(params),
+        };
         let plen = pkt.len().saturating_sub(skip);
         let overhead = ESP_HDR_LEN + shape.iv_len + shape.icv_len;
         let Some(enc_len) = plen.checked_sub(overhead).filter(|&n| n >= 2) else {
