@@ -994,9 +994,12 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     fn input_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {
-        let info = match packet::parse(&mut pkt, true) {
+        // Used where the parse left it (a reference into the result, not
+        // a copy of it).
+        let parsed = packet::parse(&mut pkt, true);
+        let info = match &parsed {
             Ok(i) => i,
-            Err(e) => return self.ip_drop(e),
+            Err(e) => return self.ip_drop(*e),
         };
         let ipsec_proto = matches!(
             info.proto,
@@ -1011,20 +1014,20 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         match info.proto {
-            IpProtocol::Esp => self.esp_input_before(now, pkt, &info, cont),
+            IpProtocol::Esp => self.esp_input_before(now, pkt, info, cont),
             IpProtocol::Ah => {
-                let s = self.ah_input_before(now, pkt, info, cont);
+                let s = self.ah_input_before(now, pkt, *info, cont);
                 self.started(now, s)
             }
-            IpProtocol::IpComp => self.ipcomp_input(now, pkt, info, cont),
+            IpProtocol::IpComp => self.ipcomp_input(now, pkt, *info, cont),
             IpProtocol::IpIp | IpProtocol::Ipv6 if !info.fragment => {
-                match self.ipcomp_bare_tunnel(&mut pkt, &info, &mut cont) {
-                    None => self.deliver(now, pkt, &info, &cont),
+                match self.ipcomp_bare_tunnel(&mut pkt, info, &mut cont) {
+                    None => self.deliver(now, pkt, info, &cont),
                     Some(Ok(())) => Next::Input(pkt, cont),
                     Some(Err(r)) => self.drop_pkt(r),
                 }
             }
-            _ => self.deliver(now, pkt, &info, &cont),
+            _ => self.deliver(now, pkt, info, &cont),
         }
     }
 
