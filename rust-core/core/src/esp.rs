@@ -57,20 +57,8 @@ impl EspOutCont {
     pub(crate) const EMPTY: EspOutCont = EspOutCont { bytes: 0 };
 }
 
-/// Within a batch: the inbound SA last found for a destination and SPI
-/// ([`Worker::esp_input_before`]), with the shape of its transform (fixed
-/// for the SA's life: its configuration, session included, never changes;
-/// `None` when it has no session).
-#[derive(Debug)]
-pub(crate) struct EspInMemo {
-    dst: fipsec_wire::SockaddrUnion,
-    spi: u32,
-    sa: SaRef,
-    shape: Option<Shape>,
-}
-
 /// The shape of an ESP transform, derived from the session once per packet
-/// (a `match`, no allocation), or once per batch and SA on input.
+/// (a `match`, no allocation).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     iv_len: usize,
@@ -208,6 +196,19 @@ fn layout(
         }
     }
     Ok(l)
+}
+
+/// Within a batch: the inbound SA last found for a destination and SPI
+/// ([`Worker::esp_input_before`]), with the shape of its transform,
+/// derived once per batch and SA instead of once per packet (it is fixed
+/// for the SA's life: its configuration, session included, never
+/// changes; `None` when it has no session).
+#[derive(Debug)]
+pub(crate) struct EspInMemo {
+    dst: fipsec_wire::SockaddrUnion,
+    spi: u32,
+    sa: SaRef,
+    shape: Option<Shape>,
 }
 
 impl<P: PacketBuf> Worker<P> {
