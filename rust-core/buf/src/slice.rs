@@ -148,13 +148,16 @@ impl SliceBuf {
     }
 }
 
+// The accessors a packet's path calls many times (length, copy in and out,
+// peek, trims) are always inlined: each is a bounds check and a move, less
+// than a call costs.
 impl PacketBuf for SliceBuf {
-    #[inline]
+    #[inline(always)]
     fn len(&self) -> usize {
         self.len
     }
 
-    #[inline]
+    #[inline(always)]
     fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
         check_range(off, dst.len(), self.len)?;
         let src = self
@@ -165,7 +168,7 @@ impl PacketBuf for SliceBuf {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn copy_in(&mut self, off: usize, src: &[u8]) -> Result<(), BufError> {
         check_range(off, src.len(), self.len)?;
         let dst = self
@@ -268,7 +271,7 @@ impl PacketBuf for SliceBuf {
             .ok_or(BufError::OutOfBounds)
     }
 
-    #[inline]
+    #[inline(always)]
     fn trim_front(&mut self, len: usize) -> Result<(), BufError> {
         check_range(0, len, self.len)?;
         self.head += len;
@@ -276,7 +279,7 @@ impl PacketBuf for SliceBuf {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn trim_back(&mut self, len: usize) -> Result<(), BufError> {
         check_range(0, len, self.len)?;
         self.len -= len;
@@ -291,13 +294,13 @@ impl PacketBuf for SliceBuf {
             .ok_or(BufError::OutOfBounds)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek(&self, off: usize, len: usize) -> Option<&[u8]> {
         check_range(off, len, self.len).ok()?;
         self.bytes().get(off..off + len)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
         check_range(off, len, self.len).ok()?;
         self.bytes_mut().get_mut(off..off + len)

@@ -626,7 +626,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         sa.counters.count_in(payload as u64);
         self.ipsec.stats.ah.count_in(payload);
-        self.input_continue(pkt, cont, version, skip, next_header)
+        self.input_continue(now, pkt, cont, skip, next_header)
     }
 
     /// AH output, "before" half: sequence number, lifetime, header (and

@@ -390,9 +390,9 @@ pub struct Worker<P> {
     /// Within a batch: the last inbound selector and removed transforms
     /// that the inbound policy check accepted.
     in_memo: Option<InMemo>,
-    /// Within a batch: the inbound SA last found, with its destination
+    /// Within a batch: the inbound ESP SA last found, with its destination
     /// and SPI.
-    pub(crate) in_sa_memo: Option<(fipsec_wire::SockaddrUnion, u32, SaRef)>,
+    pub(crate) in_sa_memo: Option<crate::esp::EspInMemo>,
     /// Within a batch: the packets and bytes counted on one SA, added to
     /// its shared counters once (at the batch's end or when another SA
     /// is counted) instead of two locked adds per packet.
@@ -1025,9 +1025,12 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     fn input_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {
-        let info = match packet::parse(&mut pkt, true) {
+        // Used where the parse left it (a reference into the result, not
+        // a copy of it).
+        let parsed = packet::parse(&mut pkt, true);
+        let info = match &parsed {
             Ok(i) => i,
-            Err(e) => return self.ip_drop(e),
+            Err(e) => return self.ip_drop(*e),
         };
         let ipsec_proto = matches!(
             info.proto,
@@ -1042,20 +1045,20 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         match info.proto {
-            IpProtocol::Esp => self.esp_input_before(now, pkt, &info, cont),
+            IpProtocol::Esp => self.esp_input_before(now, pkt, info, cont),
             IpProtocol::Ah => {
-                let s = self.ah_input_before(now, pkt, info, cont);
+                let s = self.ah_input_before(now, pkt, *info, cont);
                 self.started(now, s)
             }
-            IpProtocol::IpComp => self.ipcomp_input(now, pkt, info, cont),
+            IpProtocol::IpComp => self.ipcomp_input(now, pkt, *info, cont),
             IpProtocol::IpIp | IpProtocol::Ipv6 if !info.fragment => {
-                match self.ipcomp_bare_tunnel(&mut pkt, &info, &mut cont) {
-                    None => self.deliver(now, pkt, &info, &cont),
+                match self.ipcomp_bare_tunnel(&mut pkt, info, &mut cont) {
+                    None => self.deliver(now, pkt, info, &cont),
                     Some(Ok(())) => Next::Input(pkt, cont),
                     Some(Err(r)) => self.drop_pkt(r),
                 }
             }
-            _ => self.deliver(now, pkt, &info, &cont),
+            _ => self.deliver(now, pkt, info, &cont),
         }
     }
 
@@ -1110,16 +1113,21 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// After an inbound transform removed its header: decapsulate a tunnel
-    /// (next header 4/41) or classify the packet again.
+    /// (next header 4/41), classify the packet again, and deliver it at
+    /// once when no IPsec header or tunnel follows (the common case: one
+    /// SA); otherwise the engine loop classifies it again ([`Next::Input`]).
+    /// `skip` is where the header named by `next_header` starts: for a
+    /// tunnel, everything in front of it (the outer header, and what the
+    /// transform left there) goes with the decapsulation.
+    #[inline(always)]
     pub(crate) fn input_continue(
         &mut self,
+        now: Instant,
         mut pkt: P,
         mut cont: Cont,
-        version: IpVersion,
         skip: usize,
         next_header: IpProtocol,
     ) -> Next<P> {
-        let _ = version;
         cont.len = cont.idx.saturating_add(1);
         if matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6) {
             match ipip::decapsulate(&mut pkt, skip, next_header) {
@@ -1130,7 +1138,23 @@ impl<P: PacketBuf> Worker<P> {
             }
         }
         cont.idx = cont.len;
-        Next::Input(pkt, cont)
+        // Used where the parse left it (a reference into the result, not
+        // a copy of it).
+        let parsed = packet::parse(&mut pkt, true);
+        let info = match &parsed {
+            Ok(i) => i,
+            Err(e) => return self.ip_drop(*e),
+        };
+        match info.proto {
+            // What `input_step` does more than deliver: parsed there again
+            // (nested SAs are rare).
+            IpProtocol::Esp
+            | IpProtocol::Ah
+            | IpProtocol::IpComp
+            | IpProtocol::IpIp
+            | IpProtocol::Ipv6 => Next::Input(pkt, cont),
+            _ => self.deliver(now, pkt, info, &cont),
+        }
     }
 
     fn output_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {

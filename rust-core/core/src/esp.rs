@@ -233,6 +233,19 @@ fn layout(
     Ok(l)
 }
 
+/// Within a batch: the inbound SA last found for a destination and SPI
+/// ([`Worker::esp_input_before`]), with the shape of its transform,
+/// derived once per batch and SA instead of once per packet (it is fixed
+/// for the SA's life: its configuration, session included, never
+/// changes; `None` when it has no session).
+#[derive(Debug)]
+pub(crate) struct EspInMemo {
+    dst: fipsec_wire::SockaddrUnion,
+    spi: u32,
+    sa: SaRef,
+    shape: Option<Shape>,
+}
+
 impl<P: PacketBuf> Worker<P> {
     /// ESP input, "before" half: header, SA, lengths, replay pre-check
     /// (no state change), then dispatch the decryption.
@@ -241,7 +254,7 @@ impl<P: PacketBuf> Worker<P> {
         now: Instant,
         mut pkt: P,
         info: &IpInfo,
-        mut cont: Cont,
+        cont: Cont,
     ) -> Next<P> {
         let skip = info.offset;
         let mut hdr = [0u8; ESP_HDR_LEN];
@@ -253,24 +266,33 @@ impl<P: PacketBuf> Worker<P> {
         let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
         // Within a batch, the SA of the previous ESP packet to the same
         // destination and SPI, when it is still valid (what the lookup would
-        // find: the worker's snapshot does not change within a batch).
-        let remembered = self.in_sa_memo.as_ref().is_some_and(|(dst, memo_spi, sa)| {
-            *memo_spi == spi && *dst == info.dst && sa.is_valid()
-        });
+        // find: the worker's snapshot does not change within a batch), with
+        // the shape of its transform.
+        let remembered = self
+            .in_sa_memo
+            .as_ref()
+            .is_some_and(|m| m.spi == spi && m.dst == info.dst && m.sa.is_valid());
         if !remembered && self.in_batch {
             self.in_sa_memo = self
                 .reader
                 .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
-                .map(|sa| (info.dst, spi, sa.clone()));
+                .map(|sa| EspInMemo {
+                    dst: info.dst,
+                    spi,
+                    sa: sa.clone(),
+                    shape: sa.session().map(|s| Shape::of(s.params())),
+                });
         }
         // Borrowed from this worker's snapshot (or the memo): the one
         // reference count the packet takes is the continuation's, below.
         let found = if self.in_batch {
-            self.in_sa_memo.as_ref().map(|(_, _, sa)| sa)
+            self.in_sa_memo.as_ref().map(|m| (&m.sa, m.shape))
         } else {
-            self.reader.lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+            self.reader
+                .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+                .map(|sa| (sa, None))
         };
-        let Some(sa) = found else {
+        let Some((sa, remembered_shape)) = found else {
             return self.drop_pkt(DropReason::EspInNoSa);
         };
         if !sa.is_valid() {
@@ -280,7 +302,10 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_on(sa, true, DropReason::EspNoSession);
         };
         let params = session.params();
-        let shape = Shape::of(params);
+        let shape = match remembered_shape {
+            Some(shape) => shape,
+            None => Shape::of(params),
+        };
         let plen = pkt.len().saturating_sub(skip);
         let overhead = ESP_HDR_LEN + shape.iv_len + shape.icv_len;
         let Some(enc_len) = plen.checked_sub(overhead).filter(|&n| n >= 2) else {
@@ -300,11 +325,19 @@ impl<P: PacketBuf> Worker<P> {
         if pkt.make_writable(&self.buf_stats).is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
-        let mut iv = [0u8; 16];
-        let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
-        if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
-            return self.drop_on(sa, true, DropReason::EspInTruncated);
-        }
+        // The IV is read in place when it lies in one segment (the layout
+        // copies it into the request), else copied out.
+        let mut iv_copy = [0u8; 16];
+        let iv = match pkt.peek(skip + ESP_HDR_LEN, shape.iv_len) {
+            Some(iv) => iv,
+            None => {
+                let iv = iv_copy.get_mut(..shape.iv_len).unwrap_or(&mut []);
+                if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
+                    return self.drop_on(sa, true, DropReason::EspInTruncated);
+                }
+                iv
+            }
+        };
         let Ok(layout) = layout(
             &shape,
             sa.config().salt.as_bytes(),
@@ -318,19 +351,32 @@ impl<P: PacketBuf> Worker<P> {
         };
         let session = session.clone();
         let order_key = sa.id().0 as u32;
-        let idx = usize::from(cont.len);
-        if let Some(slot) = cont.sas.get_mut(idx) {
+        // A continuation made whole (not the incoming one changed field by
+        // field and then copied): it is then written straight into the
+        // request.
+        let Cont {
+            mut sas,
+            len,
+            bare_tunnel,
+            ..
+        } = cont;
+        if let Some(slot) = sas.get_mut(usize::from(len)) {
             *slot = Some(sa.clone());
         }
-        cont.idx = cont.len;
-        cont.step = Step::EspIn(EspInCont {
-            skip: skip as u32,
-            nh_offset: info.nh_offset as u32,
-            v6: info.version == IpVersion::V6,
-            seq: Seq64::new(seq),
-            iv_len: shape.iv_len as u8,
-            icv_len: shape.icv_len as u8,
-        });
+        let cont = Cont {
+            sas,
+            len,
+            idx: len,
+            step: Step::EspIn(EspInCont {
+                skip: skip as u32,
+                nh_offset: info.nh_offset as u32,
+                v6: info.version == IpVersion::V6,
+                seq: Seq64::new(seq),
+                iv_len: shape.iv_len as u8,
+                icv_len: shape.icv_len as u8,
+            }),
+            bare_tunnel,
+        };
         let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
         req.order_key = order_key;
         self.dispatch(req, now)
@@ -393,31 +439,36 @@ impl<P: PacketBuf> Worker<P> {
             return self.drop_pkt(DropReason::EspInDummyPacket);
         }
         let version = if c.v6 { IpVersion::V6 } else { IpVersion::V4 };
-        // A tunnel's outer header is removed right after this (IPIP
-        // decapsulation reads only its version and ECN bits): rewriting its
-        // protocol, length and checksum first would be wasted work.
+        // A tunnel's outer header is removed right after this, together
+        // with the ESP header and IV in front of the inner packet (IPIP
+        // decapsulation reads only the outer version and ECN bits): moving
+        // the outer header over the ESP header, or rewriting its protocol,
+        // length and checksum, would be wasted work. The inner packet then
+        // starts after the IV.
         let decap = matches!(next_header, IpProtocol::IpIp | IpProtocol::Ipv6);
-        let stripped = pkt
-            .trim_back(icv_len + usize::from(pad_len) + 2)
-            .and_then(|()| pkt.strip(skip, ESP_HDR_LEN + iv_len))
-            .and_then(|()| {
-                if decap {
-                    Ok(())
-                } else {
+        let hdr_len = ESP_HDR_LEN + iv_len;
+        let trimmed = pkt.trim_back(icv_len + usize::from(pad_len) + 2);
+        let stripped = if decap {
+            trimmed
+        } else {
+            trimmed
+                .and_then(|()| pkt.strip(skip, hdr_len))
+                .and_then(|()| {
                     packet::set_next_header_and_length(
                         &mut pkt,
                         version,
                         c.nh_offset as usize,
                         next_header,
                     )
-                }
-            });
+                })
+        };
         if stripped.is_err() {
             return self.drop_on(sa, true, DropReason::EspInBufferError);
         }
         self.count_on_sa(sa, true, enc_len as u64);
         self.stats.esp.count_in_local(enc_len);
-        self.input_continue(pkt, cont, version, skip, next_header)
+        let next_at = if decap { skip + hdr_len } else { skip };
+        self.input_continue(now, pkt, cont, next_at, next_header)
     }
 
     /// ESP output, "before" half: sequence number, lifetime, header, IV,
@@ -615,7 +666,9 @@ fn block_multiple(n: usize, block: usize) -> bool {
 /// checks the padding it announces ([`fipsec_wire::esp::parse_and_check_trailer`]),
 /// `enc_len` being the decrypted payload's length. Reads the two trailer
 /// bytes, then only the `pad_len` padding bytes — in place when they lie in
-/// one segment.
+/// one segment. Always inlined into ESP input's after half, its only
+/// caller (as a call it costs more than the check).
+#[inline(always)]
 fn check_trailer<P: PacketBuf>(
     pkt: &P,
     end: usize,
@@ -633,9 +686,22 @@ fn check_trailer<P: PacketBuf>(
         return Err(PadError::LengthInvalid);
     }
     let start = end - n;
-    if let Some(tail) = pkt.peek(start, n) {
-        return fipsec_wire::esp::parse_and_check_trailer(tail, enc_len);
+    match pkt.peek(start, n) {
+        Some(tail) => fipsec_wire::esp::parse_and_check_trailer(tail, enc_len),
+        None => check_trailer_copied(pkt, start, n, enc_len),
     }
+}
+
+/// [`check_trailer`] on a tail of `n` bytes at `start` that does not lie
+/// in one segment: copied out first.
+#[cold]
+#[inline(never)]
+fn check_trailer_copied<P: PacketBuf>(
+    pkt: &P,
+    start: usize,
+    n: usize,
+    enc_len: usize,
+) -> Result<EspTrailerRepr, PadError> {
     let mut buf = [0u8; MAX_PAD_LEN + TRAILER_LEN];
     let tail = buf.get_mut(..n).ok_or(PadError::TailTooShort)?;
     pkt.copy_out(start, tail)

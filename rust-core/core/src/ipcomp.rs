@@ -287,7 +287,7 @@ impl<P: PacketBuf> Worker<P> {
             *slot = Some(sa);
         }
         cont.idx = cont.len;
-        self.input_continue(pkt, cont, info.version, skip, next_header)
+        self.input_continue(now, pkt, cont, skip, next_header)
     }
 
     /// Decompresses `pkt[at..at + m]` into the second scratch area, at most

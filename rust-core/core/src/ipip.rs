@@ -267,6 +267,7 @@ impl Inner {
 /// Reads and validates the inner header at `off`, whose packet must span
 /// exactly `avail` bytes or fewer. Returns the header summary and the inner
 /// packet length.
+#[inline]
 fn read_inner<P: PacketBuf + ?Sized>(
     pkt: &P,
     off: usize,

@@ -74,23 +74,36 @@ pub fn parse<P: PacketBuf + ?Sized>(pkt: &mut P, stop_at_ipsec: bool) -> Result<
     let mut first = [0u8; 1];
     pkt.copy_out(0, &mut first)
         .map_err(|_| IpError::Truncated)?;
-    let info = match IpVersion::of(first[0]).map_err(|_| IpError::Malformed)? {
-        IpVersion::V4 => parse_v4(pkt)?,
-        IpVersion::V6 => parse_v6(pkt, stop_at_ipsec)?,
-    };
-    let len = pkt.len();
-    if info.total_len > len {
-        return Err(IpError::Truncated);
+    match IpVersion::of(first[0]).map_err(|_| IpError::Malformed)? {
+        IpVersion::V4 => parse_v4(pkt),
+        IpVersion::V6 => {
+            let info = parse_v6(pkt, stop_at_ipsec)?;
+            trim_to_datagram(pkt, info.total_len)?;
+            Ok(info)
+        }
     }
-    if info.total_len < len {
-        pkt.trim_back(len - info.total_len)
-            .map_err(|_| IpError::Truncated)?;
-    }
-    Ok(info)
 }
 
+/// Checks the packet against the datagram length `total_len` from its
+/// header and trims link padding beyond it.
 #[inline(always)]
-fn parse_v4<P: PacketBuf + ?Sized>(pkt: &P) -> Result<IpInfo, IpError> {
+fn trim_to_datagram<P: PacketBuf + ?Sized>(pkt: &mut P, total_len: usize) -> Result<(), IpError> {
+    let len = pkt.len();
+    if total_len > len {
+        return Err(IpError::Truncated);
+    }
+    if total_len < len {
+        pkt.trim_back(len - total_len)
+            .map_err(|_| IpError::Truncated)?;
+    }
+    Ok(())
+}
+
+/// The IPv4 part of [`parse`], trimming included: the [`IpInfo`] is made
+/// last, when nothing can fail any more (it is then built in the result
+/// rather than kept aside across the trim and copied into it).
+#[inline(always)]
+fn parse_v4<P: PacketBuf + ?Sized>(pkt: &mut P) -> Result<IpInfo, IpError> {
     let mut h = [0u8; ipv4::HEADER_LEN];
     pkt.copy_out(0, &mut h).map_err(|_| IpError::Truncated)?;
     // RFC 791 § 3.1, field by field.
@@ -125,6 +138,7 @@ fn parse_v4<P: PacketBuf + ?Sized>(pkt: &P) -> Result<IpInfo, IpError> {
         return Err(IpError::Malformed);
     }
     let flags_frag = u16::from_be_bytes([f0, f1]);
+    trim_to_datagram(pkt, total)?;
     Ok(IpInfo {
         version: IpVersion::V4,
         src: SockaddrUnion::v4([s0, s1, s2, s3].into(), 0),
@@ -325,11 +339,26 @@ pub fn selector<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> PacketSelector
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     version: IpVersion,
-    proto: u8,
+    proto: IpProtocol,
+    /// How many port bytes follow the IP header(s): 4 (TCP, UDP, SCTP), 2
+    /// (ICMP type and code) or 0; a function of `proto`.
+    nports: u8,
     /// Source then destination address: 8 bytes (IPv4) or 32 (IPv6).
     addrs: [u8; 32],
     /// Port bytes: 4 (TCP, UDP, SCTP), 2 (ICMP type and code) or none.
     ports: [u8; 4],
+}
+
+/// Where the source and destination addresses lie in an IP header
+/// (offset, length of both together).
+#[inline]
+fn address_span(version: IpVersion) -> (usize, usize) {
+    match version {
+        // RFC 791 § 3.1: Source Address at 12, Destination Address at 16.
+        IpVersion::V4 => (12, 8),
+        // RFC 8200 § 3: Source Address at 8, Destination Address at 24.
+        IpVersion::V6 => (8, 32),
+    }
 }
 
 /// Where a packet's addresses lie (offset, length) and how many port bytes
@@ -340,12 +369,7 @@ fn flow_key_shape(info: &IpInfo) -> Option<(usize, usize, usize)> {
     if info.fragment {
         return None;
     }
-    let (at, len) = match info.version {
-        // RFC 791 § 3.1: Source Address at 12, Destination Address at 16.
-        IpVersion::V4 => (12, 8),
-        // RFC 8200 § 3: Source Address at 8, Destination Address at 24.
-        IpVersion::V6 => (8, 32),
-    };
+    let (at, len) = address_span(info.version);
     let ports = match info.proto {
         IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Unknown(132) => 4,
         IpProtocol::Icmp | IpProtocol::Icmpv6 => 2,
@@ -361,7 +385,8 @@ impl FlowKey {
         let (at, len, nports) = flow_key_shape(info)?;
         let mut key = FlowKey {
             version: info.version,
-            proto: u8::from(info.proto),
+            proto: info.proto,
+            nports: nports as u8,
             addrs: [0; 32],
             ports: [0; 4],
         };
@@ -372,33 +397,41 @@ impl FlowKey {
     }
 
     /// `pkt` (parsed as `info`) has this key, compared in place; false
-    /// also when its bytes are not contiguous (the caller then builds the
-    /// selector).
+    /// also when its header and port bytes are not contiguous (the caller
+    /// then builds the selector).
+    ///
+    /// Same version and protocol first (then the key's port count is the
+    /// packet's too), then one look at the packet up to its last port
+    /// byte, and fixed-size comparisons of the addresses and ports (a
+    /// single 8-byte compare for IPv4 addresses; no library call).
     #[inline]
     pub fn matches<P: PacketBuf + ?Sized>(&self, pkt: &P, info: &IpInfo) -> bool {
-        let Some((at, len, nports)) = flow_key_shape(info) else {
-            return false;
-        };
-        if self.version != info.version || self.proto != u8::from(info.proto) {
+        if info.fragment || self.version != info.version || self.proto != info.proto {
             return false;
         }
-        // Fixed-size comparisons (inline, no library call).
+        let nports = usize::from(self.nports);
+        let Some(head) = pkt.peek(0, info.offset.saturating_add(nports)) else {
+            return false;
+        };
         fn same<const N: usize>(bytes: Option<&[u8]>, mine: &[u8]) -> bool {
-            match (bytes, mine.first_chunk::<N>()) {
-                (Some(b), Some(m)) => <&[u8; N]>::try_from(b).is_ok_and(|b| b == m),
+            match (
+                bytes.and_then(|b| b.first_chunk::<N>()),
+                mine.first_chunk::<N>(),
+            ) {
+                (Some(b), Some(m)) => b == m,
                 _ => false,
             }
         }
-        let addrs = pkt.peek(at, len);
-        let addrs_match = if len == 8 {
-            same::<8>(addrs, &self.addrs)
-        } else {
-            same::<32>(addrs, &self.addrs)
+        let addrs = head.get(address_span(info.version).0..);
+        let addrs_match = match info.version {
+            IpVersion::V4 => same::<8>(addrs, &self.addrs),
+            IpVersion::V6 => same::<32>(addrs, &self.addrs),
         };
+        let ports = head.get(info.offset..);
         addrs_match
             && match nports {
-                4 => same::<4>(pkt.peek(info.offset, 4), &self.ports),
-                2 => same::<2>(pkt.peek(info.offset, 2), &self.ports),
+                4 => same::<4>(ports, &self.ports),
+                2 => same::<2>(ports, &self.ports),
                 _ => true,
             }
     }

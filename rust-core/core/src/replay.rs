@@ -181,6 +181,7 @@ impl ReplayWindow {
 
     /// Checks `seq` again and marks it received, sliding the window when it
     /// is the new highest (the commit after the ICV verified).
+    #[inline]
     pub fn commit(&mut self, seq: u64) -> Result<(), ReplayError> {
         if !self.esn && seq > u64::from(u32::MAX) {
             return Err(ReplayError::TooOld);
@@ -202,6 +203,7 @@ impl ReplayWindow {
     }
 
     /// The window rule on a full sequence number.
+    #[inline]
     fn check_full(&self, seq: u64) -> Result<(), ReplayError> {
         if seq == 0 {
             return Err(ReplayError::TooOld);
@@ -235,6 +237,7 @@ impl ReplayWindow {
     }
 
     /// Block index and bit mask of `seq` in the ring.
+    #[inline]
     fn position(&self, seq: u64) -> (usize, u64) {
         let block = ((seq >> BLOCK_SHIFT) & self.block_mask) as usize;
         let bit = 1u64 << (seq & (BLOCK_BITS - 1));
@@ -334,6 +337,7 @@ impl core::ops::DerefMut for ReplayGuard<'_> {
 }
 
 impl Drop for ReplayGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Still under the lock (the guard field is released after this).
         self.top.store(self.window.top(), Ordering::Release);
@@ -353,6 +357,7 @@ impl SharedReplay {
 
     /// Locks the window (any change made through the guard is published
     /// to the lock-free check when it is released).
+    #[inline]
     pub fn lock(&self) -> ReplayGuard<'_> {
         ReplayGuard {
             top: &self.top,

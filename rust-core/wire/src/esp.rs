@@ -200,6 +200,7 @@ impl EspTrailerRepr {
     /// Reads the trailer from the **last two bytes** of `tail` (a slice
     /// ending where the ICV begins, e.g. the last 257 bytes of the decrypted
     /// payload copied out of the chain).
+    #[inline(always)]
     pub fn parse(tail: &[u8]) -> Result<EspTrailerRepr> {
         match tail {
             [.., pad_len, nh] => Ok(EspTrailerRepr {
@@ -236,6 +237,7 @@ impl EspTrailerRepr {
     /// last pad byte.
     ///
     /// [RFC 4303 § 2.4, 2.5]: https://www.rfc-editor.org/rfc/rfc4303#section-2.4
+    #[inline(always)]
     pub fn check_padding(
         &self,
         payload_len: usize,
@@ -250,7 +252,12 @@ impl EspTrailerRepr {
             return Err(PadError::TailTooShort);
         };
         let bytes = slice(tail, start..n - TRAILER_LEN);
-        if bytes.iter().zip(1u8..=u8::MAX).all(|(&b, i)| b == i) {
+        // Byte i (from 0) must read i + 1 (at most 255 of them).
+        if bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| usize::from(b) == i + 1)
+        {
             Ok(())
         } else {
             Err(PadError::ContentInvalid)
@@ -260,6 +267,7 @@ impl EspTrailerRepr {
 
 /// Reads the trailer at the end of `tail` and checks the padding in one
 /// step ([`EspTrailerRepr::parse`] + [`EspTrailerRepr::check_padding`]).
+#[inline(always)]
 pub fn parse_and_check_trailer(
     tail: &[u8],
     payload_len: usize,

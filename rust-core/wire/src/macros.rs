@@ -34,6 +34,9 @@ macro_rules! enum_with_unknown {
         }
 
         impl ::core::convert::From<$ty> for $name {
+            // Always inlined: a protocol byte is classified on every
+            // packet's path (as a call it costs more than the lookup).
+            #[inline(always)]
             fn from(value: $ty) -> Self {
                 match value {
                     $( value if value == $value => $name::$variant ),*,
@@ -43,6 +46,7 @@ macro_rules! enum_with_unknown {
         }
 
         impl ::core::convert::From<$name> for $ty {
+            #[inline]
             fn from(value: $name) -> Self {
                 match value {
                     $( $name::$variant => $value ),*,
