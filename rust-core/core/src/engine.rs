@@ -434,6 +434,18 @@ struct SaTally {
 }
 
 impl SaTally {
+    /// One more packet of `bytes`, inbound or outbound.
+    #[inline(always)]
+    fn count(&mut self, inbound: bool, bytes: u64) {
+        if inbound {
+            self.in_packets += 1;
+            self.in_bytes = self.in_bytes.wrapping_add(bytes);
+        } else {
+            self.out_packets += 1;
+            self.out_bytes = self.out_bytes.wrapping_add(bytes);
+        }
+    }
+
     fn add_to_sa(&self) {
         self.sa
             .lifetime()
@@ -513,8 +525,24 @@ impl<P: PacketBuf> Worker<P> {
 
     /// Counts a packet of `bytes` on `sa`'s inbound (`inbound`) or
     /// outbound counters: at once outside a batch, tallied within one.
-    #[inline]
+    /// The common case, the batch's tally already being `sa`'s, is inlined
+    /// into the protocols' after halves.
+    #[inline(always)]
     pub(crate) fn count_on_sa(&mut self, sa: &SaRef, inbound: bool, bytes: u64) {
+        if self.in_batch
+            && let Some(t) = &mut self.sa_tally
+            && Arc::ptr_eq(&t.sa, sa)
+        {
+            t.count(inbound, bytes);
+            return;
+        }
+        self.count_on_sa_slow(sa, inbound, bytes);
+    }
+
+    /// [`Worker::count_on_sa`] outside a batch, or on another SA than the
+    /// tally's.
+    #[inline(never)]
+    fn count_on_sa_slow(&mut self, sa: &SaRef, inbound: bool, bytes: u64) {
         if !self.in_batch {
             if inbound {
                 sa.counters.count_in(bytes);
@@ -523,14 +551,7 @@ impl<P: PacketBuf> Worker<P> {
             }
             return;
         }
-        let t = self.tally(sa);
-        if inbound {
-            t.in_packets += 1;
-            t.in_bytes = t.in_bytes.wrapping_add(bytes);
-        } else {
-            t.out_packets += 1;
-            t.out_bytes = t.out_bytes.wrapping_add(bytes);
-        }
+        self.tally(sa).count(inbound, bytes);
     }
 
     /// The batch's tally for `sa`: the current one, or a new one after the

@@ -221,10 +221,23 @@ impl ReplayWindow {
         }
     }
 
-    /// Moves `T` to `seq` (> `T`), clearing the blocks the window enters.
+    /// Moves `T` to `seq` (> `T`), clearing the blocks the window enters
+    /// (RFC 6479 § 2): none while `seq` stays in `T`'s block, the common
+    /// case, which is inlined into the commit.
+    #[inline]
     fn advance(&mut self, seq: u64) {
         let old_block = self.top >> BLOCK_SHIFT;
         let new_block = seq >> BLOCK_SHIFT;
+        if new_block != old_block {
+            self.clear_blocks(old_block, new_block);
+        }
+        self.top = seq;
+    }
+
+    /// Clears the blocks after `old_block` up to `new_block` (all of them
+    /// at most once).
+    #[inline(never)]
+    fn clear_blocks(&mut self, old_block: u64, new_block: u64) {
         let blocks = self.block_mask + 1;
         let clear = (new_block - old_block).min(blocks);
         for i in 1..=clear {
@@ -233,7 +246,6 @@ impl ReplayWindow {
                 *b = 0;
             }
         }
-        self.top = seq;
     }
 
     /// Block index and bit mask of `seq` in the ring.
