@@ -22,7 +22,7 @@ use fipsec_crypto::{
     SessionParams, Transform,
 };
 use fipsec_wire::esp::{
-    EspTrailerRepr, MAX_PAD_LEN, PadError, TRAILER_LEN, fill_padding, pad_len_for,
+    EspTrailerRepr, MAX_PAD_LEN, PadError, TRAILER_LEN, emit_padding_and_trailer, pad_len_for,
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
@@ -78,6 +78,7 @@ pub(crate) enum EspAt<'a> {
 
 /// Writes the ESP header (SPI, the low 32 bits of the sequence number,
 /// RFC 4303 § 2.1-2.2) and the IV into `h`, which holds exactly those.
+#[inline(always)]
 fn write_esp_header(h: &mut [u8], spi: u32, seq: u64, iv: &[u8]) -> bool {
     let Some((hdr, ivs)) = h.split_first_chunk_mut::<ESP_HDR_LEN>() else {
         return false;
@@ -575,17 +576,18 @@ impl<P: PacketBuf> Worker<P> {
         if !ok {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
-        let ok = match pkt.pad(tfc + pad + 2 + shape.icv_len) {
+        // RFC 4303 § 2.4-2.6: TFC padding (zeros), padding 1, 2, 3, ...,
+        // Pad Length and Next Header; room for the ICV after them.
+        let ok = match pkt.pad(tfc + pad + TRAILER_LEN + shape.icv_len) {
             Ok(t) => {
                 let (tfc_bytes, rest) = t.split_at_mut(tfc);
-                tfc_bytes.fill(0);
-                let (padding, rest) = rest.split_at_mut(pad);
-                let _ = fill_padding(padding);
-                let trailer = EspTrailerRepr {
-                    pad_len,
-                    next_header: proto,
-                };
-                rest.get_mut(..2).is_some_and(|t| trailer.emit(t).is_ok())
+                if tfc > 0 {
+                    tfc_bytes.fill(0);
+                }
+                match rest.get_mut(..pad + TRAILER_LEN) {
+                    Some(t) => emit_padding_and_trailer(t, proto).is_ok(),
+                    None => false,
+                }
             }
             Err(_) => false,
         };
