@@ -688,17 +688,20 @@ impl<P: PacketBuf> Worker<P> {
     /// Processes an outbound IP packet (offset 0 = IP header): finds its
     /// policy and applies the SA bundle.
     pub fn output(&mut self, now: Instant, mut pkt: P) -> Verdict<P> {
-        let info = match packet::parse(&mut pkt, false) {
+        // Used where the parse left it (a reference into the result, not
+        // a copy of it).
+        let parsed = packet::parse(&mut pkt, false);
+        let info = match &parsed {
             Ok(i) => i,
             Err(_) => {
                 self.ipsec.drops.inc(DropReason::IpOutMalformed);
                 return Verdict::Dropped(DropReason::IpOutMalformed);
             }
         };
-        if let Some(cont) = self.out_memo_hit(&pkt, &info) {
+        if let Some(cont) = self.out_memo_hit(&pkt, info) {
             return self.run(now, Next::Output(pkt, cont));
         }
-        let sel = packet::selector(&pkt, &info);
+        let sel = packet::selector(&pkt, info);
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
                 add_local(&self.stats.plain_out, 1);
@@ -713,7 +716,7 @@ impl<P: PacketBuf> Worker<P> {
                     len += 1;
                 }
                 if self.in_batch {
-                    self.out_memo = FlowKey::of(&pkt, &info).map(|key| OutMemo {
+                    self.out_memo = FlowKey::of(&pkt, info).map(|key| OutMemo {
                         key,
                         sas: sas.clone(),
                         len,
@@ -922,7 +925,8 @@ impl<P: PacketBuf> Worker<P> {
             return None;
         }
         Some(Cont {
-            sas: m.sas.clone(),
+            // Slot by slot (an array's `clone` runs as a loop in a call).
+            sas: m.sas.each_ref().map(Option::clone),
             len: m.len,
             idx: 0,
             step: Step::EspOut(Default::default()),

@@ -86,11 +86,30 @@ fn write_esp_header(h: &mut [u8], spi: u32, seq: u64, iv: &[u8]) -> bool {
     let [s0, s1, s2, s3] = spi.to_be_bytes();
     let [q0, q1, q2, q3] = (seq as u32).to_be_bytes();
     *hdr = [s0, s1, s2, s3, q0, q1, q2, q3];
-    if ivs.len() != iv.len() {
-        return false;
+    // The IV lengths of every transform (none, 8, 16) as fixed-size copies
+    // rather than a library call.
+    match ivs.len() {
+        0 => iv.is_empty(),
+        8 => copy_array::<8>(ivs, iv),
+        16 => copy_array::<16>(ivs, iv),
+        _ if ivs.len() == iv.len() => {
+            ivs.copy_from_slice(iv);
+            true
+        }
+        _ => false,
     }
-    ivs.copy_from_slice(iv);
-    true
+}
+
+/// Copies `src` into `dst` when both are `N` bytes long.
+#[inline(always)]
+fn copy_array<const N: usize>(dst: &mut [u8], src: &[u8]) -> bool {
+    match (<&mut [u8; N]>::try_from(dst), <&[u8; N]>::try_from(src)) {
+        (Ok(d), Ok(s)) => {
+            *d = *s;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The shape of an ESP transform, derived from the session once per packet
