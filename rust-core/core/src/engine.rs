@@ -634,7 +634,9 @@ impl<P: PacketBuf> Worker<P> {
     /// limit not reached at `now` is not reached by them either. (Limits
     /// changed by `SADB_UPDATE` while a batch is under way apply from the
     /// next batch, as a byte limit's counts already do.)
-    #[inline]
+    ///
+    /// The memo check is always inlined (the rest is a call).
+    #[inline(always)]
     pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
         if let Some(t) = &mut self.sa_tally
             && t.life_ok_at == Some(now)
@@ -1175,71 +1177,75 @@ impl<P: PacketBuf> Worker<P> {
         let Some(sa) = sa else {
             return Next::Verdict(Verdict::Transmit(pkt));
         };
-        let info = if sa.mode() == Mode::Tunnel {
-            let df = match sa.config().df {
-                DfBit::Copy => self.ipsec.config.df,
-                DfBit::Set => DfPolicy::Set,
-                DfBit::Clear => DfPolicy::Clear,
-            };
-            self.ip_id = self.ip_id.wrapping_add(1);
-            let opts = EncapOptions {
-                hop_limit: self.ipsec.config.outer_hop_limit,
-                df,
-                dscp: DscpPolicy::Copy,
-                ipv4_id: self.ip_id,
-                flow_label: 0,
-            };
-            // The SA's outer header, made when the SA was (no template:
-            // endpoints `ipip::encapsulate` would reject).
-            let Some(&outer) = sa.outer_template() else {
-                return self.drop_on(&sa, false, DropReason::IpipOutBadEndpoints);
-            };
-            if proto == SaProto::Esp {
-                // The checks `ipip::encapsulate_with` makes before its
-                // prepend; ESP then writes the outer header together with
-                // its own, with the final length and protocol.
-                let inner = match ipip::read_inner_datagram(&pkt)
-                    .and_then(|i| outer.check_fits(pkt.len()).map(|()| i))
-                {
-                    Ok(i) => i,
+        // Where ESP goes; AH and IPCOMP leave from inside the block. One
+        // call of `esp_output_before`, inlined here.
+        let at = 'esp: {
+            let info = if sa.mode() == Mode::Tunnel {
+                let df = match sa.config().df {
+                    DfBit::Copy => self.ipsec.config.df,
+                    DfBit::Set => DfPolicy::Set,
+                    DfBit::Clear => DfPolicy::Clear,
+                };
+                self.ip_id = self.ip_id.wrapping_add(1);
+                let opts = EncapOptions {
+                    hop_limit: self.ipsec.config.outer_hop_limit,
+                    df,
+                    dscp: DscpPolicy::Copy,
+                    ipv4_id: self.ip_id,
+                    flow_label: 0,
+                };
+                // The SA's outer header, made when the SA was (no template:
+                // endpoints `ipip::encapsulate` would reject).
+                let Some(&outer) = sa.outer_template() else {
+                    return self.drop_on(&sa, false, DropReason::IpipOutBadEndpoints);
+                };
+                if proto == SaProto::Esp {
+                    // The checks `ipip::encapsulate_with` makes before its
+                    // prepend; ESP then writes the outer header together with
+                    // its own, with the final length and protocol.
+                    let inner = match ipip::read_inner_datagram(&pkt)
+                        .and_then(|i| outer.check_fits(pkt.len()).map(|()| i))
+                    {
+                        Ok(i) => i,
+                        Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                    };
+                    self.stats
+                        .ipip
+                        .count_out_local(pkt.len() + outer.header_len());
+                    break 'esp EspAt::Tunnel { outer, inner, opts };
+                }
+                let mut first = [0u8; 1];
+                let inner = pkt
+                    .copy_out(0, &mut first)
+                    .ok()
+                    .and_then(|()| IpVersion::of(first[0]).ok());
+                let outer = match ipip::encapsulate_with(&mut pkt, &outer, &opts, &self.buf_stats) {
+                    Ok(v) => v,
                     Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
                 };
-                self.stats
-                    .ipip
-                    .count_out_local(pkt.len() + outer.header_len());
-                let at = EspAt::Tunnel { outer, inner, opts };
-                return self.esp_output_before(now, pkt, &at, cont, sa);
-            }
-            let mut first = [0u8; 1];
-            let inner = pkt
-                .copy_out(0, &mut first)
-                .ok()
-                .and_then(|()| IpVersion::of(first[0]).ok());
-            let outer = match ipip::encapsulate_with(&mut pkt, &outer, &opts, &self.buf_stats) {
-                Ok(v) => v,
-                Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                self.stats.ipip.count_out_local(pkt.len());
+                // The outer header was just built: its facts are known, no need
+                // to parse it back.
+                match inner.and_then(|v| packet::outer_info(outer, v, &sa, pkt.len())) {
+                    Some(i) => i,
+                    None => return self.drop_pkt(DropReason::IpOutMalformed),
+                }
+            } else {
+                match packet::parse(&mut pkt, false) {
+                    Ok(i) => i,
+                    Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+                }
             };
-            self.stats.ipip.count_out_local(pkt.len());
-            // The outer header was just built: its facts are known, no need
-            // to parse it back.
-            match inner.and_then(|v| packet::outer_info(outer, v, &sa, pkt.len())) {
-                Some(i) => i,
-                None => return self.drop_pkt(DropReason::IpOutMalformed),
-            }
-        } else {
-            match packet::parse(&mut pkt, false) {
-                Ok(i) => i,
-                Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+            match proto {
+                SaProto::Esp => EspAt::Ip(info),
+                SaProto::Ah => {
+                    let s = self.ah_output_before(now, pkt, info, cont, sa);
+                    return self.started(now, s);
+                }
+                SaProto::IpComp => return self.ipcomp_output(now, pkt, info, cont, sa),
             }
         };
-        match sa.proto() {
-            SaProto::Esp => self.esp_output_before(now, pkt, &EspAt::Ip(&info), cont, sa),
-            SaProto::Ah => {
-                let s = self.ah_output_before(now, pkt, info, cont, sa);
-                self.started(now, s)
-            }
-            SaProto::IpComp => self.ipcomp_output(now, pkt, info, cont, sa),
-        }
+        self.esp_output_before(now, pkt, &at, cont, sa)
     }
 
     /// After an outbound transform: the next SA of the bundle, or transmit.

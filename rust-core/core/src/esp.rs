@@ -60,11 +60,11 @@ impl EspOutCont {
 
 /// Where an outbound ESP header goes.
 #[derive(Debug)]
-pub(crate) enum EspAt<'a> {
+pub(crate) enum EspAt {
     /// After the IP header at offset 0 (and the extension headers ESP
     /// follows, RFC 4303 § 3.1.1): transport mode. That header comes from
     /// the stack: its protocol, length and IPv4 checksum are rewritten.
-    Ip(&'a IpInfo),
+    Ip(IpInfo),
     /// In front of the inner packet at offset 0, tunnel mode (RFC 4303
     /// § 3.1.2): the outer header is written from the SA's template in
     /// the same room as the ESP header, already with its final length and
@@ -496,12 +496,15 @@ impl<P: PacketBuf> Worker<P> {
     ///
     /// `sa` is the continuation's own reference to SA `cont.idx`, taken out
     /// of it by the caller (a move, no count traffic) and put back before
-    /// the request is built. `at` says where the ESP header goes.
+    /// the request is built. `at` says where the ESP header goes. Always
+    /// inlined into its one caller, the engine's output step (the packet
+    /// and continuation are then not copied into a call).
+    #[inline(always)]
     pub(crate) fn esp_output_before(
         &mut self,
         now: Instant,
         mut pkt: P,
-        at: &EspAt<'_>,
+        at: &EspAt,
         mut cont: Cont,
         sa: SaRef,
     ) -> Next<P> {
