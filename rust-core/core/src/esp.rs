@@ -176,16 +176,46 @@ fn layout(
     explicit_iv: &[u8],
     total_len: usize,
 ) -> Result<Layout, CryptoError> {
+    let mut l = Layout::default();
+    fill_layout(
+        &mut l,
+        shape,
+        salt,
+        skip,
+        enc_len,
+        (spi, seq, esn),
+        explicit_iv,
+        total_len,
+    )?;
+    Ok(l)
+}
+
+/// [`layout`] written into `l`, an empty layout ([`Layout::default`]):
+/// only the fields the transform uses are set. Given the request's own
+/// layout, the fields are stored where the request keeps them (a layout
+/// built apart is held in registers and stack slots and then stored into
+/// the request byte field by byte field).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fill_layout(
+    l: &mut Layout,
+    shape: &Shape,
+    salt: &[u8],
+    skip: usize,
+    enc_len: usize,
+    (spi, seq, esn): (u32, u64, bool),
+    explicit_iv: &[u8],
+    total_len: usize,
+) -> Result<(), CryptoError> {
     let seq_hi = ((seq >> 32) as u32).to_be_bytes();
     let seq_lo = (seq as u32).to_be_bytes();
     let spi_b = spi.to_be_bytes();
     let hdr_iv = ESP_HDR_LEN + shape.iv_len;
     let payload_start = skip + hdr_iv;
-    let mut l = Layout {
-        icv_offset: u32::try_from(total_len - shape.icv_len)
-            .map_err(|_| CryptoError::InvalidRequest)?,
-        ..Layout::default()
-    };
+    l.icv_offset = total_len
+        .checked_sub(shape.icv_len)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or(CryptoError::InvalidRequest)?;
     // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
     let esn_prefix = || {
         let mut p = [0u8; 12];
@@ -250,7 +280,7 @@ fn layout(
             l.payload = Region::try_new(payload_start, enc_len)?;
         }
     }
-    Ok(l)
+    Ok(())
 }
 
 /// Within a batch: the inbound SA last found for a destination and SPI
@@ -632,17 +662,8 @@ impl<P: PacketBuf> Worker<P> {
                 return self.drop_on(&sa, false, DropReason::EspOutBufferError);
             }
         }
-        let Ok(layout) = layout(
-            &shape,
-            sa.config().salt.as_bytes(),
-            skip,
-            enc_len,
-            (spi, seq, params.esn),
-            iv,
-            pkt.len(),
-        ) else {
-            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
-        };
+        let total_len = pkt.len();
+        let esn = params.esn;
         cont.step = Step::EspOut(EspOutCont {
             bytes: payload_len as u32,
         });
@@ -650,8 +671,28 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(slot) = cont.sas.get_mut(usize::from(cont.idx)) {
             *slot = Some(sa);
         }
-        let mut req = Request::new(session, Op::Encrypt, layout, pkt, cont);
+        // The layout is filled in the request itself; the SA is read
+        // through the request's continuation.
+        let mut req = Request::new(session, Op::Encrypt, Layout::default(), pkt, cont);
         req.order_key = order_key;
+        let Request { layout, cont, .. } = &mut req;
+        let Some(sa) = cont.sa() else {
+            return self.drop_pkt(DropReason::EspOutCryptoFailed);
+        };
+        if fill_layout(
+            layout,
+            &shape,
+            sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            (spi, seq, esn),
+            iv,
+            total_len,
+        )
+        .is_err()
+        {
+            return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
+        }
         self.dispatch(req, now)
     }
 
