@@ -561,11 +561,11 @@ impl<P: PacketBuf> Worker<P> {
     /// Within a batch the numbers come from a block taken for the SA at
     /// once, in packet order all the same; a packet dropped after taking
     /// its number leaves a gap, as it would have without the block.
-    #[inline]
+    ///
+    /// A number from the current block (there is one only within a batch)
+    /// is taken inline; the rest is a call.
+    #[inline(always)]
     pub(crate) fn next_seq(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
-        if !self.in_batch {
-            return sa.next_seq();
-        }
         if let Some(b) = &mut self.seq_block
             && b.left > 0
             && Arc::ptr_eq(&b.sa, sa)
@@ -575,6 +575,15 @@ impl<P: PacketBuf> Worker<P> {
             b.next = b.next.wrapping_add(1);
             b.left -= 1;
             return Ok(seq);
+        }
+        self.next_seq_slow(sa)
+    }
+
+    /// [`Worker::next_seq`] outside a batch, or with a new block.
+    #[inline(never)]
+    fn next_seq_slow(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
+        if !self.in_batch {
+            return sa.next_seq();
         }
         self.return_seqs();
         let (first, n) = sa.take_seqs(SEQ_BLOCK)?;
