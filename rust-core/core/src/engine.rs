@@ -490,7 +490,8 @@ impl<P: PacketBuf> Worker<P> {
         rng.fill(&mut id);
         let stats = Arc::new(ProtoStats::default());
         ipsec.worker_stats.lock().push(stats.clone());
-        let buf_stats = Arc::new(BufStats::new());
+        // Only this worker counts in it: no locked instructions.
+        let buf_stats = Arc::new(BufStats::single_writer());
         ipsec.worker_buf_stats.lock().push(buf_stats.clone());
         Worker {
             ipsec,
