@@ -224,30 +224,24 @@ fn fill_layout(
         p[8..].copy_from_slice(&seq_lo);
         InlineBytes::new(&p)
     };
-    let mut nonce = [0u8; 16];
+    // The 4-byte salt and the 8-byte IV of the counter modes, as arrays
+    // (fixed-size copies; another length is an invalid request).
+    let salt_iv = || -> Result<([u8; 4], [u8; 8]), CryptoError> {
+        match (<[u8; 4]>::try_from(salt), <[u8; 8]>::try_from(explicit_iv)) {
+            (Ok(s), Ok(iv)) => Ok((s, iv)),
+            _ => Err(CryptoError::InvalidRequest),
+        }
+    };
     match shape.kind {
         Kind::Aead | Kind::Gmac => {
-            nonce
-                .get_mut(..4)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(salt);
-            nonce
-                .get_mut(4..12)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(explicit_iv);
-            l.iv = InlineBytes::new(nonce.get(..12).unwrap_or(&[]))?;
+            // Nonce = salt || IV (RFC 4106 § 4, RFC 7634 § 2; GMAC likewise).
+            let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
+            l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7])?;
         }
         Kind::Ctr => {
-            nonce
-                .get_mut(..4)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(salt);
-            nonce
-                .get_mut(4..12)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(explicit_iv);
-            nonce[15] = 1;
-            l.iv = InlineBytes::new(&nonce)?;
+            // Counter block = nonce || IV || 1 (RFC 3686 § 4).
+            let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
+            l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7, 0, 0, 0, 1])?;
         }
         Kind::Cbc => l.iv = InlineBytes::new(explicit_iv)?,
         Kind::Null => {}
