@@ -934,7 +934,7 @@ impl Chain {
     ) -> Result<&mut [u8], BufError> {
         let (i, at, moved) = self.pullup_impl(off, len)?;
         if moved {
-            BufStats::add(&stats.pullup_copies, 1);
+            stats.count(&stats.pullup_copies, 1);
         }
         if len == 0 {
             return Ok(&mut []);
@@ -1056,7 +1056,7 @@ impl Chain {
             m.off = m.raw().len() - len;
             m.len = len;
             self.segs.push(m);
-            BufStats::add(&stats.makespace_inserted, 1);
+            stats.count(&stats.makespace_inserted, 1);
             self.hdr.len = new_len;
             return Ok((0, 0));
         };
@@ -1067,7 +1067,7 @@ impl Chain {
             if s.trailing_space() >= len {
                 let s = self.segs.get_mut(i).ok_or(BufError::OutOfBounds)?;
                 s.len += len;
-                BufStats::add(&stats.makespace_end, 1);
+                stats.count(&stats.makespace_end, 1);
                 (i, skip)
             } else if self
                 .segs
@@ -1077,14 +1077,14 @@ impl Chain {
                 let n = self.segs.get_mut(i + 1).ok_or(BufError::OutOfBounds)?;
                 n.off -= len;
                 n.len += len;
-                BufStats::add(&stats.makespace_front, 1);
+                stats.count(&stats.makespace_front, 1);
                 (i + 1, 0)
             } else {
                 self.segs.try_reserve(1).map_err(|_| BufError::NoMemory)?;
                 let mut m = Mbuf::alloc_for(len, false)?;
                 m.len = len;
                 self.segs.insert(i + 1, m);
-                BufStats::add(&stats.makespace_inserted, 1);
+                stats.count(&stats.makespace_inserted, 1);
                 (i + 1, 0)
             }
         } else if skip == 0 {
@@ -1093,14 +1093,14 @@ impl Chain {
                 let s = self.segs.get_mut(i).ok_or(BufError::OutOfBounds)?;
                 s.off -= len;
                 s.len += len;
-                BufStats::add(&stats.makespace_front, 1);
+                stats.count(&stats.makespace_front, 1);
             } else {
                 self.segs.try_reserve(1).map_err(|_| BufError::NoMemory)?;
                 let mut m = Mbuf::alloc_for(len, i == 0)?;
                 m.off = m.raw().len() - len;
                 m.len = len;
                 self.segs.insert(i, m);
-                BufStats::add(&stats.makespace_inserted, 1);
+                stats.count(&stats.makespace_inserted, 1);
             }
             (i, 0)
         } else {
@@ -1134,7 +1134,7 @@ impl Chain {
                 raw.copy_within(off + skip..off + seg_len, off + skip + len);
             }
             s.len += len;
-            BufStats::add(&stats.makespace_middle, 1);
+            stats.count(&stats.makespace_middle, 1);
             return Ok((i, skip));
         }
         // Copy the shorter side, with the gap, into one new segment; the
@@ -1161,7 +1161,7 @@ impl Chain {
             self.segs.insert(i + 1, m);
             (i + 1, 0)
         };
-        BufStats::add(&stats.makespace_inserted, 1);
+        stats.count(&stats.makespace_inserted, 1);
         Ok(at)
     }
 
@@ -1323,11 +1323,11 @@ impl Chain {
             return Err(e);
         }
         self.segs = out;
-        BufStats::add(&stats.clone_packets, 1);
-        BufStats::add(&stats.clone_segments_copied, copied);
-        BufStats::add(&stats.clone_segments_allocated, allocated);
+        stats.count(&stats.clone_packets, 1);
+        stats.count(&stats.clone_segments_copied, copied);
+        stats.count(&stats.clone_segments_allocated, allocated);
         if self.segs.len() == 1 {
-            BufStats::add(&stats.clone_coalesced_single, 1);
+            stats.count(&stats.clone_coalesced_single, 1);
         }
         Ok(())
     }

@@ -212,7 +212,7 @@ impl PacketBuf for SliceBuf {
             if off > 0 {
                 self.storage.copy_within(old..old + off, self.head);
             }
-            BufStats::add(
+            stats.count(
                 if off == 0 {
                     &stats.makespace_front
                 } else {
@@ -225,7 +225,7 @@ impl PacketBuf for SliceBuf {
             let start = self.head + off;
             let end = self.head + self.len;
             self.storage.copy_within(start..end, start + len);
-            BufStats::add(
+            stats.count(
                 if off == self.len {
                     &stats.makespace_end
                 } else {

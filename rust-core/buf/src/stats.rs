@@ -5,9 +5,15 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Buffer-layer statistics. Shared (atomic, relaxed) so one instance can
-/// serve every CPU; read with [`BufStats::snapshot`].
+/// serve every CPU; read with [`BufStats::snapshot`]. A set written by one
+/// thread only ([`BufStats::single_writer`], e.g. a worker's own) counts
+/// without locked instructions.
 #[derive(Debug, Default)]
 pub struct BufStats {
+    /// Only one thread counts here: a count is a plain load and store
+    /// (FreeBSD's per-CPU `counter(9)`), not a locked read-modify-write.
+    /// Readers on other threads see a value at most a few packets old.
+    single_writer: bool,
     /// Packets passed through m_clone that needed any work.
     pub clone_packets: AtomicU64,
     /// Packets m_clone left as a single segment with all data linearized.
@@ -47,6 +53,7 @@ impl BufStats {
     /// A zeroed set of counters, usable in a `static`.
     pub const fn new() -> BufStats {
         BufStats {
+            single_writer: false,
             clone_packets: AtomicU64::new(0),
             clone_coalesced_single: AtomicU64::new(0),
             clone_segments_copied: AtomicU64::new(0),
@@ -59,10 +66,33 @@ impl BufStats {
         }
     }
 
-    /// Adds `n` to a counter.
+    /// A zeroed set that one thread only counts in (the others may read
+    /// it): see [`BufStats::count`].
+    pub const fn single_writer() -> BufStats {
+        BufStats {
+            single_writer: true,
+            ..BufStats::new()
+        }
+    }
+
+    /// Adds `n` to a counter (atomically: any thread).
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to `counter`, one of this set's: with a plain load and
+    /// store in a [`BufStats::single_writer`] set, else atomically.
+    #[inline]
+    pub fn count(&self, counter: &AtomicU64, n: u64) {
+        if self.single_writer {
+            counter.store(
+                counter.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            Self::add(counter, n);
+        }
     }
 
     /// Adds every counter to `sum` (to total several sets, e.g. one per
@@ -100,6 +130,28 @@ impl BufStats {
             makespace_end: r(&self.makespace_end),
             makespace_inserted: r(&self.makespace_inserted),
             pullup_copies: r(&self.pullup_copies),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// Both kinds of set add up the same counts; only the way of writing
+    /// them differs.
+    #[test]
+    fn single_writer_counts_like_a_shared_set() {
+        for s in [BufStats::new(), BufStats::single_writer()] {
+            s.count(&s.makespace_front, 1);
+            s.count(&s.makespace_front, 2);
+            s.count(&s.clone_segments_copied, u64::MAX);
+            s.count(&s.clone_segments_copied, 3);
+            let snap = s.snapshot();
+            assert_eq!(snap.makespace_front, 3);
+            // Wrapping, as `fetch_add` does.
+            assert_eq!(snap.clone_segments_copied, 2);
+            assert_eq!(snap.makespace_end, 0);
         }
     }
 }

@@ -502,7 +502,8 @@ impl<P: PacketBuf> Worker<P> {
         rng.fill(&mut id);
         let stats = Arc::new(ProtoStats::default());
         ipsec.worker_stats.lock().push(stats.clone());
-        let buf_stats = Arc::new(BufStats::new());
+        // Only this worker counts in it: no locked instructions.
+        let buf_stats = Arc::new(BufStats::single_writer());
         ipsec.worker_buf_stats.lock().push(buf_stats.clone());
         Worker {
             ipsec,
@@ -582,11 +583,11 @@ impl<P: PacketBuf> Worker<P> {
     /// Within a batch the numbers come from a block taken for the SA at
     /// once, in packet order all the same; a packet dropped after taking
     /// its number leaves a gap, as it would have without the block.
-    #[inline]
+    ///
+    /// A number from the current block (there is one only within a batch)
+    /// is taken inline; the rest is a call.
+    #[inline(always)]
     pub(crate) fn next_seq(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
-        if !self.in_batch {
-            return sa.next_seq();
-        }
         if let Some(b) = &mut self.seq_block
             && b.left > 0
             && Arc::ptr_eq(&b.sa, sa)
@@ -596,6 +597,15 @@ impl<P: PacketBuf> Worker<P> {
             b.next = b.next.wrapping_add(1);
             b.left -= 1;
             return Ok(seq);
+        }
+        self.next_seq_slow(sa)
+    }
+
+    /// [`Worker::next_seq`] outside a batch, or with a new block.
+    #[inline(never)]
+    fn next_seq_slow(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
+        if !self.in_batch {
+            return sa.next_seq();
         }
         self.return_seqs();
         let (first, n) = sa.take_seqs(SEQ_BLOCK)?;
@@ -655,7 +665,9 @@ impl<P: PacketBuf> Worker<P> {
     /// limit not reached at `now` is not reached by them either. (Limits
     /// changed by `SADB_UPDATE` while a batch is under way apply from the
     /// next batch, as a byte limit's counts already do.)
-    #[inline]
+    ///
+    /// The memo check is always inlined (the rest is a call).
+    #[inline(always)]
     pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
         if let Some(t) = &mut self.sa_tally
             && t.life_ok_at == Some(now)
@@ -709,17 +721,20 @@ impl<P: PacketBuf> Worker<P> {
     /// Processes an outbound IP packet (offset 0 = IP header): finds its
     /// policy and applies the SA bundle.
     pub fn output(&mut self, now: Instant, mut pkt: P) -> Verdict<P> {
-        let info = match packet::parse(&mut pkt, false) {
+        // Used where the parse left it (a reference into the result, not
+        // a copy of it).
+        let parsed = packet::parse(&mut pkt, false);
+        let info = match &parsed {
             Ok(i) => i,
             Err(_) => {
                 self.ipsec.drops.inc(DropReason::IpOutMalformed);
                 return Verdict::Dropped(DropReason::IpOutMalformed);
             }
         };
-        if let Some(cont) = self.out_memo_hit(&pkt, &info) {
+        if let Some(cont) = self.out_memo_hit(&pkt, info) {
             return self.run(now, Next::Output(pkt, cont));
         }
-        let sel = packet::selector(&pkt, &info);
+        let sel = packet::selector(&pkt, info);
         let next = match self.reader.output(&sel, now) {
             OutputDecision::Bypass => {
                 add_local(&self.stats.plain_out, 1);
@@ -734,7 +749,7 @@ impl<P: PacketBuf> Worker<P> {
                     len += 1;
                 }
                 if self.in_batch {
-                    self.out_memo = FlowKey::of(&pkt, &info).map(|key| OutMemo {
+                    self.out_memo = FlowKey::of(&pkt, info).map(|key| OutMemo {
                         key,
                         sas: sas.clone(),
                         len,
@@ -943,7 +958,8 @@ impl<P: PacketBuf> Worker<P> {
             return None;
         }
         Some(Cont {
-            sas: m.sas.clone(),
+            // Slot by slot (an array's `clone` runs as a loop in a call).
+            sas: m.sas.each_ref().map(Option::clone),
             len: m.len,
             idx: 0,
             step: Step::EspOut(Default::default()),
@@ -1192,71 +1208,75 @@ impl<P: PacketBuf> Worker<P> {
         let Some(sa) = sa else {
             return Next::Verdict(Verdict::Transmit(pkt));
         };
-        let info = if sa.mode() == Mode::Tunnel {
-            let df = match sa.config().df {
-                DfBit::Copy => self.ipsec.config.df,
-                DfBit::Set => DfPolicy::Set,
-                DfBit::Clear => DfPolicy::Clear,
-            };
-            self.ip_id = self.ip_id.wrapping_add(1);
-            let opts = EncapOptions {
-                hop_limit: self.ipsec.config.outer_hop_limit,
-                df,
-                dscp: DscpPolicy::Copy,
-                ipv4_id: self.ip_id,
-                flow_label: 0,
-            };
-            // The SA's outer header, made when the SA was (no template:
-            // endpoints `ipip::encapsulate` would reject).
-            let Some(&outer) = sa.outer_template() else {
-                return self.drop_on(&sa, false, DropReason::IpipOutBadEndpoints);
-            };
-            if proto == SaProto::Esp {
-                // The checks `ipip::encapsulate_with` makes before its
-                // prepend; ESP then writes the outer header together with
-                // its own, with the final length and protocol.
-                let inner = match ipip::read_inner_datagram(&pkt)
-                    .and_then(|i| outer.check_fits(pkt.len()).map(|()| i))
-                {
-                    Ok(i) => i,
+        // Where ESP goes; AH and IPCOMP leave from inside the block. One
+        // call of `esp_output_before`, inlined here.
+        let at = 'esp: {
+            let info = if sa.mode() == Mode::Tunnel {
+                let df = match sa.config().df {
+                    DfBit::Copy => self.ipsec.config.df,
+                    DfBit::Set => DfPolicy::Set,
+                    DfBit::Clear => DfPolicy::Clear,
+                };
+                self.ip_id = self.ip_id.wrapping_add(1);
+                let opts = EncapOptions {
+                    hop_limit: self.ipsec.config.outer_hop_limit,
+                    df,
+                    dscp: DscpPolicy::Copy,
+                    ipv4_id: self.ip_id,
+                    flow_label: 0,
+                };
+                // The SA's outer header, made when the SA was (no template:
+                // endpoints `ipip::encapsulate` would reject).
+                let Some(&outer) = sa.outer_template() else {
+                    return self.drop_on(&sa, false, DropReason::IpipOutBadEndpoints);
+                };
+                if proto == SaProto::Esp {
+                    // The checks `ipip::encapsulate_with` makes before its
+                    // prepend; ESP then writes the outer header together with
+                    // its own, with the final length and protocol.
+                    let inner = match ipip::read_inner_datagram(&pkt)
+                        .and_then(|i| outer.check_fits(pkt.len()).map(|()| i))
+                    {
+                        Ok(i) => i,
+                        Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                    };
+                    self.stats
+                        .ipip
+                        .count_out_local(pkt.len() + outer.header_len());
+                    break 'esp EspAt::Tunnel { outer, inner, opts };
+                }
+                let mut first = [0u8; 1];
+                let inner = pkt
+                    .copy_out(0, &mut first)
+                    .ok()
+                    .and_then(|()| IpVersion::of(first[0]).ok());
+                let outer = match ipip::encapsulate_with(&mut pkt, &outer, &opts, &self.buf_stats) {
+                    Ok(v) => v,
                     Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
                 };
-                self.stats
-                    .ipip
-                    .count_out_local(pkt.len() + outer.header_len());
-                let at = EspAt::Tunnel { outer, inner, opts };
-                return self.esp_output_before(now, pkt, &at, cont, sa);
-            }
-            let mut first = [0u8; 1];
-            let inner = pkt
-                .copy_out(0, &mut first)
-                .ok()
-                .and_then(|()| IpVersion::of(first[0]).ok());
-            let outer = match ipip::encapsulate_with(&mut pkt, &outer, &opts, &self.buf_stats) {
-                Ok(v) => v,
-                Err(e) => return self.drop_on(&sa, false, ipip_out_reason(e)),
+                self.stats.ipip.count_out_local(pkt.len());
+                // The outer header was just built: its facts are known, no need
+                // to parse it back.
+                match inner.and_then(|v| packet::outer_info(outer, v, &sa, pkt.len())) {
+                    Some(i) => i,
+                    None => return self.drop_pkt(DropReason::IpOutMalformed),
+                }
+            } else {
+                match packet::parse(&mut pkt, false) {
+                    Ok(i) => i,
+                    Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+                }
             };
-            self.stats.ipip.count_out_local(pkt.len());
-            // The outer header was just built: its facts are known, no need
-            // to parse it back.
-            match inner.and_then(|v| packet::outer_info(outer, v, &sa, pkt.len())) {
-                Some(i) => i,
-                None => return self.drop_pkt(DropReason::IpOutMalformed),
-            }
-        } else {
-            match packet::parse(&mut pkt, false) {
-                Ok(i) => i,
-                Err(_) => return self.drop_pkt(DropReason::IpOutMalformed),
+            match proto {
+                SaProto::Esp => EspAt::Ip(info),
+                SaProto::Ah => {
+                    let s = self.ah_output_before(now, pkt, info, cont, sa);
+                    return self.started(now, s);
+                }
+                SaProto::IpComp => return self.ipcomp_output(now, pkt, info, cont, sa),
             }
         };
-        match sa.proto() {
-            SaProto::Esp => self.esp_output_before(now, pkt, &EspAt::Ip(&info), cont, sa),
-            SaProto::Ah => {
-                let s = self.ah_output_before(now, pkt, info, cont, sa);
-                self.started(now, s)
-            }
-            SaProto::IpComp => self.ipcomp_output(now, pkt, info, cont, sa),
-        }
+        self.esp_output_before(now, pkt, &at, cont, sa)
     }
 
     /// After an outbound transform: the next SA of the bundle, or transmit.

@@ -22,7 +22,7 @@ use fipsec_crypto::{
     SessionParams, Transform,
 };
 use fipsec_wire::esp::{
-    EspTrailerRepr, MAX_PAD_LEN, PadError, TRAILER_LEN, fill_padding, pad_len_for,
+    EspTrailerRepr, MAX_PAD_LEN, PadError, TRAILER_LEN, emit_padding_and_trailer, pad_len_for,
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
@@ -60,11 +60,11 @@ impl EspOutCont {
 
 /// Where an outbound ESP header goes.
 #[derive(Debug)]
-pub(crate) enum EspAt<'a> {
+pub(crate) enum EspAt {
     /// After the IP header at offset 0 (and the extension headers ESP
     /// follows, RFC 4303 § 3.1.1): transport mode. That header comes from
     /// the stack: its protocol, length and IPv4 checksum are rewritten.
-    Ip(&'a IpInfo),
+    Ip(IpInfo),
     /// In front of the inner packet at offset 0, tunnel mode (RFC 4303
     /// § 3.1.2): the outer header is written from the SA's template in
     /// the same room as the ESP header, already with its final length and
@@ -78,6 +78,7 @@ pub(crate) enum EspAt<'a> {
 
 /// Writes the ESP header (SPI, the low 32 bits of the sequence number,
 /// RFC 4303 § 2.1-2.2) and the IV into `h`, which holds exactly those.
+#[inline(always)]
 fn write_esp_header(h: &mut [u8], spi: u32, seq: u64, iv: &[u8]) -> bool {
     let Some((hdr, ivs)) = h.split_first_chunk_mut::<ESP_HDR_LEN>() else {
         return false;
@@ -85,11 +86,30 @@ fn write_esp_header(h: &mut [u8], spi: u32, seq: u64, iv: &[u8]) -> bool {
     let [s0, s1, s2, s3] = spi.to_be_bytes();
     let [q0, q1, q2, q3] = (seq as u32).to_be_bytes();
     *hdr = [s0, s1, s2, s3, q0, q1, q2, q3];
-    if ivs.len() != iv.len() {
-        return false;
+    // The IV lengths of every transform (none, 8, 16) as fixed-size copies
+    // rather than a library call.
+    match ivs.len() {
+        0 => iv.is_empty(),
+        8 => copy_array::<8>(ivs, iv),
+        16 => copy_array::<16>(ivs, iv),
+        _ if ivs.len() == iv.len() => {
+            ivs.copy_from_slice(iv);
+            true
+        }
+        _ => false,
     }
-    ivs.copy_from_slice(iv);
-    true
+}
+
+/// Copies `src` into `dst` when both are `N` bytes long.
+#[inline(always)]
+fn copy_array<const N: usize>(dst: &mut [u8], src: &[u8]) -> bool {
+    match (<&mut [u8; N]>::try_from(dst), <&[u8; N]>::try_from(src)) {
+        (Ok(d), Ok(s)) => {
+            *d = *s;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The shape of an ESP transform, derived from the session once per packet
@@ -156,16 +176,46 @@ fn layout(
     explicit_iv: &[u8],
     total_len: usize,
 ) -> Result<Layout, CryptoError> {
+    let mut l = Layout::default();
+    fill_layout(
+        &mut l,
+        shape,
+        salt,
+        skip,
+        enc_len,
+        (spi, seq, esn),
+        explicit_iv,
+        total_len,
+    )?;
+    Ok(l)
+}
+
+/// [`layout`] written into `l`, an empty layout ([`Layout::default`]):
+/// only the fields the transform uses are set. Given the request's own
+/// layout, the fields are stored where the request keeps them (a layout
+/// built apart is held in registers and stack slots and then stored into
+/// the request byte field by byte field).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fill_layout(
+    l: &mut Layout,
+    shape: &Shape,
+    salt: &[u8],
+    skip: usize,
+    enc_len: usize,
+    (spi, seq, esn): (u32, u64, bool),
+    explicit_iv: &[u8],
+    total_len: usize,
+) -> Result<(), CryptoError> {
     let seq_hi = ((seq >> 32) as u32).to_be_bytes();
     let seq_lo = (seq as u32).to_be_bytes();
     let spi_b = spi.to_be_bytes();
     let hdr_iv = ESP_HDR_LEN + shape.iv_len;
     let payload_start = skip + hdr_iv;
-    let mut l = Layout {
-        icv_offset: u32::try_from(total_len - shape.icv_len)
-            .map_err(|_| CryptoError::InvalidRequest)?,
-        ..Layout::default()
-    };
+    l.icv_offset = total_len
+        .checked_sub(shape.icv_len)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or(CryptoError::InvalidRequest)?;
     // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
     let esn_prefix = || {
         let mut p = [0u8; 12];
@@ -174,30 +224,24 @@ fn layout(
         p[8..].copy_from_slice(&seq_lo);
         InlineBytes::new(&p)
     };
-    let mut nonce = [0u8; 16];
+    // The 4-byte salt and the 8-byte IV of the counter modes, as arrays
+    // (fixed-size copies; another length is an invalid request).
+    let salt_iv = || -> Result<([u8; 4], [u8; 8]), CryptoError> {
+        match (<[u8; 4]>::try_from(salt), <[u8; 8]>::try_from(explicit_iv)) {
+            (Ok(s), Ok(iv)) => Ok((s, iv)),
+            _ => Err(CryptoError::InvalidRequest),
+        }
+    };
     match shape.kind {
         Kind::Aead | Kind::Gmac => {
-            nonce
-                .get_mut(..4)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(salt);
-            nonce
-                .get_mut(4..12)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(explicit_iv);
-            l.iv = InlineBytes::new(nonce.get(..12).unwrap_or(&[]))?;
+            // Nonce = salt || IV (RFC 4106 § 4, RFC 7634 § 2; GMAC likewise).
+            let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
+            l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7])?;
         }
         Kind::Ctr => {
-            nonce
-                .get_mut(..4)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(salt);
-            nonce
-                .get_mut(4..12)
-                .ok_or(CryptoError::InvalidRequest)?
-                .copy_from_slice(explicit_iv);
-            nonce[15] = 1;
-            l.iv = InlineBytes::new(&nonce)?;
+            // Counter block = nonce || IV || 1 (RFC 3686 § 4).
+            let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
+            l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7, 0, 0, 0, 1])?;
         }
         Kind::Cbc => l.iv = InlineBytes::new(explicit_iv)?,
         Kind::Null => {}
@@ -230,7 +274,7 @@ fn layout(
             l.payload = Region::try_new(payload_start, enc_len)?;
         }
     }
-    Ok(l)
+    Ok(())
 }
 
 /// Within a batch: the inbound SA last found for a destination and SPI
@@ -476,12 +520,15 @@ impl<P: PacketBuf> Worker<P> {
     ///
     /// `sa` is the continuation's own reference to SA `cont.idx`, taken out
     /// of it by the caller (a move, no count traffic) and put back before
-    /// the request is built. `at` says where the ESP header goes.
+    /// the request is built. `at` says where the ESP header goes. Always
+    /// inlined into its one caller, the engine's output step (the packet
+    /// and continuation are then not copied into a call).
+    #[inline(always)]
     pub(crate) fn esp_output_before(
         &mut self,
         now: Instant,
         mut pkt: P,
-        at: &EspAt<'_>,
+        at: &EspAt,
         mut cont: Cont,
         sa: SaRef,
     ) -> Next<P> {
@@ -575,17 +622,18 @@ impl<P: PacketBuf> Worker<P> {
         if !ok {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         }
-        let ok = match pkt.pad(tfc + pad + 2 + shape.icv_len) {
+        // RFC 4303 § 2.4-2.6: TFC padding (zeros), padding 1, 2, 3, ...,
+        // Pad Length and Next Header; room for the ICV after them.
+        let ok = match pkt.pad(tfc + pad + TRAILER_LEN + shape.icv_len) {
             Ok(t) => {
                 let (tfc_bytes, rest) = t.split_at_mut(tfc);
-                tfc_bytes.fill(0);
-                let (padding, rest) = rest.split_at_mut(pad);
-                let _ = fill_padding(padding);
-                let trailer = EspTrailerRepr {
-                    pad_len,
-                    next_header: proto,
-                };
-                rest.get_mut(..2).is_some_and(|t| trailer.emit(t).is_ok())
+                if tfc > 0 {
+                    tfc_bytes.fill(0);
+                }
+                match rest.get_mut(..pad + TRAILER_LEN) {
+                    Some(t) => emit_padding_and_trailer(t, proto).is_ok(),
+                    None => false,
+                }
             }
             Err(_) => false,
         };
@@ -608,17 +656,8 @@ impl<P: PacketBuf> Worker<P> {
                 return self.drop_on(&sa, false, DropReason::EspOutBufferError);
             }
         }
-        let Ok(layout) = layout(
-            &shape,
-            sa.config().salt.as_bytes(),
-            skip,
-            enc_len,
-            (spi, seq, params.esn),
-            iv,
-            pkt.len(),
-        ) else {
-            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
-        };
+        let total_len = pkt.len();
+        let esn = params.esn;
         cont.step = Step::EspOut(EspOutCont {
             bytes: payload_len as u32,
         });
@@ -626,8 +665,28 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(slot) = cont.sas.get_mut(usize::from(cont.idx)) {
             *slot = Some(sa);
         }
-        let mut req = Request::new(session, Op::Encrypt, layout, pkt, cont);
+        // The layout is filled in the request itself; the SA is read
+        // through the request's continuation.
+        let mut req = Request::new(session, Op::Encrypt, Layout::default(), pkt, cont);
         req.order_key = order_key;
+        let Request { layout, cont, .. } = &mut req;
+        let Some(sa) = cont.sa() else {
+            return self.drop_pkt(DropReason::EspOutCryptoFailed);
+        };
+        if fill_layout(
+            layout,
+            &shape,
+            sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            (spi, seq, esn),
+            iv,
+            total_len,
+        )
+        .is_err()
+        {
+            return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
+        }
         self.dispatch(req, now)
     }
 

@@ -288,6 +288,9 @@ pub fn parse_and_check_trailer(
 /// size 1. Fails for a block size of 0 or one needing more than 255 bytes.
 ///
 /// [RFC 4303 § 2.4]: https://www.rfc-editor.org/rfc/rfc4303#section-2.4
+// Always inlined: ESP output pads every packet (a mask for the block sizes
+// in use; as a call it costs more than the computation).
+#[inline(always)]
 pub fn pad_len_for(payload_len: usize, block_size: usize) -> Result<u8> {
     if block_size == 0 || block_size > MAX_PAD_LEN + 1 {
         return Err(Error);
@@ -330,6 +333,33 @@ const fn lcm(a: usize, b: usize) -> usize {
 pub fn fill_padding(pad: &mut [u8]) -> Result<()> {
     let pattern = PAD_PATTERN.get(..pad.len()).ok_or(Error)?;
     pad.copy_from_slice(pattern);
+    Ok(())
+}
+
+/// Writes the default padding 1, 2, 3, ... ([RFC 4303 § 2.4]) and then
+/// the trailer — Pad Length and `next_header` ([RFC 4303 § 2.5, 2.6]) —
+/// into `dst`, which holds exactly those: `dst.len() - 2` padding bytes
+/// (at most 255). The pads of up to 3 bytes that every 4-byte-aligned
+/// transform (AEAD, CTR, NULL) uses are written as one fixed-size store;
+/// longer ones copy the pattern.
+///
+/// [RFC 4303 § 2.4]: https://www.rfc-editor.org/rfc/rfc4303#section-2.4
+/// [RFC 4303 § 2.5, 2.6]: https://www.rfc-editor.org/rfc/rfc4303#section-2.5
+#[inline(always)]
+pub fn emit_padding_and_trailer(dst: &mut [u8], next_header: IpProtocol) -> Result<()> {
+    let nh = u8::from(next_header);
+    match dst {
+        [t0, t1] => [*t0, *t1] = [0, nh],
+        [p1, t0, t1] => [*p1, *t0, *t1] = [1, 1, nh],
+        [p1, p2, t0, t1] => [*p1, *p2, *t0, *t1] = [1, 2, 2, nh],
+        [p1, p2, p3, t0, t1] => [*p1, *p2, *p3, *t0, *t1] = [1, 2, 3, 3, nh],
+        _ => {
+            let (padding, trailer) = dst.split_last_chunk_mut::<TRAILER_LEN>().ok_or(Error)?;
+            fill_padding(padding)?;
+            let pad_len = u8::try_from(padding.len()).map_err(|_| Error)?;
+            *trailer = [pad_len, nh];
+        }
+    }
     Ok(())
 }
 
@@ -502,6 +532,24 @@ mod test {
         assert!(pad_len_for(10, 257).is_err());
         assert_eq!(pad_len_for(0, 256).unwrap(), 254);
         assert!(pad_len_for(10, 255).is_err()); // lcm(255, 4) = 1020
+    }
+
+    /// RFC 4303 § 2.4-2.6 spelled out byte by byte: padding byte i (from
+    /// 1) reads i, then Pad Length, then Next Header; for every length.
+    #[test]
+    fn padding_and_trailer_as_the_rfc_spells_them() {
+        for n in 2..=MAX_PAD_LEN + TRAILER_LEN {
+            let mut got = std::vec![0xeeu8; n];
+            emit_padding_and_trailer(&mut got, IpProtocol::IpIp).unwrap();
+            let pad = n - 2;
+            let mut want: Vec<u8> = (1..=pad).map(|i| i as u8).collect();
+            want.extend([pad as u8, 4]);
+            assert_eq!(got, want, "pad {pad}");
+        }
+        for n in [0, 1, MAX_PAD_LEN + TRAILER_LEN + 1] {
+            let mut dst = std::vec![0u8; n];
+            assert!(emit_padding_and_trailer(&mut dst, IpProtocol::Tcp).is_err());
+        }
     }
 
     #[test]

@@ -46,7 +46,9 @@ macro_rules! enum_with_unknown {
         }
 
         impl ::core::convert::From<$name> for $ty {
-            #[inline]
+            // Always inlined too: ESP output and the outer header write a
+            // protocol byte on every packet.
+            #[inline(always)]
             fn from(value: $name) -> Self {
                 match value {
                     $( $name::$variant => $value ),*,
