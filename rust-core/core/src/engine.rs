@@ -54,8 +54,15 @@ pub trait SecureRandom: Send {
 }
 
 /// What to do with a packet after the engine has seen it.
+///
+/// `repr(u64)`: the tag takes the first 8 bytes, so every variant's payload
+/// starts at offset 8, the packet's own alignment. (With a small tag the
+/// drop reason sat next to it and a verdict was copied as bytes 2..72,
+/// whose wide loads straddled the stores that had just written the packet:
+/// a store-forwarding stall on every verdict handed out.)
 #[derive(Debug)]
 #[must_use]
+#[repr(u64)]
 pub enum Verdict<P> {
     /// An inbound packet, decapsulated (or unprotected and allowed by policy):
     /// hand it to the stack.
@@ -355,7 +362,15 @@ pub(crate) enum Next<P> {
     Input(P, Cont),
     /// Apply SA `cont.idx` of an outbound bundle.
     Output(P, Cont),
-    /// A final verdict.
+    /// Deliver the packet: [`Verdict::Deliver`], made where the verdict is
+    /// handed out. (The packet sits at the same place in this variant as in
+    /// `Input`/`Output`; wrapped in a `Verdict` it was moved through a
+    /// temporary whose read-back straddled the stores that wrote it, a
+    /// store-forwarding stall on every packet.)
+    Deliver(P),
+    /// Transmit the packet: [`Verdict::Transmit`], likewise.
+    Transmit(P),
+    /// Any other final verdict.
     Verdict(Verdict<P>),
 }
 
@@ -904,8 +919,14 @@ impl<P: PacketBuf> Worker<P> {
                 let result = req.outcome().unwrap_or(Err(CryptoError::InvalidRequest));
                 let pkt = core::mem::take(&mut req.pkt);
                 let cont = core::mem::replace(&mut req.cont, Cont::EMPTY);
-                let next = self.after(now, pkt, cont, result);
-                let v = self.run(now, next);
+                // The common ends (one SA applied or removed) hand the
+                // verdict out made straight from the packet, not moved
+                // out of the engine loop's result.
+                let v = match self.after(now, pkt, cont, result) {
+                    Next::Transmit(pkt) => Verdict::Transmit(pkt),
+                    Next::Deliver(pkt) => Verdict::Deliver(pkt),
+                    next => self.run(now, next),
+                };
                 if !matches!(v, Verdict::Pending) {
                     n += 1;
                     out(v);
@@ -991,6 +1012,8 @@ impl<P: PacketBuf> Worker<P> {
     fn run(&mut self, now: Instant, next: Next<P>) -> Verdict<P> {
         let next = match next {
             Next::Verdict(v) => return v,
+            Next::Deliver(pkt) => return Verdict::Deliver(pkt),
+            Next::Transmit(pkt) => return Verdict::Transmit(pkt),
             Next::Input(pkt, cont) => self.input_step(now, pkt, cont),
             Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
         };
@@ -1000,6 +1023,8 @@ impl<P: PacketBuf> Worker<P> {
             // stalls on the store buffer).
             Next::Verdict(Verdict::Pending) => Verdict::Pending,
             Next::Verdict(v) => v,
+            Next::Deliver(pkt) => Verdict::Deliver(pkt),
+            Next::Transmit(pkt) => Verdict::Transmit(pkt),
             next => self.run_loop(now, next),
         }
     }
@@ -1010,6 +1035,8 @@ impl<P: PacketBuf> Worker<P> {
         loop {
             next = match next {
                 Next::Verdict(v) => return v,
+                Next::Deliver(pkt) => return Verdict::Deliver(pkt),
+                Next::Transmit(pkt) => return Verdict::Transmit(pkt),
                 Next::Input(pkt, cont) => self.input_step(now, pkt, cont),
                 Next::Output(pkt, cont) => self.output_step(now, pkt, cont),
             };
@@ -1146,7 +1173,7 @@ impl<P: PacketBuf> Worker<P> {
                 }
             }
         }
-        Next::Verdict(Verdict::Deliver(pkt))
+        Next::Deliver(pkt)
     }
 
     /// After an inbound transform removed its header: decapsulate a tunnel
@@ -1197,7 +1224,7 @@ impl<P: PacketBuf> Worker<P> {
     fn output_step(&mut self, now: Instant, mut pkt: P, mut cont: Cont) -> Next<P> {
         let idx = usize::from(cont.idx);
         let Some(proto) = cont.sa().map(|sa| sa.proto()) else {
-            return Next::Verdict(Verdict::Transmit(pkt));
+            return Next::Transmit(pkt);
         };
         // ESP borrows the continuation's reference (taken out here and put
         // back by `esp_output_before`); AH and IPCOMP get their own.
@@ -1206,7 +1233,7 @@ impl<P: PacketBuf> Worker<P> {
             _ => cont.sa().cloned(),
         };
         let Some(sa) = sa else {
-            return Next::Verdict(Verdict::Transmit(pkt));
+            return Next::Transmit(pkt);
         };
         // Where ESP goes; AH and IPCOMP leave from inside the block. One
         // call of `esp_output_before`, inlined here.
@@ -1284,7 +1311,7 @@ impl<P: PacketBuf> Worker<P> {
     pub(crate) fn output_continue(&mut self, pkt: P, mut cont: Cont) -> Next<P> {
         cont.idx = cont.idx.saturating_add(1);
         if cont.idx >= cont.len {
-            Next::Verdict(Verdict::Transmit(pkt))
+            Next::Transmit(pkt)
         } else {
             Next::Output(pkt, cont)
         }
