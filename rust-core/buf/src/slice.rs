@@ -4,6 +4,7 @@
 //! moves only the inner IP header, and nothing at all when the gap is at the
 //! front and headroom is reserved (as `ipsec_prepend` reserves it).
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::tag::{TagCookie, TagList, TagType};
@@ -17,13 +18,26 @@ pub const DEFAULT_HEADROOM: usize = 128;
 pub const DEFAULT_TAILROOM: usize = 64;
 
 /// A contiguous, always-writable packet buffer.
+///
+/// A handle, one pointer wide, as an mbuf is to the kernel: the packet
+/// moves through the engine's steps, continuations, requests and verdicts
+/// many times, and each move is of the handle, not of the buffer's
+/// bookkeeping. [`SliceBuf::default`] is an empty packet that owns nothing
+/// (no allocation); it gets storage when something is written to it.
 #[derive(Debug, Clone, Default)]
-pub struct SliceBuf {
+pub struct SliceBuf(Option<Box<Slice>>);
+
+/// The buffer behind a [`SliceBuf`].
+#[derive(Debug, Clone)]
+struct Slice {
     storage: Vec<u8>,
     head: usize,
     len: usize,
     tags: TagList,
 }
+
+/// What an empty handle reads as.
+static EMPTY: Slice = Slice::EMPTY;
 
 impl SliceBuf {
     /// Copies `data` into a new buffer with the default head- and tailroom.
@@ -33,6 +47,75 @@ impl SliceBuf {
 
     /// Copies `data` into a new buffer with the given head- and tailroom.
     pub fn with_room(data: &[u8], headroom: usize, tailroom: usize) -> Result<SliceBuf, BufError> {
+        Slice::with_room(data, headroom, tailroom).map(|s| SliceBuf(Some(Box::new(s))))
+    }
+
+    /// The buffer (an empty one for an empty handle).
+    #[inline(always)]
+    fn get(&self) -> &Slice {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// The buffer, writable; an empty handle gets one first (what only
+    /// a write that adds bytes needs: `make_space`, `pad`, a tag).
+    #[inline(always)]
+    fn get_mut(&mut self) -> &mut Slice {
+        self.0.get_or_insert_with(|| Box::new(Slice::EMPTY))
+    }
+
+    /// Reuses this buffer's storage for a new packet (no allocation when the
+    /// capacity suffices): the userspace gateway recycles buffers this way.
+    pub fn reset_from(&mut self, data: &[u8], headroom: usize) -> Result<(), BufError> {
+        self.get_mut().reset_from(data, headroom)
+    }
+
+    /// The packet bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        self.get().bytes()
+    }
+
+    /// The packet bytes, writable.
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            Some(s) => s.bytes_mut(),
+            None => &mut [],
+        }
+    }
+
+    /// Free bytes in front of the packet.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.get().head
+    }
+
+    /// Free bytes after the packet.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        self.get().tailroom()
+    }
+
+    /// The packet's tags.
+    pub fn tags(&self) -> &TagList {
+        &self.get().tags
+    }
+
+    /// Copies the packet out as a vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes().to_vec()
+    }
+}
+
+impl Slice {
+    const EMPTY: Slice = Slice {
+        storage: Vec::new(),
+        head: 0,
+        len: 0,
+        tags: TagList::new(),
+    };
+
+    fn with_room(data: &[u8], headroom: usize, tailroom: usize) -> Result<Slice, BufError> {
         if data.len() > MAX_PACKET {
             return Err(BufError::TooLarge);
         }
@@ -47,7 +130,7 @@ impl SliceBuf {
         storage.resize(headroom, 0);
         storage.extend_from_slice(data);
         storage.resize(total, 0);
-        Ok(SliceBuf {
+        Ok(Slice {
             storage,
             head: headroom,
             len: data.len(),
@@ -55,9 +138,7 @@ impl SliceBuf {
         })
     }
 
-    /// Reuses this buffer's storage for a new packet (no allocation when the
-    /// capacity suffices): the userspace gateway recycles buffers this way.
-    pub fn reset_from(&mut self, data: &[u8], headroom: usize) -> Result<(), BufError> {
+    fn reset_from(&mut self, data: &[u8], headroom: usize) -> Result<(), BufError> {
         if data.len() > MAX_PACKET {
             return Err(BufError::TooLarge);
         }
@@ -76,41 +157,22 @@ impl SliceBuf {
         Ok(())
     }
 
-    /// The packet bytes.
-    #[inline]
-    pub fn bytes(&self) -> &[u8] {
+    #[inline(always)]
+    fn bytes(&self) -> &[u8] {
         self.storage
             .get(self.head..self.head + self.len)
             .unwrap_or(&[])
     }
 
-    /// The packet bytes, writable.
-    #[inline]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
+    #[inline(always)]
+    fn bytes_mut(&mut self) -> &mut [u8] {
         let (h, l) = (self.head, self.len);
         self.storage.get_mut(h..h + l).unwrap_or(&mut [])
     }
 
-    /// Free bytes in front of the packet.
-    #[inline]
-    pub fn headroom(&self) -> usize {
-        self.head
-    }
-
-    /// Free bytes after the packet.
-    #[inline]
-    pub fn tailroom(&self) -> usize {
+    #[inline(always)]
+    fn tailroom(&self) -> usize {
         self.storage.len() - self.head - self.len
-    }
-
-    /// The packet's tags.
-    pub fn tags(&self) -> &TagList {
-        &self.tags
-    }
-
-    /// Copies the packet out as a vector.
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.bytes().to_vec()
     }
 
     /// Grows the storage so that at least `front` bytes of headroom and
@@ -124,7 +186,7 @@ impl SliceBuf {
         self.grow(front, back)
     }
 
-    /// [`SliceBuf::reserve`]'s slow path: a larger storage.
+    /// [`Slice::reserve`]'s slow path: a larger storage.
     #[cold]
     fn grow(&mut self, front: usize, back: usize) -> Result<(), BufError> {
         let new_len = self
@@ -151,7 +213,7 @@ impl SliceBuf {
 // The accessors a packet's path calls many times (length, copy in and out,
 // peek, trims) are always inlined: each is a bounds check and a move, less
 // than a call costs.
-impl PacketBuf for SliceBuf {
+impl PacketBuf for Slice {
     #[inline(always)]
     fn len(&self) -> usize {
         self.len
@@ -324,6 +386,119 @@ impl PacketBuf for SliceBuf {
     #[inline]
     fn tag_delete(&mut self, cookie: TagCookie, ty: TagType) -> bool {
         self.tags.delete(cookie, ty)
+    }
+}
+
+impl PacketBuf for SliceBuf {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.get().len
+    }
+
+    #[inline(always)]
+    fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
+        self.get().copy_out(off, dst)
+    }
+
+    #[inline(always)]
+    fn copy_in(&mut self, off: usize, src: &[u8]) -> Result<(), BufError> {
+        match &mut self.0 {
+            Some(s) => s.copy_in(off, src),
+            None => check_range(off, src.len(), 0),
+        }
+    }
+
+    #[inline]
+    fn is_writable(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn make_writable(&mut self, _stats: &BufStats) -> Result<(), BufError> {
+        Ok(())
+    }
+
+    #[inline]
+    fn make_space(
+        &mut self,
+        off: usize,
+        len: usize,
+        stats: &BufStats,
+    ) -> Result<&mut [u8], BufError> {
+        self.get_mut().make_space(off, len, stats)
+    }
+
+    #[inline]
+    fn strip(&mut self, off: usize, len: usize) -> Result<(), BufError> {
+        match &mut self.0 {
+            Some(s) => s.strip(off, len),
+            None => check_range(off, len, 0),
+        }
+    }
+
+    #[inline]
+    fn pad(&mut self, len: usize) -> Result<&mut [u8], BufError> {
+        self.get_mut().pad(len)
+    }
+
+    #[inline(always)]
+    fn trim_front(&mut self, len: usize) -> Result<(), BufError> {
+        match &mut self.0 {
+            Some(s) => s.trim_front(len),
+            None => check_range(0, len, 0),
+        }
+    }
+
+    #[inline(always)]
+    fn trim_back(&mut self, len: usize) -> Result<(), BufError> {
+        match &mut self.0 {
+            Some(s) => s.trim_back(len),
+            None => check_range(0, len, 0),
+        }
+    }
+
+    #[inline]
+    fn contiguous_mut(&mut self, off: usize, len: usize) -> Result<&mut [u8], BufError> {
+        match &mut self.0 {
+            Some(s) => s.contiguous_mut(off, len),
+            None => check_range(off, len, 0).map(|()| &mut [][..]),
+        }
+    }
+
+    #[inline(always)]
+    fn peek(&self, off: usize, len: usize) -> Option<&[u8]> {
+        self.get().peek(off, len)
+    }
+
+    #[inline(always)]
+    fn peek_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
+        match &mut self.0 {
+            Some(s) => s.peek_mut(off, len),
+            None => check_range(off, len, 0).ok().map(|()| &mut [][..]),
+        }
+    }
+
+    #[inline]
+    fn segment_count(&self) -> usize {
+        1
+    }
+
+    #[inline]
+    fn tag_find(&self, cookie: TagCookie, ty: TagType) -> Option<&[u8]> {
+        self.get().tags.find(cookie, ty)
+    }
+
+    #[inline]
+    fn tag_add(&mut self, cookie: TagCookie, ty: TagType, data: &[u8]) -> Result<(), BufError> {
+        self.get_mut().tags.add(cookie, ty, data)
+    }
+
+    #[inline]
+    fn tag_delete(&mut self, cookie: TagCookie, ty: TagType) -> bool {
+        match &mut self.0 {
+            Some(s) => s.tags.delete(cookie, ty),
+            None => false,
+        }
     }
 }
 
