@@ -31,6 +31,7 @@ use crate::ipip::{EncapOptions, Inner, OuterTemplate};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
+use crate::spd::MAX_REQUESTS;
 use crate::stats::DropReason;
 
 /// ESP header length (SPI + sequence number).
@@ -399,14 +400,27 @@ impl<P: PacketBuf> Worker<P> {
         // field and then copied): it is then written straight into the
         // request.
         let Cont {
-            mut sas,
+            sas: history,
             len,
             bare_tunnel,
             ..
         } = cont;
-        if let Some(slot) = sas.get_mut(usize::from(len)) {
-            *slot = Some(sa.clone());
-        }
+        // The first header of a packet (the common case) starts its
+        // history afresh: the incoming array, written slot by slot, is then
+        // not read back whole (a store-forwarding stall).
+        let sas = if len == 0 {
+            let mut sas = [const { None }; MAX_REQUESTS];
+            if let Some(first) = sas.first_mut() {
+                *first = Some(sa.clone());
+            }
+            sas
+        } else {
+            let mut sas = history;
+            if let Some(slot) = sas.get_mut(usize::from(len)) {
+                *slot = Some(sa.clone());
+            }
+            sas
+        };
         let cont = Cont {
             sas,
             len,
