@@ -588,7 +588,7 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         mut pkt: P,
-        cont: Cont,
+        cont: &mut Cont,
         result: Result<(), CryptoError>,
     ) -> Next<P> {
         let (Step::AhIn(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {
@@ -718,7 +718,7 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         _now: Instant,
         mut pkt: P,
-        cont: Cont,
+        cont: &mut Cont,
         result: Result<(), CryptoError>,
     ) -> Next<P> {
         let (Step::AhOut(c), Some(sa)) = (cont.step, cont.sa().cloned()) else {

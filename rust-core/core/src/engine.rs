@@ -909,20 +909,20 @@ impl<P: PacketBuf> Worker<P> {
         // Framework::dispatch_batch, with the completions taken apart here.
         ipsec.crypto.process_batch(&mut reqs);
         if reqs.iter().all(|r| r.outcome().is_some()) {
-            // All completed (synchronous engines): only the packet and the
-            // continuation of each are moved out, straight from where the
-            // request was built long before, into its "after" half (moving
-            // a whole request to the stack first and reading its parts back
-            // at once stalls on the store buffer). An empty packet and
-            // continuation (no allocation) are left behind.
+            // All completed (synchronous engines): only the packet is moved
+            // out, straight from where the request was built long before,
+            // into its "after" half (moving a whole request to the stack
+            // first and reading its parts back at once stalls on the store
+            // buffer), leaving an empty one (no allocation). The
+            // continuation is used where it lies; a step that goes on
+            // takes it out, and the rest is dropped with the request.
             for req in reqs.iter_mut() {
                 let result = req.outcome().unwrap_or(Err(CryptoError::InvalidRequest));
                 let pkt = core::mem::take(&mut req.pkt);
-                let cont = core::mem::replace(&mut req.cont, Cont::EMPTY);
                 // The common ends (one SA applied or removed) hand the
                 // verdict out made straight from the packet, not moved
                 // out of the engine loop's result.
-                let v = match self.after(now, pkt, cont, result) {
+                let v = match self.after(now, pkt, &mut req.cont, result) {
                     Next::Transmit(pkt) => Verdict::Transmit(pkt),
                     Next::Deliver(pkt) => Verdict::Deliver(pkt),
                     next => self.run(now, next),
@@ -937,8 +937,8 @@ impl<P: PacketBuf> Worker<P> {
             for req in reqs.drain(..) {
                 let v = match req.outcome() {
                     Some(result) => {
-                        let Request { pkt, cont, .. } = req;
-                        let next = self.after(now, pkt, cont, result);
+                        let Request { pkt, mut cont, .. } = req;
+                        let next = self.after(now, pkt, &mut cont, result);
                         self.run(now, next)
                     }
                     None => match ipsec.crypto.dispatch(req, now) {
@@ -1058,9 +1058,12 @@ impl<P: PacketBuf> Worker<P> {
     #[inline]
     fn after_done(&mut self, now: Instant, done: Done<P, Cont>) -> Next<P> {
         let Done {
-            pkt, cont, result, ..
+            pkt,
+            mut cont,
+            result,
+            ..
         } = done;
-        self.after(now, pkt, cont, result)
+        self.after(now, pkt, &mut cont, result)
     }
 
     /// Dispatches the "after" half of whichever step completed.
@@ -1069,7 +1072,7 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         pkt: P,
-        cont: Cont,
+        cont: &mut Cont,
         result: Result<(), CryptoError>,
     ) -> Next<P> {
         match cont.step {
@@ -1188,7 +1191,7 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         mut pkt: P,
-        mut cont: Cont,
+        cont: &mut Cont,
         skip: usize,
         next_header: IpProtocol,
     ) -> Next<P> {
@@ -1216,8 +1219,8 @@ impl<P: PacketBuf> Worker<P> {
             | IpProtocol::Ah
             | IpProtocol::IpComp
             | IpProtocol::IpIp
-            | IpProtocol::Ipv6 => Next::Input(pkt, cont),
-            _ => self.deliver(now, pkt, info, &cont),
+            | IpProtocol::Ipv6 => Next::Input(pkt, core::mem::replace(cont, Cont::EMPTY)),
+            _ => self.deliver(now, pkt, info, cont),
         }
     }
 
@@ -1308,12 +1311,12 @@ impl<P: PacketBuf> Worker<P> {
 
     /// After an outbound transform: the next SA of the bundle, or transmit.
     #[inline]
-    pub(crate) fn output_continue(&mut self, pkt: P, mut cont: Cont) -> Next<P> {
+    pub(crate) fn output_continue(&mut self, pkt: P, cont: &mut Cont) -> Next<P> {
         cont.idx = cont.idx.saturating_add(1);
         if cont.idx >= cont.len {
             Next::Transmit(pkt)
         } else {
-            Next::Output(pkt, cont)
+            Next::Output(pkt, core::mem::replace(cont, Cont::EMPTY))
         }
     }
 }

@@ -446,7 +446,7 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         now: Instant,
         mut pkt: P,
-        cont: Cont,
+        cont: &mut Cont,
         result: Result<(), CryptoError>,
     ) -> Next<P> {
         // The continuation's own reference, borrowed (no count traffic).
@@ -710,7 +710,7 @@ impl<P: PacketBuf> Worker<P> {
         &mut self,
         _now: Instant,
         pkt: P,
-        cont: Cont,
+        cont: &mut Cont,
         result: Result<(), CryptoError>,
     ) -> Next<P> {
         let (Step::EspOut(c), Some(sa)) = (cont.step, cont.sa()) else {

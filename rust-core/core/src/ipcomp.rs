@@ -133,7 +133,7 @@ impl<P: PacketBuf> Worker<P> {
         now: Instant,
         mut pkt: P,
         info: IpInfo,
-        cont: Cont,
+        mut cont: Cont,
         sa: SaRef,
     ) -> Next<P> {
         if !is_deflate(&sa) {
@@ -144,7 +144,7 @@ impl<P: PacketBuf> Worker<P> {
         if below_threshold(pkt.len(), self.ipsec.config.ipcomp_threshold) {
             stats.ipcomp_threshold.fetch_add(1, Ordering::Relaxed);
             stats.ipcomp_uncompressed.fetch_add(1, Ordering::Relaxed);
-            return self.output_continue(pkt, cont);
+            return self.output_continue(pkt, &mut cont);
         }
         let (skip, nh_offset, proto) = match packet::transport_insertion_point(&pkt, &info) {
             Ok(p) => p,
@@ -165,7 +165,7 @@ impl<P: PacketBuf> Worker<P> {
                 .stats
                 .ipcomp_uncompressed
                 .fetch_add(1, Ordering::Relaxed);
-            return self.output_continue(pkt, cont);
+            return self.output_continue(pkt, &mut cont);
         };
         let cpi = (sa.spi().0 & 0xffff) as u16; // the SAD keeps IPComp SPIs ≤ 0xffff
         let mut hdr = [0u8; wire_ipcomp::HEADER_LEN];
@@ -196,7 +196,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         sa.counters.count_out(n as u64);
         self.ipsec.stats.ipcomp.count_out(n);
-        self.output_continue(pkt, cont)
+        self.output_continue(pkt, &mut cont)
     }
 
     /// Compresses `pkt[skip..skip + n]` into the second scratch area, at
@@ -287,7 +287,7 @@ impl<P: PacketBuf> Worker<P> {
             *slot = Some(sa);
         }
         cont.idx = cont.len;
-        self.input_continue(now, pkt, cont, skip, next_header)
+        self.input_continue(now, pkt, &mut cont, skip, next_header)
     }
 
     /// Decompresses `pkt[at..at + m]` into the second scratch area, at most
