@@ -210,15 +210,11 @@ impl Slice {
     }
 }
 
-// The accessors a packet's path calls many times (length, copy in and out,
-// peek, trims) are always inlined: each is a bounds check and a move, less
-// than a call costs.
-impl PacketBuf for Slice {
-    #[inline(always)]
-    fn len(&self) -> usize {
-        self.len
-    }
-
+// The buffer operations `SliceBuf`'s `PacketBuf` impl forwards to. The
+// accessors a packet's path calls many times (copy in and out, peek, trims)
+// are always inlined: each is a bounds check and a move, less than a call
+// costs.
+impl Slice {
     #[inline(always)]
     fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
         check_range(off, dst.len(), self.len)?;
@@ -238,16 +234,6 @@ impl PacketBuf for Slice {
             .get_mut(off..off + src.len())
             .ok_or(BufError::OutOfBounds)?;
         dst.copy_from_slice(src);
-        Ok(())
-    }
-
-    #[inline]
-    fn is_writable(&self) -> bool {
-        true
-    }
-
-    #[inline]
-    fn make_writable(&mut self, _stats: &BufStats) -> Result<(), BufError> {
         Ok(())
     }
 
@@ -366,26 +352,6 @@ impl PacketBuf for Slice {
     fn peek_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]> {
         check_range(off, len, self.len).ok()?;
         self.bytes_mut().get_mut(off..off + len)
-    }
-
-    #[inline]
-    fn segment_count(&self) -> usize {
-        1
-    }
-
-    #[inline]
-    fn tag_find(&self, cookie: TagCookie, ty: TagType) -> Option<&[u8]> {
-        self.tags.find(cookie, ty)
-    }
-
-    #[inline]
-    fn tag_add(&mut self, cookie: TagCookie, ty: TagType, data: &[u8]) -> Result<(), BufError> {
-        self.tags.add(cookie, ty, data)
-    }
-
-    #[inline]
-    fn tag_delete(&mut self, cookie: TagCookie, ty: TagType) -> bool {
-        self.tags.delete(cookie, ty)
     }
 }
 
