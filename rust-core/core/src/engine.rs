@@ -396,8 +396,15 @@ pub struct Worker<P> {
     /// be filled and used.
     pub(crate) in_batch: bool,
     /// ESP requests held back for one [`Framework::dispatch_batch`]
-    /// (capacity [`BATCH_CHUNK`], allocated with the worker).
+    /// (capacity [`BATCH_CHUNK`], allocated with the worker): the first
+    /// `held` are waiting; the rest are spares, completed requests that a
+    /// "before" half fills again in place ([`Request::renew`]). A spare
+    /// keeps the session and SAs of its last packet, which the worker's
+    /// snapshot holds too: [`Worker::refresh`] lets them go when the
+    /// snapshot changes.
     pub(crate) deferred: Vec<Request<P, Cont>>,
+    /// How many of `deferred` are waiting for the batch's dispatch.
+    pub(crate) held: usize,
     /// Within a batch: the last outbound selector and the bundle the
     /// database chose for it (the policy and SAs cannot change under the
     /// worker's snapshot until it is refreshed, which a batch never does).
@@ -501,6 +508,24 @@ impl<P> core::fmt::Debug for Worker<P> {
     }
 }
 
+/// Within a batch, the spare request slot where a "before" half fills its
+/// request in place ([`Request::renew`]; then `held` grows by one), when
+/// there is one; otherwise the request is built apart and handed to
+/// [`Worker::dispatch`]. A function of the worker's fields, not a method:
+/// the caller still borrows the SA from the worker's snapshot.
+#[inline(always)]
+pub(crate) fn spare_slot<P>(
+    deferred: &mut [Request<P, Cont>],
+    held: usize,
+    batching: bool,
+) -> Option<&mut Request<P, Cont>> {
+    if batching && held < BATCH_CHUNK {
+        deferred.get_mut(held)
+    } else {
+        None
+    }
+}
+
 /// Outcome of a protocol's "before" half.
 pub(crate) enum Started<P> {
     /// Completed synchronously or queued: the framework's answer.
@@ -531,6 +556,7 @@ impl<P: PacketBuf> Worker<P> {
             batching: false,
             in_batch: false,
             deferred: Vec::with_capacity(BATCH_CHUNK),
+            held: 0,
             out_memo: None,
             in_memo: None,
             in_sa_memo: None,
@@ -647,9 +673,12 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// Catches up with database changes; call between packets (cheap when
-    /// nothing changed).
+    /// nothing changed). The spare request slots go with the old snapshot
+    /// (they may hold its sessions and SAs).
     pub fn refresh(&mut self) {
-        self.reader.refresh();
+        if self.reader.refresh() > 0 && self.held == 0 {
+            self.deferred.clear();
+        }
     }
 
     pub(crate) fn drop_pkt(&self, reason: DropReason) -> Next<P> {
@@ -876,7 +905,7 @@ impl<P: PacketBuf> Worker<P> {
                     out(v);
                 }
             }
-            if self.deferred.len() >= self.deferred.capacity() {
+            if self.held >= BATCH_CHUNK {
                 n += self.flush(now, out);
             }
         }
@@ -899,24 +928,27 @@ impl<P: PacketBuf> Worker<P> {
     where
         P: Default,
     {
-        if self.deferred.is_empty() {
+        if self.held == 0 {
             return 0;
         }
         let batching = core::mem::replace(&mut self.batching, false);
         let mut reqs = core::mem::take(&mut self.deferred);
+        let held = core::mem::take(&mut self.held).min(reqs.len());
         let ipsec = self.ipsec.clone();
         let mut n = 0;
         // Framework::dispatch_batch, with the completions taken apart here.
-        ipsec.crypto.process_batch(&mut reqs);
-        if reqs.iter().all(|r| r.outcome().is_some()) {
+        let waiting = reqs.get_mut(..held).unwrap_or(&mut []);
+        ipsec.crypto.process_batch(waiting);
+        if waiting.iter().all(|r| r.outcome().is_some()) {
             // All completed (synchronous engines): only the packet is moved
             // out, straight from where the request was built long before,
             // into its "after" half (moving a whole request to the stack
             // first and reading its parts back at once stalls on the store
             // buffer), leaving an empty one (no allocation). The
             // continuation is used where it lies; a step that goes on
-            // takes it out, and the rest is dropped with the request.
-            for req in reqs.iter_mut() {
+            // takes it out, and the rest stays with the request, now a
+            // spare, until the slot is filled again.
+            for req in waiting.iter_mut() {
                 let result = req.outcome().unwrap_or(Err(CryptoError::InvalidRequest));
                 let pkt = core::mem::take(&mut req.pkt);
                 // The common ends (one SA applied or removed) hand the
@@ -932,9 +964,8 @@ impl<P: PacketBuf> Worker<P> {
                     out(v);
                 }
             }
-            reqs.clear();
         } else {
-            for req in reqs.drain(..) {
+            for req in reqs.drain(..held) {
                 let v = match req.outcome() {
                     Some(result) => {
                         let Request { pkt, mut cont, .. } = req;
@@ -958,11 +989,16 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// Hands an ESP request to the crypto framework, or holds it back for
-    /// the batch's [`Framework::dispatch_batch`].
+    /// the batch's [`Framework::dispatch_batch`] (where no spare slot was
+    /// there to fill in place, see [`spare_slot`]).
     #[inline]
     pub(crate) fn dispatch(&mut self, req: Request<P, Cont>, now: Instant) -> Next<P> {
-        if self.batching && self.deferred.len() < self.deferred.capacity() {
-            self.deferred.push(req);
+        if self.batching && self.held < BATCH_CHUNK {
+            match self.deferred.get_mut(self.held) {
+                Some(slot) => *slot = req,
+                None => self.deferred.push(req),
+            }
+            self.held += 1;
             return Next::Verdict(Verdict::Pending);
         }
         match self.ipsec.crypto.dispatch(req, now) {

@@ -26,7 +26,7 @@ use fipsec_wire::esp::{
 };
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
-use crate::engine::{Cont, Next, Seq64, Step, Worker};
+use crate::engine::{Cont, Next, Seq64, Step, Verdict, Worker, spare_slot};
 use crate::ipip::{EncapOptions, Inner, OuterTemplate};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
@@ -114,16 +114,17 @@ fn copy_array<const N: usize>(dst: &mut [u8], src: &[u8]) -> bool {
 }
 
 /// The shape of an ESP transform, derived from the session once per packet
-/// (a `match`, no allocation).
+/// (a `match`, no allocation): IV, ICV and block lengths and the [`Kind`],
+/// one byte each, packed in one word so that it is passed and remembered
+/// in a register (a struct of bytes is assembled in memory byte by byte
+/// and read back whole at once, a store-forwarding stall). The lengths of
+/// the framework's algorithms fit: IV and block at most 16 bytes, ICV at
+/// most 32.
 #[derive(Debug, Clone, Copy)]
-struct Shape {
-    iv_len: usize,
-    icv_len: usize,
-    block: usize,
-    kind: Kind,
-}
+struct Shape(u32);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Kind {
     /// GCM, ChaCha20-Poly1305: nonce = salt || IV.
     Aead,
@@ -154,53 +155,54 @@ impl Shape {
             }
             Transform::Auth { .. } => Kind::Null,
         };
-        Shape {
-            iv_len: p.iv_len(),
-            icv_len: p.icv_len(),
-            block: p.block_len(),
-            kind,
+        let byte = |n: usize| u32::from(u8::try_from(n).unwrap_or(u8::MAX));
+        Shape(
+            byte(p.iv_len())
+                | byte(p.icv_len()) << 8
+                | byte(p.block_len()) << 16
+                | u32::from(kind as u8) << 24,
+        )
+    }
+
+    #[inline(always)]
+    fn iv_len(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+
+    #[inline(always)]
+    fn icv_len(self) -> usize {
+        (self.0 >> 8 & 0xff) as usize
+    }
+
+    #[inline(always)]
+    fn block(self) -> usize {
+        (self.0 >> 16 & 0xff) as usize
+    }
+
+    #[inline(always)]
+    fn kind(self) -> Kind {
+        match self.0 >> 24 {
+            0 => Kind::Aead,
+            1 => Kind::Gmac,
+            2 => Kind::Cbc,
+            3 => Kind::Ctr,
+            _ => Kind::Null,
         }
     }
 }
 
-/// Builds the request layout for an ESP packet whose header starts at
-/// `skip`, with `enc_len` bytes of payload+padding+trailer after the IV.
-/// `explicit_iv` is the IV as carried in the packet. Inlined so that the
-/// layout is built where the request holds it, not copied there.
-#[inline(always)]
-fn layout(
-    shape: &Shape,
-    salt: &[u8],
-    skip: usize,
-    enc_len: usize,
-    (spi, seq, esn): (u32, u64, bool),
-    explicit_iv: &[u8],
-    total_len: usize,
-) -> Result<Layout, CryptoError> {
-    let mut l = Layout::default();
-    fill_layout(
-        &mut l,
-        shape,
-        salt,
-        skip,
-        enc_len,
-        (spi, seq, esn),
-        explicit_iv,
-        total_len,
-    )?;
-    Ok(l)
-}
-
-/// [`layout`] written into `l`, an empty layout ([`Layout::default`]):
-/// only the fields the transform uses are set. Given the request's own
-/// layout, the fields are stored where the request keeps them (a layout
-/// built apart is held in registers and stack slots and then stored into
-/// the request byte field by byte field).
+/// Fills the request layout of an ESP packet whose header starts at
+/// `skip`, with `enc_len` bytes of payload+padding+trailer after the IV, into
+/// `l`, an empty layout ([`Layout::default`]): only the fields the
+/// transform uses are set. `explicit_iv` is the IV as carried in the
+/// packet. Given the request's own layout, the fields are stored where the
+/// request keeps them (a layout built apart is held in registers and stack
+/// slots and then stored into the request byte field by byte field).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn fill_layout(
     l: &mut Layout,
-    shape: &Shape,
+    shape: Shape,
     salt: &[u8],
     skip: usize,
     enc_len: usize,
@@ -211,10 +213,10 @@ fn fill_layout(
     let seq_hi = ((seq >> 32) as u32).to_be_bytes();
     let seq_lo = (seq as u32).to_be_bytes();
     let spi_b = spi.to_be_bytes();
-    let hdr_iv = ESP_HDR_LEN + shape.iv_len;
+    let hdr_iv = ESP_HDR_LEN + shape.iv_len();
     let payload_start = skip + hdr_iv;
     l.icv_offset = total_len
-        .checked_sub(shape.icv_len)
+        .checked_sub(shape.icv_len())
         .and_then(|n| u32::try_from(n).ok())
         .ok_or(CryptoError::InvalidRequest)?;
     // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
@@ -233,7 +235,7 @@ fn fill_layout(
             _ => Err(CryptoError::InvalidRequest),
         }
     };
-    match shape.kind {
+    match shape.kind() {
         Kind::Aead | Kind::Gmac => {
             // Nonce = salt || IV (RFC 4106 § 4, RFC 7634 § 2; GMAC likewise).
             let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
@@ -247,7 +249,7 @@ fn fill_layout(
         Kind::Cbc => l.iv = InlineBytes::new(explicit_iv)?,
         Kind::Null => {}
     }
-    match shape.kind {
+    match shape.kind() {
         Kind::Aead => {
             if esn {
                 l.aad_prefix = esn_prefix()?;
@@ -259,14 +261,14 @@ fn fill_layout(
         Kind::Gmac => {
             if esn {
                 l.aad_prefix = esn_prefix()?;
-                l.aad = Region::try_new(skip + ESP_HDR_LEN, shape.iv_len + enc_len)?;
+                l.aad = Region::try_new(skip + ESP_HDR_LEN, shape.iv_len() + enc_len)?;
             } else {
                 l.aad = Region::try_new(skip, hdr_iv + enc_len)?;
             }
             l.payload = Region::try_new(payload_start + enc_len, 0)?;
         }
         Kind::Cbc | Kind::Ctr | Kind::Null => {
-            if shape.icv_len > 0 {
+            if shape.icv_len() > 0 {
                 l.aad = Region::try_new(skip, hdr_iv)?;
                 if esn {
                     l.auth_suffix = InlineBytes::new(&seq_hi)?;
@@ -352,11 +354,11 @@ impl<P: PacketBuf> Worker<P> {
             None => Shape::of(params),
         };
         let plen = pkt.len().saturating_sub(skip);
-        let overhead = ESP_HDR_LEN + shape.iv_len + shape.icv_len;
+        let overhead = ESP_HDR_LEN + shape.iv_len() + shape.icv_len();
         let Some(enc_len) = plen.checked_sub(overhead).filter(|&n| n >= 2) else {
             return self.drop_on(sa, true, DropReason::EspInTruncated);
         };
-        if shape.block > 1 && !block_multiple(enc_len, shape.block) {
+        if shape.block() > 1 && !block_multiple(enc_len, shape.block()) {
             return self.drop_on(sa, true, DropReason::EspInPayloadNotBlockMultiple);
         }
         // RFC 4303 § 3.4.3: check before the ICV, commit only after it.
@@ -373,66 +375,81 @@ impl<P: PacketBuf> Worker<P> {
         // The IV is read in place when it lies in one segment (the layout
         // copies it into the request), else copied out.
         let mut iv_copy = [0u8; 16];
-        let iv = match pkt.peek(skip + ESP_HDR_LEN, shape.iv_len) {
+        let iv = match pkt.peek(skip + ESP_HDR_LEN, shape.iv_len()) {
             Some(iv) => iv,
             None => {
-                let iv = iv_copy.get_mut(..shape.iv_len).unwrap_or(&mut []);
+                let iv = iv_copy.get_mut(..shape.iv_len()).unwrap_or(&mut []);
                 if pkt.copy_out(skip + ESP_HDR_LEN, iv).is_err() {
                     return self.drop_on(sa, true, DropReason::EspInTruncated);
                 }
                 iv
             }
         };
-        let Ok(layout) = layout(
-            &shape,
-            sa.config().salt.as_bytes(),
-            skip,
-            enc_len,
-            (spi, seq, params.esn),
-            iv,
-            pkt.len(),
-        ) else {
-            return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
-        };
         let session = session.clone();
         let order_key = sa.id().0 as u32;
-        // A continuation made whole (not the incoming one changed field by
-        // field and then copied): it is then written straight into the
-        // request.
-        let Cont {
-            sas: history,
-            len,
-            bare_tunnel,
-            ..
-        } = cont;
-        // The first header of a packet (the common case) starts its
-        // history afresh: the incoming array, written slot by slot, is then
-        // not read back whole (a store-forwarding stall).
-        let sas = if len == 0 {
-            let mut sas = [const { None }; MAX_REQUESTS];
-            if let Some(first) = sas.first_mut() {
-                *first = Some(sa.clone());
+        let (len, bare_tunnel) = (cont.len, cont.bare_tunnel);
+        let step = Step::EspIn(EspInCont {
+            skip: skip as u32,
+            nh_offset: info.nh_offset as u32,
+            v6: info.version == IpVersion::V6,
+            seq: Seq64::new(seq),
+            iv_len: shape.iv_len() as u8,
+            icv_len: shape.icv_len() as u8,
+        });
+        let total_len = pkt.len();
+        let fill = |l: &mut Layout| {
+            fill_layout(
+                l,
+                shape,
+                sa.config().salt.as_bytes(),
+                skip,
+                enc_len,
+                (spi, seq, params.esn),
+                iv,
+                total_len,
+            )
+        };
+        // Within a batch, the request is filled where it will be
+        // processed: a spare slot's layout and continuation are written
+        // field by field (a request built apart and moved in is read back
+        // in wide loads at once, a store-forwarding stall).
+        if let Some(req) = spare_slot(&mut self.deferred, self.held, self.batching) {
+            req.layout = Layout::default();
+            if fill(&mut req.layout).is_err() {
+                return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
             }
-            sas
-        } else {
-            let mut sas = history;
-            if let Some(slot) = sas.get_mut(usize::from(len)) {
+            let c = &mut req.cont;
+            // The first header of a packet (the common case) starts its
+            // history afresh; a nested one adds to it.
+            if len == 0 {
+                c.sas = [const { None }; MAX_REQUESTS];
+            } else {
+                c.sas = cont.sas;
+            }
+            if let Some(slot) = c.sas.get_mut(usize::from(len)) {
                 *slot = Some(sa.clone());
             }
-            sas
-        };
+            c.len = len;
+            c.idx = len;
+            c.step = step;
+            c.bare_tunnel = bare_tunnel;
+            req.renew(session, Op::Decrypt, pkt, order_key);
+            self.held += 1;
+            return Next::Verdict(Verdict::Pending);
+        }
+        let mut layout = Layout::default();
+        if fill(&mut layout).is_err() {
+            return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
+        }
+        let mut sas = cont.sas;
+        if let Some(slot) = sas.get_mut(usize::from(len)) {
+            *slot = Some(sa.clone());
+        }
         let cont = Cont {
             sas,
             len,
             idx: len,
-            step: Step::EspIn(EspInCont {
-                skip: skip as u32,
-                nh_offset: info.nh_offset as u32,
-                v6: info.version == IpVersion::V6,
-                seq: Seq64::new(seq),
-                iv_len: shape.iv_len as u8,
-                icv_len: shape.icv_len as u8,
-            }),
+            step,
             bare_tunnel,
         };
         let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
@@ -586,12 +603,12 @@ impl<P: PacketBuf> Worker<P> {
         } else {
             0
         };
-        let Ok(pad_len) = pad_len_for(payload_len + tfc, shape.block.max(1)) else {
+        let Ok(pad_len) = pad_len_for(payload_len + tfc, shape.block().max(1)) else {
             return self.drop_on(&sa, false, DropReason::EspOutBufferError);
         };
         let pad = usize::from(pad_len);
         let enc_len = payload_len + tfc + pad + 2;
-        let new_len = skip + ESP_HDR_LEN + shape.iv_len + enc_len + shape.icv_len;
+        let new_len = skip + ESP_HDR_LEN + shape.iv_len() + enc_len + shape.icv_len();
         if new_len > packet::max_datagram_len(version) {
             return self.drop_on(&sa, false, DropReason::EspOutTooBig);
         }
@@ -602,8 +619,8 @@ impl<P: PacketBuf> Worker<P> {
         // counter modes, where the 64-bit sequence number serves (RFC 4106
         // § 3.1, RFC 3686 § 3.1, RFC 7634 § 2).
         let mut iv = [0u8; 16];
-        let iv = iv.get_mut(..shape.iv_len).unwrap_or(&mut []);
-        match shape.kind {
+        let iv = iv.get_mut(..shape.iv_len()).unwrap_or(&mut []);
+        match shape.kind() {
             Kind::Cbc => self.random(iv),
             Kind::Null => {}
             _ => {
@@ -617,9 +634,9 @@ impl<P: PacketBuf> Worker<P> {
         // tunnel mode the outer header goes in front in the same room
         // (RFC 4303 § 3.1.2), with its final length and protocol.
         let space = match at {
-            EspAt::Ip(_) => pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len, &self.buf_stats),
+            EspAt::Ip(_) => pkt.make_space(skip, ESP_HDR_LEN + shape.iv_len(), &self.buf_stats),
             EspAt::Tunnel { .. } => {
-                pkt.make_space(0, skip + ESP_HDR_LEN + shape.iv_len, &self.buf_stats)
+                pkt.make_space(0, skip + ESP_HDR_LEN + shape.iv_len(), &self.buf_stats)
             }
         };
         let ok = match (space, at) {
@@ -638,7 +655,7 @@ impl<P: PacketBuf> Worker<P> {
         }
         // RFC 4303 § 2.4-2.6: TFC padding (zeros), padding 1, 2, 3, ...,
         // Pad Length and Next Header; room for the ICV after them.
-        let ok = match pkt.pad(tfc + pad + TRAILER_LEN + shape.icv_len) {
+        let ok = match pkt.pad(tfc + pad + TRAILER_LEN + shape.icv_len()) {
             Ok(t) => {
                 let (tfc_bytes, rest) = t.split_at_mut(tfc);
                 if tfc > 0 {
@@ -680,7 +697,10 @@ impl<P: PacketBuf> Worker<P> {
             *slot = Some(sa);
         }
         // The layout is filled in the request itself; the SA is read
-        // through the request's continuation.
+        // through the request's continuation. (A spare slot of the batch,
+        // filled in place as on input, is slower here: the continuation
+        // comes in whole and would be moved in whole, after the slot's old
+        // one is dropped.)
         let mut req = Request::new(session, Op::Encrypt, Layout::default(), pkt, cont);
         req.order_key = order_key;
         let Request { layout, cont, .. } = &mut req;
@@ -689,7 +709,7 @@ impl<P: PacketBuf> Worker<P> {
         };
         if fill_layout(
             layout,
-            &shape,
+            shape,
             sa.config().salt.as_bytes(),
             skip,
             enc_len,

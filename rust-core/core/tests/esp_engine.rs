@@ -637,6 +637,68 @@ fn tunnel_outer_header_follows_inner_packet_and_settings() {
     }
 }
 
+/// Input batches one after another reuse the worker's request slots
+/// (filled in place): every batch delivers exactly the packets sent, in
+/// order, and a replay of an earlier batch is still caught (RFC 4303
+/// § 3.4.3). Then the SA is deleted (`SADB_DELETE`): once the worker has
+/// refreshed its snapshot, nothing it keeps (snapshot, memos, spare
+/// slots) holds the SA, whose keys are then freed.
+#[test]
+fn input_batches_reuse_request_slots_and_let_a_deleted_sa_go() {
+    let (_, alg) = algs().into_iter().next().unwrap();
+    let mut p = pair(&alg, false, false);
+    let mut replay = Vec::new();
+    for round in 0..3usize {
+        // Not a multiple of the chunk: slots of every kind (reused,
+        // reused in part, fresh) in every round.
+        let n = 100 + 37 * round;
+        let inner: Vec<Vec<u8>> = (0..n)
+            .map(|i| udp4([10, 1, 0, 5], [10, 2, 0, 7], &[(i + round) as u8; 60]))
+            .collect();
+        let mut esp = Vec::new();
+        p.a.output_batch(
+            Instant::ZERO,
+            inner.iter().map(|b| SliceBuf::from_slice(b).unwrap()),
+            &mut |v| esp.push(transmit(v).to_vec()),
+        );
+        if round == 0 {
+            replay = esp[..5].to_vec();
+        }
+        let mut wire = esp;
+        if round == 2 {
+            wire.extend(replay.iter().cloned());
+        }
+        let mut got = Vec::new();
+        let mut drops = Vec::new();
+        p.b.input_batch(
+            Instant::ZERO,
+            wire.iter().map(|b| SliceBuf::from_slice(b).unwrap()),
+            &mut |v| match v {
+                Verdict::Deliver(x) => got.push(x.to_vec()),
+                Verdict::Dropped(r) => drops.push(r),
+                other => panic!("{other:?}"),
+            },
+        );
+        assert_eq!(got, inner, "round {round}");
+        let want = if round == 2 { 5 } else { 0 };
+        assert_eq!(
+            drops,
+            vec![DropReason::EspInReplayTooOld; want],
+            "round {round}"
+        );
+    }
+    let db = &p.b.ipsec().db;
+    let dst = sa_addr("192.0.2.2");
+    let sa = db
+        .sad()
+        .delete(&dst, SaProto::Esp, fipsec_core::Spi(0x1001), None)
+        .unwrap();
+    let gone = std::sync::Arc::downgrade(&sa);
+    drop(sa);
+    p.b.refresh();
+    assert!(gone.upgrade().is_none(), "the deleted SA is still held");
+}
+
 /// Time lifetimes within batches (RFC 2367 § 2.3.1: a limit of D seconds
 /// after the SA was added is reached at `added + D`; the soft limit is
 /// reported once, the hard one drops every packet from then on): a

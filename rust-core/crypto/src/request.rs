@@ -205,6 +205,23 @@ impl<P, C> Request<P, C> {
         }
     }
 
+    /// Makes this request, a completed one whose packet was taken out, a
+    /// fresh one for `pkt` on `session` (not yet tried on any driver, no
+    /// outcome), dropping the old session and packet. A batch's request
+    /// slots are filled this way where they lie, rather than built apart
+    /// and moved in (a move reads back at once, in wide loads, what was
+    /// just written field by field: a store-forwarding stall). The layout
+    /// and the continuation are the caller's to set.
+    #[inline]
+    pub fn renew(&mut self, session: Session, op: Op, pkt: P, order_key: u32) {
+        self.session = session;
+        self.op = op;
+        self.pkt = pkt;
+        self.order_key = order_key;
+        self.tried = 0;
+        self.outcome = None;
+    }
+
     /// Sets the ordering key (usually the SA's index).
     pub fn with_order_key(mut self, key: u32) -> Self {
         self.order_key = key;
