@@ -16,6 +16,8 @@
 //! [RFC 4303]: https://www.rfc-editor.org/rfc/rfc4303
 //! [RFC 4303 § 2.2.1]: https://www.rfc-editor.org/rfc/rfc4303#section-2.2.1
 
+use alloc::sync::Arc;
+
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::{
     AeadAlg, CipherAlg, CryptoError, InlineBytes, Instant, Layout, Op, Region, Request,
@@ -31,7 +33,6 @@ use crate::ipip::{EncapOptions, Inner, OuterTemplate};
 use crate::packet::{self, IpInfo};
 use crate::replay::ReplayError;
 use crate::sa::{Mode, SaProto, SaRef, Spi};
-use crate::spd::MAX_REQUESTS;
 use crate::stats::DropReason;
 
 /// ESP header length (SPI + sequence number).
@@ -139,6 +140,7 @@ enum Kind {
 }
 
 impl Shape {
+    #[inline]
     fn of(p: &SessionParams) -> Shape {
         let kind = match &p.transform {
             Transform::Aead {
@@ -385,7 +387,6 @@ impl<P: PacketBuf> Worker<P> {
                 iv
             }
         };
-        let session = session.clone();
         let order_key = sa.id().0 as u32;
         let (len, bare_tunnel) = (cont.len, cont.bare_tunnel);
         let step = Step::EspIn(EspInCont {
@@ -420,14 +421,22 @@ impl<P: PacketBuf> Worker<P> {
             }
             let c = &mut req.cont;
             // The first header of a packet (the common case) starts its
-            // history afresh; a nested one adds to it.
+            // history afresh, keeping the slot's SA when it is this one
+            // (one SA's packets: no reference count traffic); a nested
+            // one adds to it.
             if len == 0 {
-                c.sas = [const { None }; MAX_REQUESTS];
+                let [first, rest @ ..] = &mut c.sas;
+                if !first.as_ref().is_some_and(|f| Arc::ptr_eq(f, sa)) {
+                    *first = Some(sa.clone());
+                }
+                for r in rest {
+                    *r = None;
+                }
             } else {
                 c.sas = cont.sas;
-            }
-            if let Some(slot) = c.sas.get_mut(usize::from(len)) {
-                *slot = Some(sa.clone());
+                if let Some(slot) = c.sas.get_mut(usize::from(len)) {
+                    *slot = Some(sa.clone());
+                }
             }
             c.len = len;
             c.idx = len;
@@ -452,7 +461,7 @@ impl<P: PacketBuf> Worker<P> {
             step,
             bare_tunnel,
         };
-        let mut req = Request::new(session, Op::Decrypt, layout, pkt, cont);
+        let mut req = Request::new(session.clone(), Op::Decrypt, layout, pkt, cont);
         req.order_key = order_key;
         self.dispatch(req, now)
     }
@@ -563,7 +572,7 @@ impl<P: PacketBuf> Worker<P> {
         mut cont: Cont,
         sa: SaRef,
     ) -> Next<P> {
-        let Some(session) = sa.session().cloned() else {
+        let Some(session) = sa.session() else {
             return self.drop_on(&sa, false, DropReason::EspNoSession);
         };
         let params = session.params();
@@ -689,18 +698,49 @@ impl<P: PacketBuf> Worker<P> {
         }
         let total_len = pkt.len();
         let esn = params.esn;
-        cont.step = Step::EspOut(EspOutCont {
+        let step = Step::EspOut(EspOutCont {
             bytes: payload_len as u32,
         });
         let order_key = sa.id().0 as u32;
+        // Within a batch, the request is filled in place as on input, the
+        // continuation field by field (its SA array was made long before;
+        // the step only now).
+        if let Some(req) = spare_slot(&mut self.deferred, self.held, self.batching) {
+            req.layout = Layout::default();
+            if fill_layout(
+                &mut req.layout,
+                shape,
+                sa.config().salt.as_bytes(),
+                skip,
+                enc_len,
+                (spi, seq, esn),
+                iv,
+                total_len,
+            )
+            .is_err()
+            {
+                return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
+            }
+            req.renew(session, Op::Encrypt, pkt, order_key);
+            let c = &mut req.cont;
+            c.sas = cont.sas;
+            if let Some(slot) = c.sas.get_mut(usize::from(cont.idx)) {
+                *slot = Some(sa);
+            }
+            c.len = cont.len;
+            c.idx = cont.idx;
+            c.step = step;
+            c.bare_tunnel = cont.bare_tunnel;
+            self.held += 1;
+            return Next::Verdict(Verdict::Pending);
+        }
+        let session = session.clone();
+        cont.step = step;
         if let Some(slot) = cont.sas.get_mut(usize::from(cont.idx)) {
             *slot = Some(sa);
         }
         // The layout is filled in the request itself; the SA is read
-        // through the request's continuation. (A spare slot of the batch,
-        // filled in place as on input, is slower here: the continuation
-        // comes in whole and would be moved in whole, after the slot's old
-        // one is dropped.)
+        // through the request's continuation.
         let mut req = Request::new(session, Op::Encrypt, Layout::default(), pkt, cont);
         req.order_key = order_key;
         let Request { layout, cont, .. } = &mut req;

@@ -91,6 +91,7 @@ impl SessionParams {
     }
 
     /// ICV length of the session (0 for cipher-only).
+    #[inline]
     pub fn icv_len(&self) -> usize {
         match &self.transform {
             Transform::Aead { icv_len, .. }
@@ -101,6 +102,7 @@ impl SessionParams {
     }
 
     /// Length of the explicit per-packet IV the protocol carries.
+    #[inline]
     pub fn iv_len(&self) -> usize {
         match &self.transform {
             Transform::Aead { alg, .. } => alg.iv_len(),
@@ -112,6 +114,7 @@ impl SessionParams {
     }
 
     /// Cipher block size for ESP padding (1 for stream modes and AEADs).
+    #[inline]
     pub fn block_len(&self) -> usize {
         match &self.transform {
             Transform::EncThenAuth { cipher, .. } | Transform::Cipher { cipher, .. } => {
