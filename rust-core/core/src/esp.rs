@@ -286,13 +286,41 @@ fn fill_layout(
 /// ([`Worker::esp_input_before`]), with the shape of its transform,
 /// derived once per batch and SA instead of once per packet (it is fixed
 /// for the SA's life: its configuration, session included, never
-/// changes; `None` when it has no session).
+/// changes; `None` when it has no session). The destination is kept as
+/// the IP header carries it, and compared there in place ([`dst_bytes`]):
+/// the parsed one, written just before field by field, stalls a wide
+/// compare on the store buffer.
 #[derive(Debug)]
 pub(crate) struct EspInMemo {
-    dst: fipsec_wire::SockaddrUnion,
+    dst: DstBytes,
     spi: u32,
     sa: SaRef,
     shape: Option<Shape>,
+}
+
+/// The destination address of the IP header at offset 0, as it is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DstBytes {
+    /// RFC 791 § 3.1: at byte 16.
+    V4([u8; 4]),
+    /// RFC 8200 § 3: at byte 24.
+    V6([u8; 16]),
+}
+
+/// The destination address of `pkt`'s IP header (version `v`), read in
+/// place; `None` when it is not contiguous (no memo is then used).
+#[inline(always)]
+fn dst_bytes<P: PacketBuf>(pkt: &P, v: IpVersion) -> Option<DstBytes> {
+    match v {
+        IpVersion::V4 => pkt
+            .peek(16, 4)
+            .and_then(|b| b.try_into().ok())
+            .map(DstBytes::V4),
+        IpVersion::V6 => pkt
+            .peek(24, 16)
+            .and_then(|b| b.try_into().ok())
+            .map(DstBytes::V6),
+    }
 }
 
 impl<P: PacketBuf> Worker<P> {
@@ -317,29 +345,36 @@ impl<P: PacketBuf> Worker<P> {
         // destination and SPI, when it is still valid (what the lookup would
         // find: the worker's snapshot does not change within a batch), with
         // the shape of its transform.
-        let remembered = self
-            .in_sa_memo
-            .as_ref()
-            .is_some_and(|m| m.spi == spi && m.dst == info.dst && m.sa.is_valid());
-        if !remembered && self.in_batch {
-            self.in_sa_memo = self
-                .reader
-                .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
-                .map(|sa| EspInMemo {
-                    dst: info.dst,
-                    spi,
-                    sa: sa.clone(),
-                    shape: sa.session().map(|s| Shape::of(s.params())),
-                });
+        let dst = if self.in_batch {
+            dst_bytes(&pkt, info.version)
+        } else {
+            None
+        };
+        if let Some(d) = dst {
+            let remembered = self
+                .in_sa_memo
+                .as_ref()
+                .is_some_and(|m| m.spi == spi && m.dst == d && m.sa.is_valid());
+            if !remembered {
+                self.in_sa_memo = self
+                    .reader
+                    .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
+                    .map(|sa| EspInMemo {
+                        dst: d,
+                        spi,
+                        sa: sa.clone(),
+                        shape: sa.session().map(|s| Shape::of(s.params())),
+                    });
+            }
         }
         // Borrowed from this worker's snapshot (or the memo): the one
         // reference count the packet takes is the continuation's, below.
-        let found = if self.in_batch {
-            self.in_sa_memo.as_ref().map(|m| (&m.sa, m.shape))
-        } else {
-            self.reader
+        let found = match dst {
+            Some(_) => self.in_sa_memo.as_ref().map(|m| (&m.sa, m.shape)),
+            None => self
+                .reader
                 .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
-                .map(|sa| (sa, None))
+                .map(|sa| (sa, None)),
         };
         let Some((sa, remembered_shape)) = found else {
             return self.drop_pkt(DropReason::EspInNoSa);
@@ -398,27 +433,34 @@ impl<P: PacketBuf> Worker<P> {
             icv_len: shape.icv_len() as u8,
         });
         let total_len = pkt.len();
-        let fill = |l: &mut Layout| {
-            fill_layout(
-                l,
-                shape,
-                sa.config().salt.as_bytes(),
-                skip,
-                enc_len,
-                (spi, seq, params.esn),
-                iv,
-                total_len,
-            )
-        };
         // Within a batch, the request is filled where it will be
         // processed: a spare slot's layout and continuation are written
         // field by field (a request built apart and moved in is read back
         // in wide loads at once, a store-forwarding stall).
-        if let Some(req) = spare_slot(&mut self.deferred, self.held, self.batching) {
-            req.layout = Layout::default();
-            if fill(&mut req.layout).is_err() {
-                return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
+        let mut spare = spare_slot(&mut self.deferred, self.held, self.batching);
+        let mut own = Layout::default();
+        let l = match spare.as_deref_mut() {
+            Some(req) => {
+                req.layout = Layout::default();
+                &mut req.layout
             }
+            None => &mut own,
+        };
+        if fill_layout(
+            l,
+            shape,
+            sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            (spi, seq, params.esn),
+            iv,
+            total_len,
+        )
+        .is_err()
+        {
+            return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
+        }
+        if let Some(req) = spare {
             let c = &mut req.cont;
             // The first header of a packet (the common case) starts its
             // history afresh, keeping the slot's SA when it is this one
@@ -446,10 +488,6 @@ impl<P: PacketBuf> Worker<P> {
             self.held += 1;
             return Next::Verdict(Verdict::Pending);
         }
-        let mut layout = Layout::default();
-        if fill(&mut layout).is_err() {
-            return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
-        }
         let mut sas = cont.sas;
         if let Some(slot) = sas.get_mut(usize::from(len)) {
             *slot = Some(sa.clone());
@@ -461,7 +499,7 @@ impl<P: PacketBuf> Worker<P> {
             step,
             bare_tunnel,
         };
-        let mut req = Request::new(session.clone(), Op::Decrypt, layout, pkt, cont);
+        let mut req = Request::new(session.clone(), Op::Decrypt, own, pkt, cont);
         req.order_key = order_key;
         self.dispatch(req, now)
     }
