@@ -83,7 +83,7 @@ test-interop-batch: deps
 BENCH_TUNABLES ?= glibc.malloc.hugetlb=1
 
 bench: deps
-	GLIBC_TUNABLES=$(BENCH_TUNABLES) $(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all --svg target/bench/crypto.svg
+	GLIBC_TUNABLES=$(BENCH_TUNABLES) $(CARGO) run --release -p fipsec-bench --features fipsec-ffi/ipsec-mb -- all --svg target/bench/crypto.svg --pipeline-svg target/bench/pipeline.svg
 
 # The demo's benchmark runs short loops (`--quick`, a few minutes, progress
 # per row); `make demo DEMO_ARGS=` runs the full-length crypto benchmark.

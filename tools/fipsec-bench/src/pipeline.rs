@@ -64,7 +64,9 @@
 //! 64,512,1400,imix`, `--algs gcm,cbc,chacha` (and `null`: ESP-NULL, the
 //! protocol path alone, only when named), `--drivers ipsec-mb,soft`,
 //! `--buffers slice,noreplay,chain`, `--batch N`, `--wall`,
-//! `--pipeline-csv FILE`, `--no-bare` (pipeline only, for profilers),
+//! `--pipeline-csv FILE`, `--pipeline-svg FILE` (a chart: each row's
+//! pipeline next to its bare crypto, per size), `--no-bare` (pipeline only,
+//! for profilers),
 //! `--per-packet` (per-packet calls, see above),
 //! `--breakdown` (the path's parts timed alone: where the overhead goes).
 
@@ -90,7 +92,7 @@ use fipsec_ffi::alloc_count;
 use fipsec_wire::SockaddrUnion;
 use fipsec_wire::pfkey::consts::freebsd::{AuthAlgorithm, EncryptAlgorithm};
 
-use crate::report::{Cell, Clock, Table};
+use crate::report::{BarChart, Cell, ChartRow, Clock, Table, write_file};
 
 const GW_A: [u8; 4] = [192, 0, 2, 1];
 const GW_B: [u8; 4] = [192, 0, 2, 2];
@@ -209,6 +211,8 @@ struct Opts {
     drivers: Option<Vec<String>>,
     buffers: Vec<Buffers>,
     csv: Option<String>,
+    /// Where to draw the chart (SVG).
+    svg: Option<String>,
     /// Skip the bare-crypto phases (for profilers: only the pipeline runs).
     no_bare: bool,
     /// One `Worker::output`/`input` call per packet (and one
@@ -239,6 +243,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         drivers: None,
         buffers: vec![Buffers::Slice, Buffers::NoReplay, Buffers::Chain],
         csv: None,
+        svg: None,
         no_bare: false,
         per_packet: false,
         breakdown: false,
@@ -294,10 +299,12 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--per-packet" => o.per_packet = true,
             "--breakdown" => o.breakdown = true,
             "--pipeline-csv" => o.csv = Some(val("--pipeline-csv")?),
+            "--pipeline-svg" => o.svg = Some(val("--pipeline-svg")?),
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
                      [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha,null] [--drivers ipsec-mb,soft] \
-                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--per-packet] [--pipeline-csv FILE]"
+                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--per-packet] [--pipeline-csv FILE] \
+                     [--pipeline-svg FILE]"
                     .into());
             }
             // Options of the other benchmarks (`fipsec-bench all` passes them on).
@@ -1266,6 +1273,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let mut verdicts: Vec<(String, bool)> = Vec::new();
     let mut slice_alloc_free = true;
     let mut summary: Vec<String> = Vec::new();
+    // Per size: a chart row per measured row (Gb/s of inner packets).
+    let mut chart: Vec<(Size, ChartRow)> = Vec::new();
 
     for f in &engines {
         for alg in &algs {
@@ -1352,6 +1361,26 @@ pub fn run(args: &[String]) -> Result<(), String> {
                         Cell::text(allocs),
                         vs_slice,
                     ]);
+                    let bare = |ns: f64| (!o.no_bare).then(|| gbps(ns));
+                    chart.push((
+                        size,
+                        (
+                            format!(
+                                "{} {} {} (overhead {:.0}% out, {:.0}% in)",
+                                alg.name,
+                                f.name,
+                                buffers.name(),
+                                ov_out.unwrap_or(f64::NAN) * 100.0,
+                                ov_in.unwrap_or(f64::NAN) * 100.0
+                            ),
+                            vec![
+                                Some(gbps(r.out_ns)),
+                                bare(r.enc_ns),
+                                Some(gbps(r.in_ns)),
+                                bare(r.dec_ns),
+                            ],
+                        ),
+                    ));
                     if buffers != Buffers::Chain && r.allocs_out + r.allocs_in > 0.0 {
                         slice_alloc_free = false;
                     }
@@ -1433,6 +1462,38 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(path) = &o.csv {
         std::fs::write(path, table.csv()).map_err(|e| format!("cannot write {path}: {e}"))?;
         println!("csv written to {path}");
+    }
+    if let Some(path) = &o.svg {
+        let chart = BarChart {
+            title: "fipsec-bench pipeline: ESP tunnel vs the driver's bare crypto, one core".into(),
+            unit: "Gb/s of inner packets".into(),
+            series: [
+                "output through the pipeline",
+                "bare encrypt",
+                "input through the pipeline",
+                "bare decrypt",
+            ]
+            .map(String::from)
+            .to_vec(),
+            panels: o
+                .sizes
+                .iter()
+                .map(|&size| {
+                    let rows = chart
+                        .iter()
+                        .filter(|(s, _)| *s == size)
+                        .map(|(_, row)| row.clone())
+                        .collect();
+                    let heading = match size {
+                        Size::Fixed(n) => format!("{n}-byte packets"),
+                        Size::Imix => "IMIX (40/576/1500 B, 7:4:1)".into(),
+                    };
+                    (heading, rows)
+                })
+                .collect(),
+        };
+        write_file(path, &chart.svg())?;
+        println!("chart written to {path}");
     }
     Ok(())
 }

@@ -261,7 +261,14 @@ fn xml_escape(s: &str) -> String {
 impl BarChart {
     /// The chart as a standalone SVG document.
     pub fn svg(&self) -> String {
-        const LABEL_W: f64 = 250.0;
+        // Room for the longest row label (11 px sans-serif: about 6.2 px
+        // a character), at least 250 px.
+        let label_w = self
+            .panels
+            .iter()
+            .flat_map(|(_, rows)| rows.iter())
+            .map(|(label, _)| 16.0 + 6.2 * label.chars().count() as f64)
+            .fold(250.0, f64::max);
         const PLOT_W: f64 = 600.0;
         const BAR_H: f64 = 9.0;
         const GROUP_GAP: f64 = 7.0;
@@ -288,7 +295,7 @@ impl BarChart {
         };
         let x = |v: f64| {
             let t = (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10());
-            LABEL_W + t.clamp(0.0, 1.0) * PLOT_W
+            label_w + t.clamp(0.0, 1.0) * PLOT_W
         };
         let nseries = self.series.len().max(1) as f64;
         let group_h = nseries * BAR_H + GROUP_GAP;
@@ -297,7 +304,7 @@ impl BarChart {
         for (heading, rows) in &self.panels {
             let _ = writeln!(
                 body,
-                r#"<text x="{LABEL_W}" y="{:.1}" font-weight="bold">{}</text>"#,
+                r#"<text x="{label_w}" y="{:.1}" font-weight="bold">{}</text>"#,
                 y + 16.0,
                 xml_escape(heading)
             );
@@ -320,7 +327,7 @@ impl BarChart {
                 let _ = writeln!(
                     body,
                     r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
-                    LABEL_W - 6.0,
+                    label_w - 6.0,
                     y + nseries * BAR_H / 2.0 + 4.0,
                     xml_escape(label)
                 );
@@ -329,14 +336,14 @@ impl BarChart {
                     let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("#000");
                     match v {
                         Some(v) if v.is_finite() && *v > 0.0 => {
-                            let w = (x(*v) - LABEL_W).max(1.0);
+                            let w = (x(*v) - label_w).max(1.0);
                             let _ = writeln!(
                                 body,
-                                r#"<rect x="{LABEL_W}" y="{by:.1}" width="{w:.1}" height="{:.1}" fill="{colour}"><title>{}: {v:.2} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="8">{v:.2}</text>"#,
+                                r#"<rect x="{label_w}" y="{by:.1}" width="{w:.1}" height="{:.1}" fill="{colour}"><title>{}: {v:.2} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="8">{v:.2}</text>"#,
                                 BAR_H - 1.0,
                                 xml_escape(self.series.get(i).map_or("", String::as_str)),
                                 xml_escape(&self.unit),
-                                LABEL_W + w + 3.0,
+                                label_w + w + 3.0,
                                 by + BAR_H - 2.0
                             );
                         }
@@ -349,7 +356,7 @@ impl BarChart {
         }
         // Legend.
         let mut legend = String::new();
-        let mut lx = LABEL_W;
+        let mut lx = label_w;
         for (i, name) in self.series.iter().enumerate() {
             let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("#000");
             let _ = write!(
@@ -363,12 +370,14 @@ impl BarChart {
             lx += 24.0 + 7.0 * name.chars().count() as f64;
         }
         let height = y + 10.0;
-        let width = (LABEL_W + PLOT_W + 60.0).max(lx + 10.0);
+        let width = (label_w + PLOT_W + 60.0)
+            .max(lx + 10.0)
+            .max(label_w + 9.0 * self.title.chars().count() as f64);
         format!(
             r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
-<text x="{LABEL_W}" y="22" font-size="15" font-weight="bold">{}</text>
-<text x="{LABEL_W}" y="38" font-size="11" fill="#444">{} (logarithmic axis)</text>
+<text x="{label_w}" y="22" font-size="15" font-weight="bold">{}</text>
+<text x="{label_w}" y="38" font-size="11" fill="#444">{} (logarithmic axis)</text>
 {legend}
 {body}</svg>
 "##,
@@ -411,5 +420,24 @@ mod test {
         // Three bars with values, decades 0.01 .. 100 on the axis.
         assert_eq!(s.matches("<rect x=\"250\"").count(), 3);
         assert!(s.contains(">0.01<") && s.contains(">100<"));
+    }
+
+    #[test]
+    fn long_row_labels_widen_the_label_column() {
+        let label = "aes-cbc-128+hmac-sha1-96 ipsec-mb chain (overhead 85% out, 71% in)";
+        let c = BarChart {
+            title: "t".into(),
+            unit: "Gb/s".into(),
+            series: vec!["x".into()],
+            panels: vec![("1400 B".into(), vec![(label.into(), vec![Some(1.0)])])],
+        };
+        let s = c.svg();
+        // At about 6.2 px a character (11 px sans-serif) the label needs
+        // more than the default 250 px: the bars start after it, and the
+        // label is right-aligned just before them.
+        let w = 16.0 + 6.2 * label.chars().count() as f64;
+        assert!(w > 250.0);
+        assert!(s.contains(&format!("<rect x=\"{w}\"")), "{s}");
+        assert!(s.contains(&format!("x=\"{:.1}\" y=", w - 6.0)), "{s}");
     }
 }
