@@ -193,93 +193,114 @@ impl Shape {
     }
 }
 
-/// Fills the request layout of an ESP packet whose header starts at
-/// `skip`, with `enc_len` bytes of payload+padding+trailer after the IV, into
-/// `l`, an empty layout ([`Layout::default`]): only the fields the
-/// transform uses are set. `explicit_iv` is the IV as carried in the
-/// packet. Given the request's own layout, the fields are stored where the
-/// request keeps them (a layout built apart is held in registers and stack
-/// slots and then stored into the request byte field by byte field).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn fill_layout(
-    l: &mut Layout,
+/// What the request layout of an ESP packet is made of: the header at
+/// `skip`, `enc_len` bytes of payload+padding+trailer after the IV, the
+/// IV as carried in the packet (`explicit_iv`), the packet's length, the
+/// SA's salt, SPI and sequence number (with ESN the high half goes into
+/// the AAD). Gathered once, filled into whichever layout the request has.
+#[derive(Clone, Copy)]
+struct EspLayout<'a> {
     shape: Shape,
-    salt: &[u8],
+    salt: &'a [u8],
     skip: usize,
     enc_len: usize,
-    (spi, seq, esn): (u32, u64, bool),
-    explicit_iv: &[u8],
+    spi: u32,
+    seq: u64,
+    esn: bool,
+    explicit_iv: &'a [u8],
     total_len: usize,
-) -> Result<(), CryptoError> {
-    let seq_hi = ((seq >> 32) as u32).to_be_bytes();
-    let seq_lo = (seq as u32).to_be_bytes();
-    let spi_b = spi.to_be_bytes();
-    let hdr_iv = ESP_HDR_LEN + shape.iv_len();
-    let payload_start = skip + hdr_iv;
-    l.icv_offset = total_len
-        .checked_sub(shape.icv_len())
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or(CryptoError::InvalidRequest)?;
-    // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
-    let esn_prefix = || {
-        let mut p = [0u8; 12];
-        p[..4].copy_from_slice(&spi_b);
-        p[4..8].copy_from_slice(&seq_hi);
-        p[8..].copy_from_slice(&seq_lo);
-        InlineBytes::new(&p)
-    };
-    // The 4-byte salt and the 8-byte IV of the counter modes, as arrays
-    // (fixed-size copies; another length is an invalid request).
-    let salt_iv = || -> Result<([u8; 4], [u8; 8]), CryptoError> {
-        match (<[u8; 4]>::try_from(salt), <[u8; 8]>::try_from(explicit_iv)) {
-            (Ok(s), Ok(iv)) => Ok((s, iv)),
-            _ => Err(CryptoError::InvalidRequest),
-        }
-    };
-    match shape.kind() {
-        Kind::Aead | Kind::Gmac => {
-            // Nonce = salt || IV (RFC 4106 § 4, RFC 7634 § 2; GMAC likewise).
-            let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
-            l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7])?;
-        }
-        Kind::Ctr => {
-            // Counter block = nonce || IV || 1 (RFC 3686 § 4).
-            let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
-            l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7, 0, 0, 0, 1])?;
-        }
-        Kind::Cbc => l.iv = InlineBytes::new(explicit_iv)?,
-        Kind::Null => {}
-    }
-    match shape.kind() {
-        Kind::Aead => {
-            if esn {
-                l.aad_prefix = esn_prefix()?;
-            } else {
-                l.aad = Region::try_new(skip, ESP_HDR_LEN)?;
+}
+
+impl EspLayout<'_> {
+    /// Fills `l`, an empty layout ([`Layout::default`]): only the fields the
+    /// transform uses are set. Given the request's own layout, the fields are
+    /// stored where the request keeps them (a layout built apart is held in
+    /// registers and stack slots and then stored into the request byte field
+    /// by byte field).
+    #[inline(always)]
+    fn fill(&self, l: &mut Layout) -> Result<(), CryptoError> {
+        let EspLayout {
+            shape,
+            salt,
+            skip,
+            enc_len,
+            spi,
+            seq,
+            esn,
+            explicit_iv,
+            total_len,
+        } = *self;
+        let seq_hi = ((seq >> 32) as u32).to_be_bytes();
+        let seq_lo = (seq as u32).to_be_bytes();
+        let spi_b = spi.to_be_bytes();
+        let hdr_iv = ESP_HDR_LEN + shape.iv_len();
+        let payload_start = skip + hdr_iv;
+        l.icv_offset = total_len
+            .checked_sub(shape.icv_len())
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(CryptoError::InvalidRequest)?;
+        // The AAD with ESN: SPI || Seq#hi || Seq#lo (RFC 4106 § 5, RFC 4543 § 3.5).
+        let esn_prefix = || {
+            let mut p = [0u8; 12];
+            p[..4].copy_from_slice(&spi_b);
+            p[4..8].copy_from_slice(&seq_hi);
+            p[8..].copy_from_slice(&seq_lo);
+            InlineBytes::new(&p)
+        };
+        // The 4-byte salt and the 8-byte IV of the counter modes, as arrays
+        // (fixed-size copies; another length is an invalid request).
+        let salt_iv = || -> Result<([u8; 4], [u8; 8]), CryptoError> {
+            match (<[u8; 4]>::try_from(salt), <[u8; 8]>::try_from(explicit_iv)) {
+                (Ok(s), Ok(iv)) => Ok((s, iv)),
+                _ => Err(CryptoError::InvalidRequest),
             }
-            l.payload = Region::try_new(payload_start, enc_len)?;
-        }
-        Kind::Gmac => {
-            if esn {
-                l.aad_prefix = esn_prefix()?;
-                l.aad = Region::try_new(skip + ESP_HDR_LEN, shape.iv_len() + enc_len)?;
-            } else {
-                l.aad = Region::try_new(skip, hdr_iv + enc_len)?;
+        };
+        match shape.kind() {
+            Kind::Aead | Kind::Gmac => {
+                // Nonce = salt || IV (RFC 4106 § 4, RFC 7634 § 2; GMAC likewise).
+                let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
+                l.iv = InlineBytes::new(&[s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7])?;
             }
-            l.payload = Region::try_new(payload_start + enc_len, 0)?;
+            Kind::Ctr => {
+                // Counter block = nonce || IV || 1 (RFC 3686 § 4).
+                let ([s0, s1, s2, s3], [i0, i1, i2, i3, i4, i5, i6, i7]) = salt_iv()?;
+                l.iv = InlineBytes::new(&[
+                    s0, s1, s2, s3, i0, i1, i2, i3, i4, i5, i6, i7, 0, 0, 0, 1,
+                ])?;
+            }
+            Kind::Cbc => l.iv = InlineBytes::new(explicit_iv)?,
+            Kind::Null => {}
         }
-        Kind::Cbc | Kind::Ctr | Kind::Null => {
-            if shape.icv_len() > 0 {
-                l.aad = Region::try_new(skip, hdr_iv)?;
+        match shape.kind() {
+            Kind::Aead => {
                 if esn {
-                    l.auth_suffix = InlineBytes::new(&seq_hi)?;
+                    l.aad_prefix = esn_prefix()?;
+                } else {
+                    l.aad = Region::try_new(skip, ESP_HDR_LEN)?;
                 }
+                l.payload = Region::try_new(payload_start, enc_len)?;
             }
-            l.payload = Region::try_new(payload_start, enc_len)?;
+            Kind::Gmac => {
+                if esn {
+                    l.aad_prefix = esn_prefix()?;
+                    l.aad = Region::try_new(skip + ESP_HDR_LEN, shape.iv_len() + enc_len)?;
+                } else {
+                    l.aad = Region::try_new(skip, hdr_iv + enc_len)?;
+                }
+                l.payload = Region::try_new(payload_start + enc_len, 0)?;
+            }
+            Kind::Cbc | Kind::Ctr | Kind::Null => {
+                if shape.icv_len() > 0 {
+                    l.aad = Region::try_new(skip, hdr_iv)?;
+                    if esn {
+                        l.auth_suffix = InlineBytes::new(&seq_hi)?;
+                    }
+                }
+                l.payload = Region::try_new(payload_start, enc_len)?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Within a batch: the inbound SA last found for a destination and SPI
@@ -432,7 +453,17 @@ impl<P: PacketBuf> Worker<P> {
             iv_len: shape.iv_len() as u8,
             icv_len: shape.icv_len() as u8,
         });
-        let total_len = pkt.len();
+        let esp = EspLayout {
+            shape,
+            salt: sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            spi,
+            seq,
+            esn: params.esn,
+            explicit_iv: iv,
+            total_len: pkt.len(),
+        };
         // Within a batch, the request is filled where it will be
         // processed: a spare slot's layout and continuation are written
         // field by field (a request built apart and moved in is read back
@@ -446,18 +477,7 @@ impl<P: PacketBuf> Worker<P> {
             }
             None => &mut own,
         };
-        if fill_layout(
-            l,
-            shape,
-            sa.config().salt.as_bytes(),
-            skip,
-            enc_len,
-            (spi, seq, params.esn),
-            iv,
-            total_len,
-        )
-        .is_err()
-        {
+        if esp.fill(l).is_err() {
             return self.drop_on(sa, true, DropReason::EspInCryptoFailed);
         }
         if let Some(req) = spare {
@@ -607,7 +627,7 @@ impl<P: PacketBuf> Worker<P> {
         now: Instant,
         mut pkt: P,
         at: &EspAt,
-        mut cont: Cont,
+        cont: Cont,
         sa: SaRef,
     ) -> Next<P> {
         let Some(session) = sa.session() else {
@@ -734,29 +754,28 @@ impl<P: PacketBuf> Worker<P> {
                 return self.drop_on(&sa, false, DropReason::EspOutBufferError);
             }
         }
-        let total_len = pkt.len();
-        let esn = params.esn;
         let step = Step::EspOut(EspOutCont {
             bytes: payload_len as u32,
         });
         let order_key = sa.id().0 as u32;
+        let esp = EspLayout {
+            shape,
+            salt: sa.config().salt.as_bytes(),
+            skip,
+            enc_len,
+            spi,
+            seq,
+            esn: params.esn,
+            explicit_iv: iv,
+            total_len: pkt.len(),
+        };
         // Within a batch, the request is filled in place as on input, the
         // continuation field by field (its SA array was made long before;
-        // the step only now).
+        // the step only now). Otherwise the layout is filled in the
+        // request itself.
         if let Some(req) = spare_slot(&mut self.deferred, self.held, self.batching) {
             req.layout = Layout::default();
-            if fill_layout(
-                &mut req.layout,
-                shape,
-                sa.config().salt.as_bytes(),
-                skip,
-                enc_len,
-                (spi, seq, esn),
-                iv,
-                total_len,
-            )
-            .is_err()
-            {
+            if esp.fill(&mut req.layout).is_err() {
                 return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
             }
             req.renew(session, Op::Encrypt, pkt, order_key);
@@ -772,32 +791,14 @@ impl<P: PacketBuf> Worker<P> {
             self.held += 1;
             return Next::Verdict(Verdict::Pending);
         }
-        let session = session.clone();
-        cont.step = step;
-        if let Some(slot) = cont.sas.get_mut(usize::from(cont.idx)) {
-            *slot = Some(sa);
-        }
-        // The layout is filled in the request itself; the SA is read
-        // through the request's continuation.
-        let mut req = Request::new(session, Op::Encrypt, Layout::default(), pkt, cont);
+        let mut req = Request::new(session.clone(), Op::Encrypt, Layout::default(), pkt, cont);
         req.order_key = order_key;
-        let Request { layout, cont, .. } = &mut req;
-        let Some(sa) = cont.sa() else {
-            return self.drop_pkt(DropReason::EspOutCryptoFailed);
-        };
-        if fill_layout(
-            layout,
-            shape,
-            sa.config().salt.as_bytes(),
-            skip,
-            enc_len,
-            (spi, seq, esn),
-            iv,
-            total_len,
-        )
-        .is_err()
-        {
-            return self.drop_on(sa, false, DropReason::EspOutCryptoFailed);
+        if esp.fill(&mut req.layout).is_err() {
+            return self.drop_on(&sa, false, DropReason::EspOutCryptoFailed);
+        }
+        req.cont.step = step;
+        if let Some(slot) = req.cont.sas.get_mut(usize::from(req.cont.idx)) {
+            *slot = Some(sa);
         }
         self.dispatch(req, now)
     }
