@@ -699,6 +699,87 @@ fn input_batches_reuse_request_slots_and_let_a_deleted_sa_go() {
     assert!(gone.upgrade().is_none(), "the deleted SA is still held");
 }
 
+/// RFC 4301 § 4.1: an inbound SA is identified by its SPI together with
+/// its destination. Two SAs with one SPI towards two of the receiver's
+/// addresses, with different keys: an input batch alternating between them
+/// delivers every packet, each opened with its own SA (another's key fails
+/// the ICV, another's endpoints the inbound policy), and each SA counts
+/// exactly its own packets. The batch's SA memo tells the destinations
+/// apart.
+#[test]
+fn input_batch_tells_sas_with_one_spi_apart_by_destination() {
+    let (_, alg) = algs().into_iter().next().unwrap();
+    let mut other = alg.clone();
+    other.enc_key.iter_mut().for_each(|b| *b ^= 0x5a);
+    let (a, b) = (engine(), engine());
+    for e in [&a, &b] {
+        add_esp_sa(
+            e,
+            "192.0.2.1",
+            "192.0.2.2",
+            0x1001,
+            Mode::Tunnel,
+            &alg,
+            false,
+            64,
+        );
+        add_esp_sa(
+            e,
+            "192.0.2.1",
+            "192.0.2.3",
+            0x1001,
+            Mode::Tunnel,
+            &other,
+            false,
+            64,
+        );
+    }
+    for (net, gw) in [("10.2.0.0", "192.0.2.2"), ("10.3.0.0", "192.0.2.3")] {
+        let t = tunnel(SaProto::Esp, "192.0.2.1", gw);
+        add_policy(&a, ("10.1.0.0", 16), (net, 16), Direction::Out, t);
+        add_policy(&b, ("10.1.0.0", 16), (net, 16), Direction::In, t);
+    }
+    let (mut wa, mut wb) = (worker(&a, 1), worker(&b, 2));
+    let inner: Vec<Vec<u8>> = (0..40usize)
+        .map(|i| {
+            let dst = if i % 2 == 0 {
+                [10, 2, 0, 7]
+            } else {
+                [10, 3, 0, 7]
+            };
+            udp4([10, 1, 0, 5], dst, &[i as u8; 50])
+        })
+        .collect();
+    let mut esp = Vec::new();
+    wa.output_batch(
+        Instant::ZERO,
+        inner.iter().map(|b| SliceBuf::from_slice(b).unwrap()),
+        &mut |v| esp.push(transmit(v).to_vec()),
+    );
+    // One SPI on the wire, the outer destinations alternating.
+    for (i, e) in esp.iter().enumerate() {
+        let gw = if i % 2 == 0 { 2 } else { 3 };
+        assert_eq!(&e[16..20], &[192, 0, 2, gw], "packet {i}");
+        assert_eq!(&e[20..24], &0x1001u32.to_be_bytes(), "packet {i}");
+    }
+    let mut got = Vec::new();
+    wb.input_batch(
+        Instant::ZERO,
+        esp.iter().map(|b| SliceBuf::from_slice(b).unwrap()),
+        &mut |v| got.push(deliver(v).to_vec()),
+    );
+    assert_eq!(got, inner);
+    let count = |gw: &str| {
+        b.db.reader()
+            .lookup_in(&sa_addr(gw), SaProto::Esp, fipsec_core::Spi(0x1001))
+            .unwrap()
+            .counters
+            .in_packets
+            .load(core::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!((count("192.0.2.2"), count("192.0.2.3")), (20, 20));
+}
+
 /// Time lifetimes within batches (RFC 2367 § 2.3.1: a limit of D seconds
 /// after the SA was added is reached at `added + D`; the soft limit is
 /// reported once, the hard one drops every packet from then on): a

@@ -208,13 +208,14 @@ impl<P, C> Request<P, C> {
 
     /// Makes this request, a completed one whose packet was taken out, a
     /// fresh one for `pkt` on `session` (not yet tried on any driver, no
-    /// outcome), dropping the old packet. A batch's request
-    /// slots are filled this way where they lie, rather than built apart
-    /// and moved in (a move reads back at once, in wide loads, what was
-    /// just written field by field: a store-forwarding stall). The layout
-    /// and the continuation are the caller's to set.
-    /// The slot's session is kept when it is `session` (the common case:
-    /// one SA's packets), with no reference count traffic.
+    /// outcome), dropping the old packet. A batch's request slots are
+    /// filled this way where they lie, rather than built apart and moved
+    /// in (a move reads back at once, in wide loads, what was just written
+    /// field by field: a store-forwarding stall). The layout and the
+    /// continuation are the caller's to set.
+    ///
+    /// The request's session is kept when it is `session` already (the
+    /// common case: one SA's packets), with no reference count traffic.
     #[inline(always)]
     pub fn renew(&mut self, session: &Session, op: Op, pkt: P, order_key: u32) {
         if !Arc::ptr_eq(&self.session.0, &session.0) {
