@@ -36,6 +36,9 @@ pub struct Fired {
     pub round_trip: AtomicU64,
     /// Re-encodings compared byte for byte.
     pub reencode: AtomicU64,
+    /// Packets replayed through `Worker::input_batch` and compared, verdict
+    /// for verdict, with `Worker::input` one packet at a time.
+    pub batch: AtomicU64,
 }
 
 /// The global [`Fired`] counters.
@@ -46,6 +49,7 @@ pub static FIRED: Fired = Fired {
     replay: AtomicU64::new(0),
     round_trip: AtomicU64::new(0),
     reencode: AtomicU64::new(0),
+    batch: AtomicU64::new(0),
 };
 
 /// Counts one use of an oracle.
@@ -56,6 +60,13 @@ pub fn fired(c: &AtomicU64) {
 /// The drop counters at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot(Vec<u64>);
+
+impl Snapshot {
+    /// The counters, in the order of [`DropReason::ALL`].
+    pub fn counts(&self) -> &[u64] {
+        &self.0
+    }
+}
 
 /// Reads every drop counter of `ipsec`.
 pub fn snapshot<P>(ipsec: &Ipsec<P>) -> Snapshot {
