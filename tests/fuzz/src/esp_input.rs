@@ -287,48 +287,13 @@ fn batch_replay(fed: &[(Vec<u8>, Outcome)], sas: &[usize], exact: bool, inp: &mu
         let (batch, next) = rest.split_at(n);
         rest = next;
         let before = oracle::snapshot(&rx.ipsec);
-        let mut got: Vec<Outcome> = Vec::new();
+        let mut verdicts = Vec::new();
         rx.worker.input_batch(
             Instant::ZERO,
             batch.iter().map(|(p, _)| oracle::slice(p)),
-            &mut |v| {
-                got.push(match v {
-                    Verdict::Deliver(p) => Outcome::Deliver(oracle::bytes_of(&p)),
-                    Verdict::Transmit(p) => Outcome::Transmit(oracle::bytes_of(&p)),
-                    Verdict::Bypass(p) => Outcome::Bypass(oracle::bytes_of(&p)),
-                    Verdict::Dropped(r) => Outcome::Dropped(r),
-                    Verdict::Pending => {
-                        panic!("batch: the synchronous soft driver left a packet Pending")
-                    }
-                })
-            },
+            &mut |v| verdicts.push(v),
         );
-        assert_eq!(
-            got.len(),
-            batch.len(),
-            "batch: one verdict per packet: {got:?}"
-        );
-        let after = oracle::snapshot(&rx.ipsec);
-        // Each counter's rise against the drops of its reason.
-        for ((r, b), a) in DropReason::ALL
-            .iter()
-            .zip(before.counts())
-            .zip(after.counts())
-        {
-            let drops = got.iter().filter(|o| o.dropped() == Some(*r)).count() as u64;
-            assert_eq!(
-                a - b,
-                drops,
-                "batch: counter {r:?} against its drops: {got:?}"
-            );
-        }
-        for o in &got {
-            if let Outcome::Deliver(b) | Outcome::Transmit(b) = o
-                && let Err(e) = oracle::well_formed(b)
-            {
-                panic!("batch: {o:?} of a malformed datagram: {e}");
-            }
-        }
+        let got = oracle::judge_batch(&rx.ipsec, &before, verdicts, batch.len());
         if exact {
             let want: Vec<&Outcome> = batch.iter().map(|(_, o)| o).collect();
             let got: Vec<&Outcome> = got.iter().collect();

@@ -18,7 +18,13 @@
 //!   forever; the SA whose hard lifetime ran out never transmits again;
 //! * **round trip**: a receiver with the same SAs delivers every
 //!   transmitted packet (that carries no further IPsec header) exactly as
-//!   the sender got it (cut to its IP length).
+//!   the sender got it (cut to its IP length);
+//! * **batches**: the same packets through `Worker::output_batch` of a
+//!   fresh sender, in fuzz-chosen batches, give one verdict each with every
+//!   drop counted, and, where the sender's SAs were all there from the
+//!   first packet on, exactly the verdicts and bytes of one packet at a
+//!   time (the same sequence numbers, IVs and IPv4 IDs: "batches behave as
+//!   packets one by one").
 
 use fipsec_core::DropReason;
 use fipsec_core::sa::Mode;
@@ -109,9 +115,50 @@ fn sender() -> Gateway<SliceBuf> {
 }
 
 /// Runs one fuzz input.
+/// Replays `fed` (each packet with its one-at-a-time outcome) through
+/// `Worker::output_batch` of a fresh sender holding SAs `sas` (added in
+/// this order), in batches whose sizes `inp` chooses; with `exact`, the
+/// outcomes must be the same (see the module's oracles).
+fn batch_replay(fed: &[(Vec<u8>, Outcome)], sas: &[usize], exact: bool, inp: &mut Input<'_>) {
+    let mut tx = sender();
+    for &sa in sas {
+        tx.ensure(sa);
+    }
+    let mut rest = fed;
+    while !rest.is_empty() {
+        let n = 1 + inp.choose(rest.len());
+        let (batch, next) = rest.split_at(n);
+        rest = next;
+        let before = oracle::snapshot(&tx.ipsec);
+        let mut verdicts = Vec::new();
+        tx.worker.output_batch(
+            Instant::ZERO,
+            batch.iter().map(|(p, _)| oracle::slice(p)),
+            &mut |v| verdicts.push(v),
+        );
+        let got = oracle::judge_batch(&tx.ipsec, &before, verdicts, batch.len());
+        if exact {
+            let want: Vec<&Outcome> = batch.iter().map(|(_, o)| o).collect();
+            let got: Vec<&Outcome> = got.iter().collect();
+            assert_eq!(
+                got, want,
+                "batch of {n}: outcomes differ from one packet at a time"
+            );
+            for _ in batch {
+                oracle::fired(&oracle::FIRED.batch);
+            }
+        }
+    }
+}
+
 pub fn run(data: &[u8]) {
     let mut inp = Input::new(data);
     let mut tx = sender();
+    // Every packet sent and its outcome, for the batch replay; whether the
+    // sender's SAs stayed as they were when the first packet went.
+    let mut fed: Vec<(Vec<u8>, Outcome)> = Vec::new();
+    let mut sas_fixed = true;
+    let mut fed_sas = 0;
     // The overflow SA's receiver must accept numbers near 2^32: it starts
     // fresh, so they are simply "ahead".
     let mut rx = Rx::new(&gw::ESP_SAS);
@@ -175,6 +222,9 @@ pub fn run(data: &[u8]) {
         let before = oracle::snapshot(&tx.ipsec);
         let v = tx.worker.output(Instant::ZERO, oracle::slice(&pkt));
         let out = oracle::judge(&tx.ipsec, &before, v);
+        sas_fixed &= fed.is_empty() || tx.sas.len() == fed_sas;
+        fed_sas = tx.sas.len();
+        fed.push((pkt.clone(), out.clone()));
         let via = match &out {
             Outcome::Transmit(b) => esp_sa_of(b),
             _ => None,
@@ -236,6 +286,8 @@ pub fn run(data: &[u8]) {
             );
         }
     }
+    let sas: Vec<usize> = tx.sas.iter().map(|(i, _)| *i).collect();
+    batch_replay(&fed, &sas, sas_fixed, &mut inp);
 }
 
 /// The length an IP header announces.

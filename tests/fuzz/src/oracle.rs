@@ -61,13 +61,6 @@ pub fn fired(c: &AtomicU64) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot(Vec<u64>);
 
-impl Snapshot {
-    /// The counters, in the order of [`DropReason::ALL`].
-    pub fn counts(&self) -> &[u64] {
-        &self.0
-    }
-}
-
 /// Reads every drop counter of `ipsec`.
 pub fn snapshot<P>(ipsec: &Ipsec<P>) -> Snapshot {
     Snapshot(ipsec.drops.iter().map(|(_, v)| v).collect())
@@ -152,6 +145,47 @@ pub fn judge<P: PacketBuf>(ipsec: &Ipsec<P>, before: &Snapshot, v: Verdict<P>) -
         _ => {}
     }
     out
+}
+
+/// [`judge`] for one batch call (`Worker::input_batch`/`output_batch`) of
+/// `n` packets that handed out `verdicts`, taken right after `before`: one
+/// verdict per packet; each drop counter rose by exactly the drops of its
+/// reason (the batch's counters are read together); every delivered or
+/// transmitted packet well formed.
+pub fn judge_batch<P: PacketBuf>(
+    ipsec: &Ipsec<P>,
+    before: &Snapshot,
+    verdicts: Vec<Verdict<P>>,
+    n: usize,
+) -> Vec<Outcome> {
+    let after = snapshot(ipsec);
+    let got: Vec<Outcome> = verdicts
+        .into_iter()
+        .map(|v| match v {
+            Verdict::Deliver(p) => Outcome::Deliver(bytes_of(&p)),
+            Verdict::Transmit(p) => Outcome::Transmit(bytes_of(&p)),
+            Verdict::Bypass(p) => Outcome::Bypass(bytes_of(&p)),
+            Verdict::Pending => panic!("batch: the synchronous soft driver left a packet Pending"),
+            Verdict::Dropped(r) => Outcome::Dropped(r),
+        })
+        .collect();
+    assert_eq!(got.len(), n, "batch: one verdict per packet: {got:?}");
+    for ((r, b), a) in DropReason::ALL.iter().zip(&before.0).zip(&after.0) {
+        let drops = got.iter().filter(|o| o.dropped() == Some(*r)).count() as u64;
+        assert_eq!(
+            a - b,
+            drops,
+            "batch: counter {r:?} against its drops: {got:?}"
+        );
+    }
+    for o in &got {
+        if let Outcome::Deliver(b) | Outcome::Transmit(b) = o
+            && let Err(e) = well_formed(b)
+        {
+            panic!("batch: {o:?} of a malformed datagram: {e}");
+        }
+    }
+    got
 }
 
 /// An IP datagram is well formed: version 4 or 6, header length within the

@@ -77,7 +77,7 @@ fn must_fire(name: &str) -> &'static [usize] {
         "ah_input" => &[0, 1, 2, 3],
         "ipip_input" => &[0, 1],
         "ipcomp_input" => &[0],
-        "esp_output" => &[0, 1, 4],
+        "esp_output" => &[0, 1, 4, 6],
         _ => &[],
     }
 }
