@@ -1469,6 +1469,16 @@ impl PacketBuf for Chain {
         self.segs.get_mut(i)?.slice_mut(skip, len).ok()
     }
 
+    fn segment_at(&self, off: usize) -> Option<&[u8]> {
+        let (i, skip) = self.locate(off)?;
+        self.segs.get(i)?.data().get(skip..)
+    }
+
+    fn segment_at_mut(&mut self, off: usize) -> Option<&mut [u8]> {
+        let (i, skip) = self.locate(off)?;
+        self.segs.get_mut(i)?.data_mut()?.get_mut(skip..)
+    }
+
     fn segment_count(&self) -> usize {
         self.segs.len()
     }

@@ -132,6 +132,17 @@ pub trait PacketBuf {
     /// writable segment, without copying or allocating; `None` otherwise.
     fn peek_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]>;
 
+    /// The bytes from `off` to the end of the segment holding byte `off`
+    /// (`m_getptr`, then the rest of that mbuf's data); `None` when `off`
+    /// is at or past the end of the packet. Crypto engines walk a request
+    /// this way, one segment after another, instead of copying it into one
+    /// buffer (FreeBSD's `crypto_cursor_segment`).
+    fn segment_at(&self, off: usize) -> Option<&[u8]>;
+
+    /// [`PacketBuf::segment_at`], writable; `None` also when that
+    /// segment's storage may not be modified.
+    fn segment_at_mut(&mut self, off: usize) -> Option<&mut [u8]>;
+
     /// Number of segments (mbufs) the packet occupies.
     fn segment_count(&self) -> usize;
 

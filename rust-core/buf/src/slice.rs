@@ -445,6 +445,16 @@ impl PacketBuf for SliceBuf {
     }
 
     #[inline]
+    fn segment_at(&self, off: usize) -> Option<&[u8]> {
+        self.bytes().get(off..).filter(|s| !s.is_empty())
+    }
+
+    #[inline]
+    fn segment_at_mut(&mut self, off: usize) -> Option<&mut [u8]> {
+        self.bytes_mut().get_mut(off..).filter(|s| !s.is_empty())
+    }
+
+    #[inline]
     fn segment_count(&self) -> usize {
         1
     }
@@ -533,5 +543,19 @@ mod test {
         r.reset_from(&vec![5u8; 3000], 16).unwrap();
         assert_eq!(r.len(), 3000);
         assert_eq!(r.headroom(), 16);
+    }
+
+    /// One segment: everything from `off` to the end, in bounds only.
+    #[test]
+    fn segment_at_is_the_rest_of_the_packet() {
+        let data: [u8; 5] = [1, 2, 3, 4, 5];
+        let mut b = SliceBuf::with_room(&data, 8, 8).unwrap();
+        assert_eq!(b.segment_at(0), Some(&data[..]));
+        assert_eq!(b.segment_at(3), Some(&data[3..]));
+        assert_eq!(b.segment_at(5), None);
+        b.segment_at_mut(4).unwrap()[0] = 9;
+        assert_eq!(b.bytes(), &[1, 2, 3, 4, 9]);
+        assert!(b.segment_at_mut(5).is_none());
+        assert!(SliceBuf::default().segment_at(0).is_none());
     }
 }

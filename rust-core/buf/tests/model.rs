@@ -63,6 +63,10 @@ enum Op {
         off: (u32, u8),
         len: u32,
     },
+    SegmentAt {
+        off: (u32, u8),
+        byte: u8,
+    },
     PeekMut {
         off: (u32, u8),
         len: u32,
@@ -115,6 +119,7 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (off(), len()).prop_map(|(off, len)| Op::Peek { off, len }),
         (off(), len(), any::<u8>()).prop_map(|(off, len, byte)| Op::PeekMut { off, len, byte }),
+        (off(), any::<u8>()).prop_map(|(off, byte)| Op::SegmentAt { off, byte }),
         (off(), len()).prop_map(|(off, len)| Op::Share { off, len }),
         any::<u8>().prop_map(|which| Op::DropHolder { which }),
         off().prop_map(|off| Op::SplitCat { off }),
@@ -364,6 +369,28 @@ impl World {
                 prop_assert_eq!(r.is_some(), one);
                 if let Some(b) = r {
                     prop_assert!(b == &self.model[off..off + len]);
+                }
+            }
+            Op::SegmentAt { off, byte } => {
+                // The rest of the segment holding `off`: the bytes up to
+                // the segment's end, writable only where predicted.
+                let off = pick(&self.chain, off);
+                let r = self.chain.segment_at(off);
+                prop_assert_eq!(r.is_some(), off < total);
+                if let Some(b) = r {
+                    let (i, _) = self.span(off, 1);
+                    let end: usize = self.chain.segments()[..=i].iter().map(|s| s.len()).sum();
+                    prop_assert!(b == &self.model[off..end]);
+                    let w = self.predicted_writable();
+                    let m = self.chain.segment_at_mut(off);
+                    prop_assert_eq!(m.is_some(), w[i]);
+                    if let Some(m) = m {
+                        prop_assert_eq!(m.len(), end - off);
+                        m.fill(byte);
+                        self.model[off..end].fill(byte);
+                    }
+                } else {
+                    prop_assert!(self.chain.segment_at_mut(off).is_none());
                 }
             }
             Op::PeekMut { off, len, byte } => {
