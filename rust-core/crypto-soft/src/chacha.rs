@@ -66,6 +66,11 @@ impl ChaChaPoly {
         Ok(ChaChaPoly { key })
     }
 
+    /// The key.
+    pub(crate) fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// Runs `dir` over the request with the keystream for `nonce`, counter 0.
     fn run(
         &self,
@@ -76,9 +81,7 @@ impl ChaChaPoly {
         aad_prefix: &[u8],
     ) -> Result<(), CryptoError> {
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::InvalidRequest)?;
-        if u64::try_from(m.payload.len()).map_or(true, |n| n > MAX_PAYLOAD) {
-            return Err(CryptoError::InvalidRequest);
-        }
+        check_payload_len(m.payload.len())?;
         let mut core = ChaChaCore::<R20, Ietf>::new(&self.key.into(), &nonce.into());
         let mut result = Err(CryptoError::InvalidRequest);
         core.process_with_backend(Pass {
@@ -114,6 +117,14 @@ impl ChaChaPoly {
     ) -> Result<(), CryptoError> {
         self.run(Direction::Open, nonce, buf, m, aad_prefix)
     }
+}
+
+/// A payload the 32-bit block counter covers (RFC 8439 § 2.4).
+pub(crate) fn check_payload_len(len: usize) -> Result<(), CryptoError> {
+    if u64::try_from(len).map_or(true, |n| n > MAX_PAYLOAD) {
+        return Err(CryptoError::InvalidRequest);
+    }
+    Ok(())
 }
 
 /// Which way a [`Pass`] goes.
@@ -287,7 +298,7 @@ fn xor_absorb<'d>(
 }
 
 /// `le64(len(AAD)) || le64(len(ciphertext))` in bytes (RFC 8439 § 2.8).
-fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
+pub(crate) fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
     let mut b = [0u8; 16];
     let (a, c) = b.split_at_mut(8);
     a.copy_from_slice(&aad_len.to_le_bytes());

@@ -53,6 +53,16 @@ impl Gcm {
         Ok(Gcm { aes, ghash })
     }
 
+    /// The AES schedule.
+    pub(crate) fn aes(&self) -> &AesEnc {
+        &self.aes
+    }
+
+    /// The keyed GHASH, to be cloned per request.
+    pub(crate) fn ghash(&self) -> &GHash {
+        &self.ghash
+    }
+
     /// GCM authenticated encryption of `buf[m.payload]` in place; the ICV
     /// (tag truncated to the length of `m.icv`) goes to `buf[m.icv]`.
     pub(crate) fn seal(
@@ -127,11 +137,14 @@ fn j0(nonce: &[u8]) -> Result<Array<u8, U16>, CryptoError> {
 }
 
 /// GCTR: CTR mode with the 32-bit big-endian `inc32` (SP 800-38D § 6.5).
-type Gctr<'c, C> = CtrCore<&'c C, Ctr32BE>;
+pub(crate) type Gctr<'c, C> = CtrCore<&'c C, Ctr32BE>;
 
 /// The counter-mode keystream starting at `inc32(J0)` and the tag mask
 /// `E_K(J0)`.
-fn ctr_and_mask<'c, C>(c: &'c C, nonce: &[u8]) -> Result<(Gctr<'c, C>, Array<u8, U16>), CryptoError>
+pub(crate) fn ctr_and_mask<'c, C>(
+    c: &'c C,
+    nonce: &[u8],
+) -> Result<(Gctr<'c, C>, Array<u8, U16>), CryptoError>
 where
     C: BlockCipherEncrypt<BlockSize = U16>,
 {
@@ -142,7 +155,7 @@ where
 }
 
 /// `[len(A)]64 || [len(C)]64` in bits, big-endian (SP 800-38D § 7.1 step 5).
-fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
+pub(crate) fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
     let mut b = [0u8; 16];
     let (a, c) = b.split_at_mut(8);
     a.copy_from_slice(&aad_len.wrapping_mul(8).to_be_bytes());
@@ -151,7 +164,7 @@ fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
 }
 
 /// `T = E_K(J0) xor S`; wipes the mask.
-fn tag(h: GHash, mask: &mut Array<u8, U16>) -> [u8; 16] {
+pub(crate) fn tag(h: GHash, mask: &mut Array<u8, U16>) -> [u8; 16] {
     let mut t: [u8; 16] = h.finalize().into();
     for (t, m) in t.iter_mut().zip(mask.iter()) {
         *t ^= m;

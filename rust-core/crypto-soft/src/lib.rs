@@ -33,9 +33,10 @@
 //!
 //! Everything keyed is expanded once per session: AES/3DES key schedules,
 //! the GHASH key, the HMAC inner and outer hash states (cloned per request),
-//! the XCBC subkeys. A request whose bytes lie in one segment is processed in
-//! place without allocating; one that spans segments is linearized through
-//! [`fipsec_crypto::with_span`] (counted as `linearized`).
+//! the XCBC subkeys. A request is processed in place without allocating:
+//! one whose bytes lie in one segment as one slice, one that spans segments
+//! (an mbuf chain) segment by segment, with [`fipsec_crypto::cursor`]
+//! (counted as `walked`; see `walk.rs`).
 //!
 //! Key material is wiped on drop: the `aes`/`des` schedules, GHASH, the
 //! ChaCha20 state and Poly1305 (their `zeroize` features), the HMAC hash
@@ -63,6 +64,7 @@ mod esp_cipher;
 mod gcm;
 mod mac;
 mod uhash;
+mod walk;
 mod xcbc;
 
 use alloc::boxed::Box;
@@ -70,9 +72,10 @@ use core::any::Any;
 use core::ops::Range;
 
 use fipsec_buf::PacketBuf;
+use fipsec_crypto::cursor::region_writable;
 use fipsec_crypto::{
     AeadAlg, CryptoError, CryptoStats, Engine, EngineSession, Layout, Op, PRIORITY_SOFTWARE,
-    Priority, SessionParams, SpanMap, Transform, ct_eq, request_span, with_span,
+    Priority, Region, SessionParams, SpanMap, Transform, ct_eq, request_span, span_in_place,
 };
 use zeroize::Zeroize;
 
@@ -230,7 +233,18 @@ impl SoftSession {
         self.check_layout(layout)?;
         let span = request_span(layout, self.icv_len, pkt.len())?;
         let m = SpanMap::new(layout, self.icv_len, span)?;
-        with_span(pkt, span, stats, |buf| self.run(op, layout, buf, &m))
+        if let Some(buf) = span_in_place(pkt, span, stats) {
+            return self.run(op, layout, buf, &m);
+        }
+        // Spread over segments: walked in place, once every byte the
+        // request touches is known to be writable (a failure leaves the
+        // packet as it was).
+        if !region_writable(pkt, span) {
+            return Err(CryptoError::InvalidRequest);
+        }
+        CryptoStats::inc(&stats.walked);
+        let icv = Region::try_new(layout.icv_at(), self.icv_len)?;
+        walk::run(&self.xform, op, layout, icv, pkt)
     }
 
     /// The transform over the linear span `buf`.

@@ -34,10 +34,11 @@ fn every_vector_file_passes() {
             r.negatives > 0,
             "{file}: every file has authenticating vectors"
         );
-        assert!(
-            r.linearized > 0,
-            "{file}: segmented packets must be linearized"
+        assert_eq!(
+            r.linearized, 0,
+            "{file}: segmented packets are walked in place, never copied"
         );
+        assert!(r.walked > 0, "{file}: segmented packets must be walked");
         total += r.passed;
     }
     assert!(total >= 150, "{total} vectors");

@@ -136,6 +136,9 @@ pub struct VectorReport {
     pub negatives: usize,
     /// Requests the engine reported as linearized (segmented buffers).
     pub linearized: u64,
+    /// Requests the engine reported as walked in place, segment by
+    /// segment (segmented buffers).
+    pub walked: u64,
     /// Passed vectors per transform, e.g. `aes-gcm-128/icv8`.
     pub per_algorithm: BTreeMap<String, usize>,
     /// Vectors not run: `(name, reason)`.
@@ -146,8 +149,14 @@ impl core::fmt::Display for VectorReport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "{}: {}/{} vectors passed ({} checks, {} negatives, {} linearized)",
-            self.algorithm, self.passed, self.total, self.checks, self.negatives, self.linearized
+            "{}: {}/{} vectors passed ({} checks, {} negatives, {} linearized, {} walked)",
+            self.algorithm,
+            self.passed,
+            self.total,
+            self.checks,
+            self.negatives,
+            self.linearized,
+            self.walked
         )?;
         if !self.skipped.is_empty() {
             write!(f, ", {} skipped", self.skipped.len())?;
@@ -212,6 +221,7 @@ pub fn run_vectors(engine: &dyn Engine, json: &str) -> Result<VectorReport, Stri
         failures.push(format!("batch of {} vectors: {e}", passed.len()));
     }
     report.linearized = stats.snapshot().linearized;
+    report.walked = stats.snapshot().walked;
     if failures.is_empty() {
         Ok(report)
     } else {
@@ -1022,6 +1032,16 @@ impl PacketBuf for SegmentedBuf {
         }
         let (i, at) = self.within(off, len)?;
         self.segs.get_mut(i)?.get_mut(at..at + len)
+    }
+
+    fn segment_at(&self, off: usize) -> Option<&[u8]> {
+        let (i, at) = self.within(off, 0)?;
+        self.segs.get(i)?.get(at..)
+    }
+
+    fn segment_at_mut(&mut self, off: usize) -> Option<&mut [u8]> {
+        let (i, at) = self.within(off, 0)?;
+        self.segs.get_mut(i)?.get_mut(at..)
     }
 
     fn segment_count(&self) -> usize {

@@ -131,10 +131,26 @@ pub fn request_span(
     Region::try_new(lo, hi - lo)
 }
 
+/// `span` of the packet as one contiguous mutable slice, if it lies in one
+/// writable segment. A start that is not 4-byte aligned is counted as
+/// `misaligned`.
+#[inline]
+pub fn span_in_place<'p>(
+    pkt: &'p mut dyn PacketBuf,
+    span: Region,
+    stats: &CryptoStats,
+) -> Option<&'p mut [u8]> {
+    let s = pkt.peek_mut(span.start(), span.len())?;
+    if !(s.as_ptr() as usize).is_multiple_of(4) {
+        CryptoStats::inc(&stats.misaligned);
+    }
+    Some(s)
+}
+
 /// Runs `f` over `span` of the packet as one contiguous mutable slice:
 /// in place when the span lies in one segment, otherwise through a
 /// temporary linear copy that is written back (counted as `linearized`).
-/// A payload start that is not 4-byte aligned is counted as `misaligned`.
+/// A span start that is not 4-byte aligned is counted as `misaligned`.
 #[inline]
 pub fn with_span<R>(
     pkt: &mut dyn PacketBuf,
@@ -142,10 +158,7 @@ pub fn with_span<R>(
     stats: &CryptoStats,
     f: impl FnOnce(&mut [u8]) -> Result<R, CryptoError>,
 ) -> Result<R, CryptoError> {
-    if let Some(s) = pkt.peek_mut(span.start(), span.len()) {
-        if !(s.as_ptr() as usize).is_multiple_of(4) {
-            CryptoStats::inc(&stats.misaligned);
-        }
+    if let Some(s) = span_in_place(pkt, span, stats) {
         return f(s);
     }
     CryptoStats::inc(&stats.linearized);

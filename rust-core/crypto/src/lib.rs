@@ -29,6 +29,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod alg;
+pub mod cursor;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod driver;
@@ -45,7 +46,7 @@ pub mod worker;
 pub use alg::{AeadAlg, CipherAlg, MacAlg};
 pub use driver::{
     AsyncDriver, DriverId, Engine, EngineSession, Job, PRIORITY_ACCEL_SOFTWARE, PRIORITY_HARDWARE,
-    PRIORITY_SOFTWARE, Priority, SpanMap, request_span, with_span,
+    PRIORITY_SOFTWARE, Priority, SpanMap, request_span, span_in_place, with_span,
 };
 pub use framework::{DriverInfo, Framework};
 pub use key::SecretKey;

@@ -67,6 +67,9 @@ counters! {
         stalled_requests,
         /// Requests whose data spanned segments and were linearized.
         linearized,
+        /// Requests whose data spanned segments and were transformed in
+        /// place, one segment at a time ([`crate::cursor`]).
+        walked,
         /// Requests whose data did not start on a 4-byte boundary.
         misaligned,
         /// Batches handed to multi-buffer engines.

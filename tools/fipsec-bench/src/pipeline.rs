@@ -616,8 +616,10 @@ struct RowResult {
     allocs_in: f64,
     rounds: usize,
     packets: u64,
-    /// Framework counters of interest (chain rows): spans linearized.
+    /// Framework counters of interest (chain rows): spans linearized,
+    /// spans walked in place segment by segment.
     linearized: u64,
+    walked: u64,
 }
 
 /// How the inner packets of a row are made and recycled.
@@ -911,8 +913,11 @@ fn measure<P: PacketBuf + Default>(
     }
     let packets = (rounds * batch) as u64;
     let per = |s: &Samples| s.median() / batch as f64;
-    let linearized = pair.a.ipsec().crypto.stats.snapshot().linearized
-        + pair.b.ipsec().crypto.stats.snapshot().linearized;
+    let (sa, sb) = (
+        pair.a.ipsec().crypto.stats.snapshot(),
+        pair.b.ipsec().crypto.stats.snapshot(),
+    );
+    let (linearized, walked) = (sa.linearized + sb.linearized, sa.walked + sb.walked);
     Ok(RowResult {
         out_ns: per(&s_out),
         in_ns: per(&s_in),
@@ -924,6 +929,7 @@ fn measure<P: PacketBuf + Default>(
         rounds,
         packets,
         linearized,
+        walked,
     })
 }
 
@@ -1337,11 +1343,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
                         _ => Cell::Empty,
                     };
                     let mut allocs = format!("{:.2},{:.2}", r.allocs_out, r.allocs_in);
-                    if r.linearized > 0 {
-                        allocs.push_str(&format!(
-                            " ({:.2} lin.)",
-                            r.linearized as f64 / r.packets as f64
-                        ));
+                    for (n, what) in [(r.linearized, "lin."), (r.walked, "walked")] {
+                        if n > 0 {
+                            allocs
+                                .push_str(&format!(" ({:.2} {what})", n as f64 / r.packets as f64));
+                        }
                     }
                     table.push(vec![
                         Cell::text(alg.name),
@@ -1443,7 +1449,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     );
     println!(
         "allocs/pkt: heap allocations per packet in the timed pipeline phases (lin. = crypto spans \
-         linearized through a copy); vs slice: ns per packet more than the slice row"
+         linearized through a copy, walked = walked in place segment by segment); vs slice: ns per packet more than the slice row"
     );
     if !summary.is_empty() {
         println!("protocol overhead (1 - bare/pipeline), slice buffers, replay on:");

@@ -264,6 +264,14 @@ impl PacketBuf for Segmented {
         let (i, o) = self.locate(off, len)?;
         self.segs[i].get_mut(o..o + len)
     }
+    fn segment_at(&self, off: usize) -> Option<&[u8]> {
+        let (i, o) = self.locate(off, 0)?;
+        self.segs[i].get(o..)
+    }
+    fn segment_at_mut(&mut self, off: usize) -> Option<&mut [u8]> {
+        let (i, o) = self.locate(off, 0)?;
+        self.segs[i].get_mut(o..)
+    }
     fn segment_count(&self) -> usize {
         self.segs.len()
     }

@@ -1,0 +1,385 @@
+//! The software engine on a packet spread over several segments (an mbuf
+//! chain): every transform walks the request's regions in place with
+//! [`fipsec_crypto::cursor`], one segment at a time, without allocating or
+//! copying the packet into one buffer — what `cryptosoft(4)` does with its
+//! crypto cursors.
+//!
+//! The contiguous case keeps its own paths (`gcm.rs`, `chacha.rs`,
+//! `esp_cipher.rs`), which are tuned for one buffer: CBC encryption runs
+//! inside the cipher's back end, ChaCha20 takes its keystream in the back
+//! end's parallel batches. Here the same constructions run on the
+//! streaming interfaces of the same crates (`CtrCore`, `cbc::Encryptor`,
+//! `ChaChaCore`, the universal hashes through [`PaddedHash`]), fed piece
+//! by piece; the one cipher block at a time that straddles segments goes
+//! through a buffer on the stack. The ICV is read and written wherever it
+//! lies. The conformance vectors run on packets cut in two and every 7
+//! bytes (`fipsec_crypto::dev`), so that every block of a request
+//! straddles somewhere.
+
+use cipher::array::Array;
+use cipher::consts::U16;
+use cipher::typenum::Unsigned;
+use cipher::{
+    BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, BlockSizeUser,
+    InnerIvInit, StreamCipherCore,
+};
+use ctr::CtrCore;
+use ctr::flavors::Ctr32BE;
+use fipsec_buf::PacketBuf;
+use fipsec_crypto::cursor::{for_each_block_mut, for_each_segment, read_at, write_at};
+use fipsec_crypto::{CryptoError, Layout, Op, Region, ct_eq};
+use ghash::GHash;
+use zeroize::Zeroize;
+
+use crate::aes_key::with_aes;
+use crate::esp_cipher::CipherKey;
+use crate::mac::{MAX_MAC_LEN, MacKey};
+use crate::uhash::PaddedHash;
+use crate::{Xform, chacha, gcm};
+
+/// Runs `op` of `xform` over the request `l` on `pkt`, segment by segment;
+/// `icv` is where the ICV lies. The caller has checked the layout and that
+/// every byte it touches is writable.
+pub(crate) fn run(
+    xform: &Xform,
+    op: Op,
+    l: &Layout,
+    icv: Region,
+    pkt: &mut dyn PacketBuf,
+) -> Result<(), CryptoError> {
+    let iv = l.iv.as_slice();
+    let prefix = l.aad_prefix.as_slice();
+    let suffix = l.auth_suffix.as_slice();
+    match (xform, op) {
+        (Xform::Gcm(g), Op::Encrypt) => with_aes!(g.aes(), AesEnc, |c| {
+            let tag = gcm_seal(c, g.ghash(), iv, pkt, l)?;
+            write_icv(pkt, icv, &tag)
+        }),
+        (Xform::Gcm(g), Op::Decrypt) => with_aes!(g.aes(), AesEnc, |c| {
+            let (mut ctr, mut mask) = gcm::ctr_and_mask(c, iv)?;
+            let mut tag = gcm_tag(g.ghash(), &mut mask, pkt, l, prefix, true)?;
+            verify_icv(pkt, icv, &mut tag)?;
+            for_each_block_mut(pkt, l.payload, 16, |p| {
+                ctr_xor(&mut ctr, p);
+                Ok(())
+            })
+        }),
+        (Xform::Gmac(g), op) => with_aes!(g.aes(), AesEnc, |c| {
+            // RFC 4543 § 3: everything is AAD, nothing is encrypted.
+            let (_, mut mask) = gcm::ctr_and_mask(c, iv)?;
+            let mut tag = gcm_tag(g.ghash(), &mut mask, pkt, l, prefix, false)?;
+            match op {
+                Op::Encrypt => write_icv(pkt, icv, &tag),
+                Op::Decrypt => verify_icv(pkt, icv, &mut tag),
+            }
+        }),
+        (Xform::ChaChaPoly(k), op) => chacha_poly(k, op, iv, pkt, l, icv),
+        (Xform::EncThenAuth { cipher, mac }, Op::Encrypt) => {
+            // RFC 4303 § 3.3.2: encrypt, then the ICV over the ciphertext.
+            let mut st = mac.start();
+            st.update(prefix);
+            for_each_segment(pkt, l.aad, |s| st.update(s))?;
+            encrypt(cipher, iv, pkt, l.payload, &mut |ct| st.update(ct))?;
+            st.update(suffix);
+            let mut tag = [0u8; MAX_MAC_LEN];
+            let n = st.finish(&mut tag);
+            write_icv(pkt, icv, tag.get(..n).unwrap_or(&[]))
+        }
+        (Xform::EncThenAuth { cipher, mac }, Op::Decrypt) => {
+            // RFC 4303 § 3.4.4: the ICV is checked before decryption.
+            cipher.check_len(l.payload.len())?;
+            let mut tag = [0u8; MAX_MAC_LEN];
+            let n = mac_over(mac, pkt, &[l.aad, l.payload], prefix, suffix, &mut tag)?;
+            verify_icv(pkt, icv, tag.get_mut(..n).unwrap_or(&mut []))?;
+            decrypt(cipher, iv, pkt, l.payload)
+        }
+        (Xform::Cipher(c), Op::Encrypt) => encrypt(c, iv, pkt, l.payload, &mut |_| {}),
+        (Xform::Cipher(c), Op::Decrypt) => decrypt(c, iv, pkt, l.payload),
+        (Xform::Auth(mac), op) => {
+            let mut tag = [0u8; MAX_MAC_LEN];
+            let n = mac_over(mac, pkt, &[l.aad], prefix, suffix, &mut tag)?;
+            let tag = tag.get_mut(..n).unwrap_or(&mut []);
+            match op {
+                Op::Encrypt => write_icv(pkt, icv, tag),
+                Op::Decrypt => verify_icv(pkt, icv, tag),
+            }
+        }
+    }
+}
+
+/// GCM encryption of `pkt[l.payload]` (SP 800-38D § 7.1), hashing each
+/// piece of ciphertext as it is made; returns the tag.
+fn gcm_seal<C: BlockCipherEncrypt<BlockSize = U16>>(
+    c: &C,
+    ghash: &GHash,
+    nonce: &[u8],
+    pkt: &mut dyn PacketBuf,
+    l: &Layout,
+) -> Result<[u8; 16], CryptoError> {
+    let (mut ctr, mut mask) = gcm::ctr_and_mask(c, nonce)?;
+    let mut gh = ghash.clone();
+    let mut h = PaddedHash::new(&mut gh);
+    h.update(l.aad_prefix.as_slice());
+    for_each_segment(pkt, l.aad, |s| h.update(s))?;
+    let aad_len = h.pad();
+    for_each_block_mut(pkt, l.payload, 16, |p| {
+        ctr_xor(&mut ctr, p);
+        h.update(p);
+        Ok(())
+    })?;
+    let ct_len = h.pad();
+    h.block(gcm::len_block(aad_len, ct_len));
+    Ok(gcm::tag(gh, &mut mask))
+}
+
+/// The GCM tag over `aad_prefix || pkt[l.aad]` and, as ciphertext
+/// (`payload_is_ct`) or as more AAD (GMAC), `pkt[l.payload]`.
+fn gcm_tag(
+    ghash: &GHash,
+    mask: &mut Array<u8, U16>,
+    pkt: &dyn PacketBuf,
+    l: &Layout,
+    aad_prefix: &[u8],
+    payload_is_ct: bool,
+) -> Result<[u8; 16], CryptoError> {
+    let mut gh = ghash.clone();
+    let mut h = PaddedHash::new(&mut gh);
+    h.update(aad_prefix);
+    for_each_segment(pkt, l.aad, |s| h.update(s))?;
+    if !payload_is_ct {
+        for_each_segment(pkt, l.payload, |s| h.update(s))?;
+    }
+    let aad_len = h.pad();
+    if payload_is_ct {
+        for_each_segment(pkt, l.payload, |s| h.update(s))?;
+    }
+    let ct_len = h.pad();
+    h.block(gcm::len_block(aad_len, ct_len));
+    Ok(gcm::tag(gh, mask))
+}
+
+/// XORs `data` with the next keystream of a 16-byte-block counter mode:
+/// whole blocks, then (only for the last piece of a request) a partial one.
+fn ctr_xor<C: BlockCipherEncrypt<BlockSize = U16>>(
+    ctr: &mut CtrCore<&C, Ctr32BE>,
+    data: &mut [u8],
+) {
+    let (blocks, rest) = Array::<u8, U16>::slice_as_chunks_mut(data);
+    ctr.apply_keystream_blocks(blocks);
+    if !rest.is_empty() {
+        let mut ks = Array::<u8, U16>::default();
+        ctr.write_keystream_block(&mut ks);
+        xor(rest, &ks);
+        ks.zeroize();
+    }
+}
+
+/// `data ^= ks` over the shorter of the two.
+fn xor(data: &mut [u8], ks: &[u8]) {
+    for (d, k) in data.iter_mut().zip(ks) {
+        *d ^= k;
+    }
+}
+
+/// ChaCha20-Poly1305 (RFC 8439 § 2.8) on the streaming ChaCha20 core: block
+/// 0 gives the Poly1305 key, the payload takes the keystream from block 1.
+fn chacha_poly(
+    k: &chacha::ChaChaPoly,
+    op: Op,
+    nonce: &[u8],
+    pkt: &mut dyn PacketBuf,
+    l: &Layout,
+    icv: Region,
+) -> Result<(), CryptoError> {
+    use chacha20::{ChaChaCore, KeyIvInit, R20, variants::Ietf};
+    use ghash::universal_hash::{KeyInit, UniversalHash};
+    use poly1305::Poly1305;
+
+    let nonce: [u8; chacha::NONCE_LEN] =
+        nonce.try_into().map_err(|_| CryptoError::InvalidRequest)?;
+    chacha::check_payload_len(l.payload.len())?;
+    let mut core = ChaChaCore::<R20, Ietf>::new(&(*k.key()).into(), &nonce.into());
+    let mut block0 = Array::default();
+    core.write_keystream_block(&mut block0);
+    let otk = <&Array<u8, cipher::consts::U32>>::try_from(block0.get(..32).unwrap_or(&[]))
+        .map_err(|_| CryptoError::InvalidRequest)?;
+    let mut poly = Poly1305::new(otk);
+    block0.zeroize();
+    let mut h = PaddedHash::new(&mut poly);
+    h.update(l.aad_prefix.as_slice());
+    for_each_segment(pkt, l.aad, |s| h.update(s))?;
+    let aad_len = h.pad();
+    let mut keystream = |p: &mut [u8]| {
+        let (blocks, rest) = Array::<u8, cipher::consts::U64>::slice_as_chunks_mut(p);
+        core.apply_keystream_blocks(blocks);
+        if !rest.is_empty() {
+            let mut ks = Array::<u8, cipher::consts::U64>::default();
+            core.write_keystream_block(&mut ks);
+            xor(rest, &ks);
+            ks.zeroize();
+        }
+    };
+    match op {
+        Op::Encrypt => {
+            for_each_block_mut(pkt, l.payload, 64, |p| {
+                keystream(p);
+                h.update(p);
+                Ok(())
+            })?;
+            let ct_len = h.pad();
+            h.block(chacha::len_block(aad_len, ct_len));
+            let tag: [u8; 16] = poly.finalize().into();
+            write_icv(pkt, icv, &tag)
+        }
+        Op::Decrypt => {
+            for_each_segment(pkt, l.payload, |s| h.update(s))?;
+            let ct_len = h.pad();
+            h.block(chacha::len_block(aad_len, ct_len));
+            let mut tag: [u8; 16] = poly.finalize().into();
+            verify_icv(pkt, icv, &mut tag)?;
+            for_each_block_mut(pkt, l.payload, 64, |p| {
+                keystream(p);
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Encrypts `pkt[payload]` in place, handing each piece of ciphertext to
+/// `absorb` (the MAC of an encrypt-then-MAC pair).
+fn encrypt(
+    k: &CipherKey,
+    iv: &[u8],
+    pkt: &mut dyn PacketBuf,
+    payload: Region,
+    absorb: &mut dyn FnMut(&[u8]),
+) -> Result<(), CryptoError> {
+    k.check_len(payload.len())?;
+    match k {
+        CipherKey::Null => for_each_segment(pkt, payload, absorb),
+        CipherKey::TripleDesCbc(c) => cbc_encrypt(c, iv, pkt, payload, absorb),
+        CipherKey::AesCbc(a) => with_aes!(a, AesFull, |c| cbc_encrypt(c, iv, pkt, payload, absorb)),
+        CipherKey::AesCtr(a) => with_aes!(a, AesEnc, |c| {
+            let mut ctr = ctr_at(c, iv)?;
+            for_each_block_mut(pkt, payload, 16, |p| {
+                ctr_xor(&mut ctr, p);
+                absorb(p);
+                Ok(())
+            })
+        }),
+    }
+}
+
+/// Decrypts `pkt[payload]` in place.
+fn decrypt(
+    k: &CipherKey,
+    iv: &[u8],
+    pkt: &mut dyn PacketBuf,
+    payload: Region,
+) -> Result<(), CryptoError> {
+    k.check_len(payload.len())?;
+    match k {
+        CipherKey::Null => Ok(()),
+        CipherKey::TripleDesCbc(c) => cbc_decrypt(c, iv, pkt, payload),
+        CipherKey::AesCbc(a) => with_aes!(a, AesFull, |c| cbc_decrypt(c, iv, pkt, payload)),
+        CipherKey::AesCtr(a) => with_aes!(a, AesEnc, |c| {
+            let mut ctr = ctr_at(c, iv)?;
+            for_each_block_mut(pkt, payload, 16, |p| {
+                ctr_xor(&mut ctr, p);
+                Ok(())
+            })
+        }),
+    }
+}
+
+/// AES-CTR's keystream from the request's counter block (RFC 3686 § 2.1).
+fn ctr_at<'c, C: BlockCipherEncrypt<BlockSize = U16>>(
+    c: &'c C,
+    counter_block: &[u8],
+) -> Result<CtrCore<&'c C, Ctr32BE>, CryptoError> {
+    let cb = Array::try_from(counter_block).map_err(|_| CryptoError::InvalidRequest)?;
+    Ok(CtrCore::<&C, Ctr32BE>::inner_iv_init(c, &cb))
+}
+
+/// CBC encryption (RFC 3602 § 2.3) with the chaining value carried from
+/// piece to piece.
+fn cbc_encrypt<C: BlockCipherEncrypt>(
+    c: &C,
+    iv: &[u8],
+    pkt: &mut dyn PacketBuf,
+    payload: Region,
+    absorb: &mut dyn FnMut(&[u8]),
+) -> Result<(), CryptoError> {
+    let iv = Array::try_from(iv).map_err(|_| CryptoError::InvalidRequest)?;
+    let mut mode = cbc::Encryptor::<&C>::inner_iv_init(c, &iv);
+    let block = <C as BlockSizeUser>::BlockSize::USIZE;
+    for_each_block_mut(pkt, payload, block, |p| {
+        let (blocks, rest) = Array::<u8, <C as BlockSizeUser>::BlockSize>::slice_as_chunks_mut(p);
+        if !rest.is_empty() {
+            return Err(CryptoError::InvalidRequest);
+        }
+        mode.encrypt_blocks(blocks);
+        absorb(p);
+        Ok(())
+    })
+}
+
+/// CBC decryption, piece by piece.
+fn cbc_decrypt<C: BlockCipherDecrypt>(
+    c: &C,
+    iv: &[u8],
+    pkt: &mut dyn PacketBuf,
+    payload: Region,
+) -> Result<(), CryptoError> {
+    let iv = Array::try_from(iv).map_err(|_| CryptoError::InvalidRequest)?;
+    let mut mode = cbc::Decryptor::<&C>::inner_iv_init(c, &iv);
+    let block = <C as BlockSizeUser>::BlockSize::USIZE;
+    for_each_block_mut(pkt, payload, block, |p| {
+        let (blocks, rest) = Array::<u8, <C as BlockSizeUser>::BlockSize>::slice_as_chunks_mut(p);
+        if !rest.is_empty() {
+            return Err(CryptoError::InvalidRequest);
+        }
+        mode.decrypt_blocks(blocks);
+        Ok(())
+    })
+}
+
+/// The untruncated MAC of `prefix || pkt[regions...] || suffix` in `out`;
+/// returns its length.
+fn mac_over(
+    mac: &MacKey,
+    pkt: &dyn PacketBuf,
+    regions: &[Region],
+    prefix: &[u8],
+    suffix: &[u8],
+    out: &mut [u8; MAX_MAC_LEN],
+) -> Result<usize, CryptoError> {
+    let mut st = mac.start();
+    st.update(prefix);
+    for r in regions {
+        for_each_segment(pkt, *r, |s| st.update(s))?;
+    }
+    st.update(suffix);
+    Ok(st.finish(out))
+}
+
+/// Writes the leftmost `icv.len()` bytes of `tag` as the ICV.
+fn write_icv(pkt: &mut dyn PacketBuf, icv: Region, tag: &[u8]) -> Result<(), CryptoError> {
+    let t = tag.get(..icv.len()).ok_or(CryptoError::InvalidRequest)?;
+    write_at(pkt, icv.start(), t)
+}
+
+/// Compares the received ICV with the leftmost bytes of `tag` in constant
+/// time, then wipes `tag`.
+fn verify_icv(pkt: &dyn PacketBuf, icv: Region, tag: &mut [u8]) -> Result<(), CryptoError> {
+    let mut got = [0u8; MAX_MAC_LEN];
+    let got = got
+        .get_mut(..icv.len())
+        .ok_or(CryptoError::InvalidRequest)?;
+    read_at(pkt, icv.start(), got)?;
+    let ok = tag
+        .get(..icv.len())
+        .is_some_and(|expected| ct_eq(expected, got));
+    tag.zeroize();
+    if ok { Ok(()) } else { Err(CryptoError::BadIcv) }
+}
