@@ -586,6 +586,13 @@ fn copy_tags(src: &TagList) -> Result<TagList, BufError> {
     Ok(dst)
 }
 
+/// Segments a new chain has room for beyond its own: a header mbuf
+/// prepended and a trailer mbuf appended (what ESP and AH output add at
+/// most) go in without growing the segment array. The array is this
+/// model's stand-in for `m_next` links; a real chain links a new mbuf
+/// without reallocating anything.
+const SPARE_SEGMENTS: usize = 2;
+
 /// Where a gap opened by `make_space` ended up: segment and offset in it.
 type GapAt = (usize, usize);
 
@@ -632,7 +639,7 @@ impl Chain {
         }
         let mut c = Chain::new();
         c.segs
-            .try_reserve_exact(plan.len())
+            .try_reserve_exact(plan.len() + SPARE_SEGMENTS)
             .map_err(|_| BufError::NoMemory)?;
         let mut rest = data;
         for (i, s) in plan.iter().enumerate() {
@@ -776,7 +783,7 @@ impl Chain {
             Ok(())
         })?;
         out.segs
-            .try_reserve_exact(count)
+            .try_reserve_exact(count + SPARE_SEGMENTS)
             .map_err(|_| BufError::NoMemory)?;
         self.for_each_piece(off, len, |i, at, n| {
             let s = self.segs.get(i).ok_or(BufError::OutOfBounds)?;
@@ -1239,90 +1246,104 @@ impl Chain {
     }
 
     /// The paper's `m_clone` (§ 3.2); see the module docs for the rules.
+    ///
+    /// Works on the segment array in place, as `m_clone` relinks the chain
+    /// it walks: a segment coalesced into the one before it is removed, a
+    /// read-only one is replaced by its copies. On failure the segments
+    /// already done stay done and the rest stay as they were: the bytes are
+    /// unchanged either way.
     fn m_clone(&mut self, stats: &BufStats) -> Result<(), BufError> {
         if !self.clone_needed() {
             return Ok(());
         }
-        // Upper bound on the output: every segment kept, every read-only
-        // one split into MCLBYTES pieces.
-        let mut bound = 0usize;
-        for s in &self.segs {
-            bound += if s.is_writable() {
-                1
-            } else {
-                s.len.div_ceil(MCLBYTES)
-            };
-        }
-        let mut out: Vec<Mbuf> = Vec::new();
-        out.try_reserve_exact(bound)
-            .map_err(|_| BufError::NoMemory)?;
         let mut copied = 0u64;
         let mut allocated = 0u64;
-        let mut input = core::mem::take(&mut self.segs).into_iter();
+        let mut i = 0usize;
         let mut failure = None;
-        for m in input.by_ref() {
+        while i < self.segs.len() {
+            let (done, rest) = self.segs.split_at_mut(i);
+            let Some(m) = rest.first() else { break };
             // Rules 1 and 3 (coalescing): the preceding output segment must
             // be writable external storage with room for all of m.
             let into_prev = (m.kind() == SegKind::Inline || !m.is_writable())
-                && out
+                && done
                     .last()
                     .is_some_and(|p| p.kind().is_external() && m.len <= p.trailing_space());
             if into_prev {
-                let r = out
+                let r = done
                     .last_mut()
                     .ok_or(BufError::OutOfBounds)
                     .and_then(|p| p.push_bytes(m.data()));
-                match r {
-                    Ok(()) => {
-                        copied += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        failure = Some((e, m));
-                        break;
-                    }
+                if let Err(e) = r {
+                    failure = Some(e);
+                    break;
                 }
+                // `m` drops here, releasing its reference (m_free).
+                self.segs.remove(i);
+                copied += 1;
+                continue;
             }
             if m.kind() == SegKind::Inline || m.is_writable() {
                 // Rule 1 (no room before it) and rule 2: keep.
-                out.push(m);
+                i += 1;
                 continue;
             }
             // Rule 3: copy into new clusters, MCLBYTES each.
-            let mark = out.len();
+            let pieces = m.len.div_ceil(MCLBYTES);
+            if self.segs.try_reserve(pieces - 1).is_err() {
+                failure = Some(BufError::NoMemory);
+                break;
+            }
+            let Some(slot) = self.segs.get_mut(i) else {
+                break;
+            };
+            // Taken out while its copies go in (a placeholder holds the
+            // place, no storage); put back if a copy cannot be made.
+            let m = core::mem::replace(slot, Mbuf::new_inline(false));
             let mut at = 0;
+            let mut n = 0;
             let mut err = None;
             while at < m.len {
-                let n = (m.len - at).min(MCLBYTES);
-                let step = Mbuf::new_ext(SegKind::Cluster, MCLBYTES)
-                    .and_then(|mut c| m.slice(at, n).and_then(|src| c.push_bytes(src)).map(|()| c));
+                let len = (m.len - at).min(MCLBYTES);
+                let step = Mbuf::new_ext(SegKind::Cluster, MCLBYTES).and_then(|mut c| {
+                    m.slice(at, len)
+                        .and_then(|src| c.push_bytes(src))
+                        .map(|()| c)
+                });
                 match step {
-                    Ok(c) => out.push(c),
+                    Ok(c) if n == 0 => {
+                        if let Some(slot) = self.segs.get_mut(i) {
+                            *slot = c;
+                        }
+                    }
+                    // Room was reserved above: no reallocation.
+                    Ok(c) => self.segs.insert(i + n, c),
                     Err(e) => {
                         err = Some(e);
                         break;
                     }
                 }
-                at += n;
+                n += 1;
+                at += len;
             }
             if let Some(e) = err {
-                out.truncate(mark);
-                failure = Some((e, m));
+                if n > 1 {
+                    self.segs.drain(i + 1..i + n);
+                }
+                if let Some(slot) = self.segs.get_mut(i) {
+                    *slot = m;
+                }
+                failure = Some(e);
                 break;
             }
-            allocated += (out.len() - mark) as u64;
-            copied += 1;
             // `m` drops here, releasing its reference (m_free).
+            allocated += n as u64;
+            copied += 1;
+            i += n;
         }
-        if let Some((e, m)) = failure {
-            // Put the untouched rest back: the bytes are unchanged. `bound`
-            // leaves room for every input segment, so this cannot reallocate.
-            out.push(m);
-            out.extend(input);
-            self.segs = out;
+        if let Some(e) = failure {
             return Err(e);
         }
-        self.segs = out;
         stats.count(&stats.clone_packets, 1);
         stats.count(&stats.clone_segments_copied, copied);
         stats.count(&stats.clone_segments_allocated, allocated);
