@@ -1360,6 +1360,10 @@ impl PacketBuf for Chain {
     }
 
     fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
+        // Headers mostly lie in one segment (the first).
+        if let Some(src) = self.peek(off, dst.len()) {
+            return copy(Some(dst), src);
+        }
         let mut w = 0usize;
         self.for_each_piece(off, dst.len(), |i, at, n| {
             let src = self
