@@ -36,6 +36,7 @@ use core::ffi::c_void;
 use core::ops::Range;
 
 use fipsec_buf::PacketBuf;
+use fipsec_crypto::cursor::{for_each_block_mut, read_at, region_writable, write_at};
 use fipsec_crypto::{
     AeadAlg, CipherAlg, CryptoError, CryptoStats, Engine, EngineSession, Job, Layout, MacAlg, Op,
     PRIORITY_ACCEL_SOFTWARE, Priority, SessionParams, SpanMap, Transform, ct_eq, request_span,
@@ -285,6 +286,11 @@ impl Engine for IpsecMbEngine {
             return r;
         }
         let plan = Plan::new(s, layout, pkt.len())?;
+        if pkt.peek(plan.span.start(), plan.span.len()).is_none()
+            && let Some(r) = aead_walk(s, op, layout, pkt, stats)
+        {
+            return r;
+        }
         if matches!(s.kind, Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha)
             && !aead_needs_scratch(s, layout, &plan)
         {
@@ -813,6 +819,155 @@ fn gcm(
                     )
                 };
                 Err(CryptoError::BadIcv)
+            }
+        }
+    };
+    wipe(&mut tag);
+    r
+}
+
+/// AES-GCM or ChaCha20-Poly1305 on a packet spread over segments (an mbuf
+/// chain), in place: the library's streaming API (init with the IV and the
+/// AAD, one update per segment, finalize) carries partial blocks from one
+/// piece to the next, so nothing is copied; counted as `walked`. `None`
+/// for a request it does not take, which is then linearized: GMAC (its
+/// update wants whole blocks but the last), an AAD longer than
+/// [`MAX_COMPOSED_AAD`], an ICV longer than 16 bytes, regions not in ESP's
+/// order (AAD, payload, ICV).
+fn aead_walk(
+    s: &MbSession,
+    op: Op,
+    layout: &Layout,
+    pkt: &mut dyn PacketBuf,
+    stats: &CryptoStats,
+) -> Option<Result<(), CryptoError>> {
+    let gcm = match s.kind {
+        Kind::Gcm { idx } => Some(*s.api.gcm.get(idx)?),
+        Kind::ChaCha => None,
+        _ => return None,
+    };
+    let prefix = layout.aad_prefix.as_slice();
+    let (aad, payload, icv_len) = (layout.aad, layout.payload, s.icv_len);
+    let aad_len = prefix.len() + aad.len();
+    let ordered = aad.end()? <= payload.start() && payload.end()? <= layout.icv_at();
+    if !ordered || icv_len > 16 || aad_len > MAX_COMPOSED_AAD || layout.iv.len() != 12 {
+        return None;
+    }
+    Some(aead_walk_checked(s, gcm, op, layout, pkt, stats))
+}
+
+/// [`aead_walk`] once the request's shape is known to suit it.
+fn aead_walk_checked(
+    s: &MbSession,
+    gcm: Option<super::mgr::GcmApi>,
+    op: Op,
+    layout: &Layout,
+    pkt: &mut dyn PacketBuf,
+    stats: &CryptoStats,
+) -> Result<(), CryptoError> {
+    let icv_len = s.icv_len;
+    let span = request_span(layout, icv_len, pkt.len())?;
+    if !region_writable(pkt, span) {
+        return Err(CryptoError::InvalidRequest);
+    }
+    // The AAD (RFC 4106 § 5, RFC 7634 § 2.1): the prefix with the ESN high
+    // bits, then the ESP header, wherever it lies.
+    let prefix = layout.aad_prefix.as_slice();
+    let mut aad = [0u8; MAX_COMPOSED_AAD];
+    let aad_len = prefix.len() + layout.aad.len();
+    let (p, rest) = aad.split_at_mut(prefix.len());
+    p.copy_from_slice(prefix);
+    read_at(
+        pkt,
+        layout.aad.start(),
+        rest.get_mut(..layout.aad.len())
+            .ok_or(CryptoError::InvalidRequest)?,
+    )?;
+    let mut received = [0u8; 16];
+    let received = received
+        .get_mut(..icv_len)
+        .ok_or(CryptoError::InvalidRequest)?;
+    if op == Op::Decrypt {
+        read_at(pkt, layout.icv_at(), received)?;
+    }
+    CryptoStats::inc(&stats.walked);
+    let nonce = layout.iv.as_slice().as_ptr();
+    let (aad_ptr, aad_len) = (aad.as_ptr(), aad_len as u64);
+    let mut gctx = Ctx::<GCM_CTX_LEN>::new();
+    let gp: *mut sys::gcm_context_data = gctx.as_mut_ptr();
+    let mut cctx = Ctx::<CHACHA_CTX_LEN>::new();
+    let cp: *mut sys::chacha20_poly1305_context_data = cctx.as_mut_ptr();
+    let (gkey, ckey) = (s.keys.gcm_ptr(), s.keys.chacha.0.as_ptr());
+    let api = s.api;
+    // The three closures below share one argument: the key data was
+    // prepared for this session's code path (the GCM key data for `api`'s,
+    // the 32-byte ChaCha20 key); the nonce is 12 bytes; `aad_ptr` holds
+    // `aad_len` readable bytes; each piece is `len` writable bytes
+    // processed in place; the context is initialised by `init` before any
+    // update and lives on this frame; the tag buffer holds 16 bytes and
+    // `icv_len` is at most 16.
+    // SAFETY: see above.
+    let init = || unsafe {
+        match gcm {
+            Some(g) => (g.init)(gkey, gp, nonce, aad_ptr, aad_len),
+            None => (api.chacha_init)(ckey.cast(), cp, nonce.cast(), aad_ptr.cast(), aad_len),
+        }
+    };
+    // SAFETY: see above.
+    let update = |dir: Op, piece: &mut [u8]| unsafe {
+        let (ptr, len) = (piece.as_mut_ptr(), piece.len() as u64);
+        match (gcm, dir) {
+            (Some(g), Op::Encrypt) => (g.enc_update)(gkey, gp, ptr, ptr.cast_const(), len),
+            (Some(g), Op::Decrypt) => (g.dec_update)(gkey, gp, ptr, ptr.cast_const(), len),
+            (None, Op::Encrypt) => {
+                (api.chacha_enc_update)(ckey.cast(), cp, ptr.cast(), ptr.cast_const().cast(), len)
+            }
+            (None, Op::Decrypt) => {
+                (api.chacha_dec_update)(ckey.cast(), cp, ptr.cast(), ptr.cast_const().cast(), len)
+            }
+        }
+    };
+    // SAFETY: see above.
+    let finalize = |dir: Op, tag: &mut A16<16>| unsafe {
+        let out = tag.0.as_mut_ptr();
+        match (gcm, dir) {
+            (Some(g), Op::Encrypt) => (g.enc_finalize)(gkey, gp, out, icv_len as u64),
+            (Some(g), Op::Decrypt) => (g.dec_finalize)(gkey, gp, out, icv_len as u64),
+            (None, _) => (api.chacha_finalize)(cp, out.cast(), 16),
+        }
+    };
+    let mut tag = A16([0u8; 16]);
+    let seal = |tag: &mut A16<16>, pkt: &mut dyn PacketBuf| {
+        init();
+        for_each_block_mut(pkt, layout.payload, 1, |p| {
+            update(Op::Encrypt, p);
+            Ok(())
+        })?;
+        finalize(Op::Encrypt, tag);
+        Ok::<(), CryptoError>(())
+    };
+    let r = match op {
+        Op::Encrypt => seal(&mut tag, pkt).and_then(|()| {
+            write_at(
+                pkt,
+                layout.icv_at(),
+                tag.0.get(..icv_len).ok_or(CryptoError::InvalidRequest)?,
+            )
+        }),
+        Op::Decrypt => {
+            init();
+            for_each_block_mut(pkt, layout.payload, 1, |p| {
+                update(Op::Decrypt, p);
+                Ok(())
+            })?;
+            finalize(Op::Decrypt, &mut tag);
+            if tag.0.get(..icv_len).is_some_and(|t| ct_eq(t, received)) {
+                Ok(())
+            } else {
+                // RFC 4303 § 3.4.4.1: a packet that fails is dropped as it
+                // came; the library decrypted while hashing, so encrypt the
+                // payload back (the keystream is its own inverse).
+                seal(&mut tag, pkt).and(Err(CryptoError::BadIcv))
             }
         }
     };
@@ -1409,6 +1564,12 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             Kind::Eta { .. } | Kind::Auth { .. } => !matches!(plan.mac, MacInput::Composed),
             Kind::Gcm { .. } | Kind::Gmac { .. } | Kind::ChaCha => {
                 // The AEAD direct APIs use no manager: run it now.
+                if j.pkt.peek(plan.span.start(), plan.span.len()).is_none()
+                    && let Some(r) = aead_walk(s, j.op, j.layout, j.pkt, stats)
+                {
+                    j.result = r;
+                    continue;
+                }
                 let (op, layout, scratch) = (j.op, j.layout, &mut io.scratch);
                 j.result = with_span(j.pkt, plan.span, stats, |buf| {
                     aead_sync(scratch, s, op, layout, &plan, buf)

@@ -49,6 +49,22 @@ type GcmFn = unsafe extern "C" fn(
     *mut u8,
     u64,
 );
+type GcmInitFn = unsafe extern "C" fn(
+    *const sys::gcm_key_data,
+    *mut sys::gcm_context_data,
+    *const u8,
+    *const u8,
+    u64,
+);
+type GcmUpdateFn = unsafe extern "C" fn(
+    *const sys::gcm_key_data,
+    *mut sys::gcm_context_data,
+    *mut u8,
+    *const u8,
+    u64,
+);
+type GcmFinalizeFn =
+    unsafe extern "C" fn(*const sys::gcm_key_data, *mut sys::gcm_context_data, *mut u8, u64);
 type GmacInitFn =
     unsafe extern "C" fn(*const sys::gcm_key_data, *mut sys::gcm_context_data, *const u8, u64);
 type GmacUpdateFn =
@@ -81,6 +97,17 @@ pub(crate) struct GcmApi {
     pub enc: GcmFn,
     /// One-shot decrypt (`IMB_AES<n>_GCM_DEC`).
     pub dec: GcmFn,
+    /// Streaming GCM (a request in pieces, `IMB_AES<n>_GCM_INIT`): init
+    /// with the 12-byte IV and the AAD.
+    pub init: GcmInitFn,
+    /// Streaming encrypt of the next piece, any length.
+    pub enc_update: GcmUpdateFn,
+    /// Streaming decrypt of the next piece, any length.
+    pub dec_update: GcmUpdateFn,
+    /// The tag after encrypting.
+    pub enc_finalize: GcmFinalizeFn,
+    /// The tag after decrypting.
+    pub dec_finalize: GcmFinalizeFn,
     /// GMAC init.
     pub gmac_init: GmacInitFn,
     /// GMAC update.
@@ -133,6 +160,11 @@ impl Api {
                     pre: m.gcm128_pre?,
                     enc: m.gcm128_enc?,
                     dec: m.gcm128_dec?,
+                    init: m.gcm128_init?,
+                    enc_update: m.gcm128_enc_update?,
+                    dec_update: m.gcm128_dec_update?,
+                    enc_finalize: m.gcm128_enc_finalize?,
+                    dec_finalize: m.gcm128_dec_finalize?,
                     gmac_init: m.gmac128_init?,
                     gmac_update: m.gmac128_update?,
                     gmac_finalize: m.gmac128_finalize?,
@@ -141,6 +173,11 @@ impl Api {
                     pre: m.gcm192_pre?,
                     enc: m.gcm192_enc?,
                     dec: m.gcm192_dec?,
+                    init: m.gcm192_init?,
+                    enc_update: m.gcm192_enc_update?,
+                    dec_update: m.gcm192_dec_update?,
+                    enc_finalize: m.gcm192_enc_finalize?,
+                    dec_finalize: m.gcm192_dec_finalize?,
                     gmac_init: m.gmac192_init?,
                     gmac_update: m.gmac192_update?,
                     gmac_finalize: m.gmac192_finalize?,
@@ -149,6 +186,11 @@ impl Api {
                     pre: m.gcm256_pre?,
                     enc: m.gcm256_enc?,
                     dec: m.gcm256_dec?,
+                    init: m.gcm256_init?,
+                    enc_update: m.gcm256_enc_update?,
+                    dec_update: m.gcm256_dec_update?,
+                    enc_finalize: m.gcm256_enc_finalize?,
+                    dec_finalize: m.gcm256_dec_finalize?,
                     gmac_init: m.gmac256_init?,
                     gmac_update: m.gmac256_update?,
                     gmac_finalize: m.gmac256_finalize?,
