@@ -718,7 +718,8 @@ fn run_one(
 /// Every vector that passed on its own again, all in one
 /// [`Engine::process_batch`] call with mixed sessions and directions (the
 /// path multi-buffer engines override): for each, an Encrypt, a Decrypt and,
-/// when it authenticates, a Decrypt with a flipped ICV bit.
+/// when it authenticates, a Decrypt with a flipped ICV bit. The batch runs
+/// on contiguous buffers, then on buffers cut in two and every 7 bytes.
 fn run_batch(
     engine: &dyn Engine,
     vectors: &[Vector],
@@ -782,37 +783,88 @@ fn run_batch(
             });
         }
     }
-    let mut bufs = Vec::new();
+    let mut jobs_of = Vec::new();
     for c in &cases {
-        bufs.push(SliceBuf::from_slice(&c.input).map_err(|e| format!("SliceBuf: {e}"))?);
-    }
-    let mut jobs = Vec::new();
-    for (c, b) in cases.iter().zip(bufs.iter_mut()) {
         let session = sessions.get(c.session).ok_or("session index")?;
-        jobs.push(Job {
-            session: &**session,
-            op: c.op,
-            layout: &c.layout,
-            pkt: b,
-            result: Err(CryptoError::DriverFailure),
-        });
+        jobs_of.push((&**session, c.op, &c.layout));
     }
-    engine.process_batch(&mut jobs, stats);
-    let results: Vec<Result<(), CryptoError>> = jobs.iter().map(|j| j.result).collect();
-    drop(jobs);
-    for (i, ((c, b), r)) in cases.iter().zip(bufs.iter()).zip(results).enumerate() {
-        let got = r.map(|()| b.to_vec());
-        if got != c.want {
+    let wants: Vec<Want<'_>> = cases.iter().map(|c| (&c.input[..], &c.want)).collect();
+    // The batch on contiguous buffers, then on buffers cut in two and every
+    // 7 bytes: a batch engine may run segmented packets apart.
+    let mut slices = Vec::new();
+    for c in &cases {
+        slices.push(SliceBuf::from_slice(&c.input).map_err(|e| format!("SliceBuf: {e}"))?);
+    }
+    let results = batch(engine, &jobs_of, slices.iter_mut(), stats);
+    let after: Vec<Vec<u8>> = slices.iter().map(SliceBuf::to_vec).collect();
+    judge_batch("contiguous", &wants, &results, &after, report)?;
+    for (name, step) in [("2 segments", 0usize), ("7-byte segments", 7)] {
+        let mut segs: Vec<SegmentedBuf> = cases
+            .iter()
+            .map(|c| {
+                let cuts: Vec<usize> = match step {
+                    0 => vec![c.input.len() / 2],
+                    n => (n..c.input.len()).step_by(n).collect(),
+                };
+                SegmentedBuf::new(&c.input, &cuts)
+            })
+            .collect();
+        let results = batch(engine, &jobs_of, segs.iter_mut(), stats);
+        let after: Vec<Vec<u8>> = segs.iter().map(SegmentedBuf::to_vec).collect();
+        judge_batch(name, &wants, &results, &after, report)?;
+    }
+    Ok(())
+}
+
+/// A batch job's input and what it must give: the packet after, or the
+/// error (with the packet left as it came).
+type Want<'a> = (&'a [u8], &'a Result<Vec<u8>, CryptoError>);
+
+/// Runs one `process_batch` of `jobs` on `bufs`; the results in order.
+fn batch<'b, B: PacketBuf + 'b>(
+    engine: &dyn Engine,
+    jobs: &[(&dyn EngineSession, Op, &Layout)],
+    bufs: impl Iterator<Item = &'b mut B>,
+    stats: &CryptoStats,
+) -> Vec<Result<(), CryptoError>> {
+    let mut batch: Vec<Job<'_>> = jobs
+        .iter()
+        .zip(bufs)
+        .map(|(&(session, op, layout), pkt)| Job {
+            session,
+            op,
+            layout,
+            pkt,
+            result: Err(CryptoError::DriverFailure),
+        })
+        .collect();
+    engine.process_batch(&mut batch, stats);
+    batch.iter().map(|j| j.result).collect()
+}
+
+/// Checks a batch's outcome: each job's result and packet as wanted, a
+/// rejected packet left as it was.
+fn judge_batch(
+    shape: &str,
+    wants: &[Want<'_>],
+    results: &[Result<(), CryptoError>],
+    after: &[Vec<u8>],
+    report: &mut VectorReport,
+) -> Result<(), String> {
+    for (i, ((&(input, want), r), b)) in wants.iter().zip(results).zip(after).enumerate() {
+        let got = r.map(|()| b.clone());
+        if got != *want {
             return Err(format!(
-                "job {i} ({:?}): got {got:?}, want {:?}",
-                c.op, c.want
+                "batch, {shape}: job {i}: got {got:?}, want {want:?}"
             ));
         }
-        if c.want.is_err() && b.bytes() != &c.input[..] {
-            return Err(format!("job {i}: a rejected packet was modified"));
+        if want.is_err() && b[..] != input[..] {
+            return Err(format!(
+                "batch, {shape}: job {i}: a rejected packet was modified"
+            ));
         }
         report.checks += 1;
-        if c.want.is_err() {
+        if want.is_err() {
             report.negatives += 1;
         }
     }

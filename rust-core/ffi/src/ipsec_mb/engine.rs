@@ -1458,7 +1458,18 @@ pub(crate) struct Slot {
     tag: A16<64>,
     saved: [u8; 64],
     des_ptrs: [*const c_void; 3],
+    /// A request on a packet spread over segments runs in the batch on a
+    /// copy of its span, made here (the buffer grows to the largest span
+    /// it has held, up to [`MAX_BOUNCE`], and is kept: no allocation per
+    /// packet once warm) and copied back once it succeeded.
+    bounce: Vec<u8>,
+    /// Where the bounced span starts in the packet.
+    bounce_at: Option<usize>,
 }
+
+/// The largest span a batch slot copies to run with the batch; a longer
+/// one on a segmented packet runs alone after the batch.
+const MAX_BOUNCE: usize = 16 * 1024;
 
 impl Slot {
     pub(crate) fn new() -> Slot {
@@ -1475,7 +1486,24 @@ impl Slot {
             tag: A16([0; 64]),
             saved: [0; 64],
             des_ptrs: [core::ptr::null(); 3],
+            bounce: Vec::new(),
+            bounce_at: None,
         }
+    }
+
+    /// Copies `span` of `pkt` into the slot's bounce buffer for a batch
+    /// job; `None` (run it alone after the batch) when the span is too long
+    /// or the buffer cannot grow.
+    fn bounce_in(&mut self, pkt: &dyn PacketBuf, span: fipsec_crypto::Region) -> Option<()> {
+        if span.len() > MAX_BOUNCE {
+            return None;
+        }
+        self.bounce.clear();
+        self.bounce.try_reserve(span.len()).ok()?;
+        self.bounce.resize(span.len(), 0);
+        pkt.copy_out(span.start(), &mut self.bounce).ok()?;
+        self.bounce_at = Some(span.start());
+        Some(())
     }
 }
 
@@ -1532,6 +1560,7 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
             continue;
         };
         slot.state = SlotState::Unused;
+        slot.bounce_at = None;
         let id = (j.session as *const dyn EngineSession).cast::<()>();
         let s = match last {
             Some((prev, s)) if prev == id => s,
@@ -1577,20 +1606,44 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
                 continue;
             }
         };
-        let buf = match multi {
-            true => j.pkt.peek_mut(plan.span.start(), plan.span.len()),
-            false => None,
-        };
-        let Some(buf) = buf else {
+        if !multi {
             slot.state = SlotState::Deferred;
             continue;
+        }
+        // A packet spread over segments: the job runs on a copy of its
+        // span in the slot, with the batch (alone after it, on the SSE
+        // manager, one AES-CBC + HMAC job cost about five times a batched
+        // one). Every byte the request writes must be writable first.
+        let mut bounce = None;
+        let buf = match j.pkt.peek_mut(plan.span.start(), plan.span.len()) {
+            Some(buf) => buf,
+            None => {
+                if !region_writable(j.pkt, plan.span) {
+                    j.result = Err(CryptoError::InvalidRequest);
+                    continue;
+                }
+                if slot.bounce_in(j.pkt, plan.span).is_none() {
+                    slot.state = SlotState::Deferred;
+                    continue;
+                }
+                CryptoStats::inc(&stats.linearized);
+                // Moved out while the slot is borrowed below; its heap
+                // buffer, which the slot's span points into, stays put.
+                bounce
+                    .insert(core::mem::take(&mut slot.bounce))
+                    .as_mut_slice()
+            }
         };
         if !(buf.as_ptr() as usize).is_multiple_of(4) {
             CryptoStats::inc(&stats.misaligned);
         }
         slot.wide = wide || s.is_3des();
         let m = io.manager(slot.wide);
-        match submit_first(m, slot, k, s, buf, &plan, j.op, j.layout) {
+        let r = submit_first(m, slot, k, s, buf, &plan, j.op, j.layout);
+        if let Some(b) = bounce {
+            slot.bounce = b;
+        }
+        match r {
             Ok(done) => {
                 j.result = Ok(());
                 if let Some(c) = done {
@@ -1649,6 +1702,17 @@ fn run_batch(ctx: &mut ThreadCtx, jobs: &mut [Job<'_>], stats: &CryptoStats) {
                 j.result = Err(CryptoError::DriverFailure)
             }
             _ => {}
+        }
+        if let Some(at) = slot.bounce_at.take()
+            && j.result.is_ok()
+        {
+            // The bounced span, transformed, goes back into the packet
+            // (checked writable in pass 1); a failed request leaves the
+            // packet as it came.
+            j.result = j
+                .pkt
+                .copy_in(at, &slot.bounce)
+                .map_err(|_| CryptoError::InvalidRequest);
         }
         slot.state = SlotState::Unused;
         slot.session = core::ptr::null();
