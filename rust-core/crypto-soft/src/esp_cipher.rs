@@ -111,7 +111,7 @@ impl CipherKey {
 /// [`CipherKey::encrypt_absorb`]: one SHA-1/SHA-256/MD5 block.
 pub(crate) const CBC_CHUNK: usize = 64;
 
-fn cbc_encrypt<C: BlockCipherEncrypt>(
+pub(crate) fn cbc_encrypt<C: BlockCipherEncrypt>(
     c: &C,
     iv: &[u8],
     data: &mut [u8],
@@ -158,7 +158,7 @@ impl<BS: ArraySize> BlockCipherEncClosure for CbcEncrypt<'_, BS> {
     }
 }
 
-fn cbc_decrypt<C: BlockCipherDecrypt>(
+pub(crate) fn cbc_decrypt<C: BlockCipherDecrypt>(
     c: &C,
     iv: &[u8],
     data: &mut [u8],

@@ -20,8 +20,7 @@ use cipher::array::Array;
 use cipher::consts::U16;
 use cipher::typenum::Unsigned;
 use cipher::{
-    BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, BlockSizeUser,
-    InnerIvInit, StreamCipherCore,
+    BlockCipherDecrypt, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, StreamCipherCore,
 };
 use ctr::CtrCore;
 use ctr::flavors::Ctr32BE;
@@ -32,7 +31,7 @@ use ghash::GHash;
 use zeroize::Zeroize;
 
 use crate::aes_key::with_aes;
-use crate::esp_cipher::CipherKey;
+use crate::esp_cipher::{self, CipherKey};
 use crate::mac::{MAX_MAC_LEN, MacKey};
 use crate::uhash::PaddedHash;
 use crate::{Xform, chacha, gcm};
@@ -191,38 +190,27 @@ fn chacha_poly(
     l: &Layout,
     icv: Region,
 ) -> Result<(), CryptoError> {
-    use chacha20::{ChaChaCore, KeyIvInit, R20, variants::Ietf};
     use ghash::universal_hash::{KeyInit, UniversalHash};
     use poly1305::Poly1305;
 
     let nonce: [u8; chacha::NONCE_LEN] =
         nonce.try_into().map_err(|_| CryptoError::InvalidRequest)?;
     chacha::check_payload_len(l.payload.len())?;
-    let mut core = ChaChaCore::<R20, Ietf>::new(&(*k.key()).into(), &nonce.into());
-    let mut block0 = Array::default();
-    core.write_keystream_block(&mut block0);
-    let otk = <&Array<u8, cipher::consts::U32>>::try_from(block0.get(..32).unwrap_or(&[]))
-        .map_err(|_| CryptoError::InvalidRequest)?;
-    let mut poly = Poly1305::new(otk);
-    block0.zeroize();
+    let mut ks = KeyStream::new(k.key(), &nonce, 1 + l.payload.len().div_ceil(64));
+    let mut otk = [0u8; 32];
+    ks.take(&mut otk);
+    // The rest of block 0 is not used (RFC 8439 § 2.8).
+    ks.take(&mut [0u8; 32]);
+    let mut poly = Poly1305::new(&otk.into());
+    otk.zeroize();
     let mut h = PaddedHash::new(&mut poly);
     h.update(l.aad_prefix.as_slice());
     for_each_segment(pkt, l.aad, |s| h.update(s))?;
     let aad_len = h.pad();
-    let mut keystream = |p: &mut [u8]| {
-        let (blocks, rest) = Array::<u8, cipher::consts::U64>::slice_as_chunks_mut(p);
-        core.apply_keystream_blocks(blocks);
-        if !rest.is_empty() {
-            let mut ks = Array::<u8, cipher::consts::U64>::default();
-            core.write_keystream_block(&mut ks);
-            xor(rest, &ks);
-            ks.zeroize();
-        }
-    };
     match op {
         Op::Encrypt => {
-            for_each_block_mut(pkt, l.payload, 64, |p| {
-                keystream(p);
+            for_each_block_mut(pkt, l.payload, 1, |p| {
+                ks.xor(p);
                 h.update(p);
                 Ok(())
             })?;
@@ -237,11 +225,81 @@ fn chacha_poly(
             h.block(chacha::len_block(aad_len, ct_len));
             let mut tag: [u8; 16] = poly.finalize().into();
             verify_icv(pkt, icv, &mut tag)?;
-            for_each_block_mut(pkt, l.payload, 64, |p| {
-                keystream(p);
+            for_each_block_mut(pkt, l.payload, 1, |p| {
+                ks.xor(p);
                 Ok(())
             })
         }
+    }
+}
+
+/// ChaCha20 keystream in batches of up to [`KS_BLOCKS`] blocks, handed out
+/// byte by byte across pieces. Never fewer than two blocks at a time: the
+/// AVX-512 back end computes one block alone about ten times slower than
+/// two (see `chacha.rs`); keystream computed past the request's end is
+/// never used. Wiped on drop.
+struct KeyStream {
+    core: chacha20::ChaChaCore<chacha20::R20, chacha20::variants::Ietf>,
+    buf: [Array<u8, cipher::consts::U64>; KS_BLOCKS],
+    /// Bytes of `buf` handed out, and bytes in it.
+    pos: usize,
+    len: usize,
+    /// Blocks the request still needs beyond `buf`.
+    left: usize,
+}
+
+/// Blocks per keystream batch: the AVX-512 back end's parallel width.
+const KS_BLOCKS: usize = 16;
+
+impl KeyStream {
+    fn new(key: &[u8; 32], nonce: &[u8; chacha::NONCE_LEN], blocks: usize) -> KeyStream {
+        use chacha20::KeyIvInit;
+        KeyStream {
+            core: chacha20::ChaChaCore::new(&(*key).into(), &(*nonce).into()),
+            buf: [Array::default(); KS_BLOCKS],
+            pos: 0,
+            len: 0,
+            left: blocks,
+        }
+    }
+
+    /// The next keystream bytes, each passed to `f` with its data byte.
+    fn apply(&mut self, mut data: &mut [u8], f: impl Fn(&mut u8, u8)) {
+        while !data.is_empty() {
+            if self.pos == self.len {
+                let n = self.left.clamp(2, KS_BLOCKS);
+                if let Some(blocks) = self.buf.get_mut(..n) {
+                    self.core.write_keystream_blocks(blocks);
+                }
+                self.left = self.left.saturating_sub(n);
+                (self.pos, self.len) = (0, n * 64);
+            }
+            let flat = Array::slice_as_flattened(&self.buf);
+            let ks = flat.get(self.pos..self.len).unwrap_or(&[]);
+            let n = ks.len().min(data.len());
+            let (now, rest) = core::mem::take(&mut data).split_at_mut(n);
+            for (d, k) in now.iter_mut().zip(ks) {
+                f(d, *k);
+            }
+            self.pos += n;
+            data = rest;
+        }
+    }
+
+    /// XORs `data` with the next keystream bytes.
+    fn xor(&mut self, data: &mut [u8]) {
+        self.apply(data, |d, k| *d ^= k);
+    }
+
+    /// Copies the next keystream bytes into `out`.
+    fn take(&mut self, out: &mut [u8]) {
+        self.apply(out, |d, k| *d = k);
+    }
+}
+
+impl Drop for KeyStream {
+    fn drop(&mut self) {
+        self.buf.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
     }
 }
 
@@ -301,8 +359,9 @@ fn ctr_at<'c, C: BlockCipherEncrypt<BlockSize = U16>>(
     Ok(CtrCore::<&C, Ctr32BE>::inner_iv_init(c, &cb))
 }
 
-/// CBC encryption (RFC 3602 § 2.3) with the chaining value carried from
-/// piece to piece.
+/// CBC encryption (RFC 3602 § 2.3), each piece on the contiguous path's
+/// encryptor (`esp_cipher::cbc_encrypt`, whose chain stays in registers),
+/// with the last ciphertext block of one piece as the next one's IV.
 fn cbc_encrypt<C: BlockCipherEncrypt>(
     c: &C,
     iv: &[u8],
@@ -310,38 +369,46 @@ fn cbc_encrypt<C: BlockCipherEncrypt>(
     payload: Region,
     absorb: &mut dyn FnMut(&[u8]),
 ) -> Result<(), CryptoError> {
-    let iv = Array::try_from(iv).map_err(|_| CryptoError::InvalidRequest)?;
-    let mut mode = cbc::Encryptor::<&C>::inner_iv_init(c, &iv);
     let block = <C as BlockSizeUser>::BlockSize::USIZE;
+    let mut chain = [0u8; 16];
+    let chain = chain.get_mut(..block).ok_or(CryptoError::InvalidRequest)?;
+    chain.copy_from_slice(iv.get(..block).ok_or(CryptoError::InvalidRequest)?);
     for_each_block_mut(pkt, payload, block, |p| {
-        let (blocks, rest) = Array::<u8, <C as BlockSizeUser>::BlockSize>::slice_as_chunks_mut(p);
-        if !rest.is_empty() {
-            return Err(CryptoError::InvalidRequest);
-        }
-        mode.encrypt_blocks(blocks);
-        absorb(p);
+        esp_cipher::cbc_encrypt(c, chain, p, absorb)?;
+        chain.copy_from_slice(last_block(p, block)?);
         Ok(())
     })
 }
 
-/// CBC decryption, piece by piece.
+/// CBC decryption, each piece on the contiguous path's decryptor, with the
+/// last ciphertext block of one piece (kept before it is decrypted) as the
+/// next one's IV.
 fn cbc_decrypt<C: BlockCipherDecrypt>(
     c: &C,
     iv: &[u8],
     pkt: &mut dyn PacketBuf,
     payload: Region,
 ) -> Result<(), CryptoError> {
-    let iv = Array::try_from(iv).map_err(|_| CryptoError::InvalidRequest)?;
-    let mut mode = cbc::Decryptor::<&C>::inner_iv_init(c, &iv);
     let block = <C as BlockSizeUser>::BlockSize::USIZE;
+    let (mut chain, mut next) = ([0u8; 16], [0u8; 16]);
+    let chain = chain.get_mut(..block).ok_or(CryptoError::InvalidRequest)?;
+    let next = next.get_mut(..block).ok_or(CryptoError::InvalidRequest)?;
+    chain.copy_from_slice(iv.get(..block).ok_or(CryptoError::InvalidRequest)?);
     for_each_block_mut(pkt, payload, block, |p| {
-        let (blocks, rest) = Array::<u8, <C as BlockSizeUser>::BlockSize>::slice_as_chunks_mut(p);
-        if !rest.is_empty() {
-            return Err(CryptoError::InvalidRequest);
-        }
-        mode.decrypt_blocks(blocks);
+        next.copy_from_slice(last_block(p, block)?);
+        esp_cipher::cbc_decrypt(c, chain, p)?;
+        chain.copy_from_slice(next);
         Ok(())
     })
+}
+
+/// The last `block` bytes of a piece of whole blocks.
+fn last_block(p: &[u8], block: usize) -> Result<&[u8], CryptoError> {
+    let at = p
+        .len()
+        .checked_sub(block)
+        .ok_or(CryptoError::InvalidRequest)?;
+    p.get(at..).ok_or(CryptoError::InvalidRequest)
 }
 
 /// The untruncated MAC of `prefix || pkt[regions...] || suffix` in `out`;
