@@ -122,7 +122,7 @@ impl Gcm {
 }
 
 /// `J0 = nonce || 0^31 || 1` for a 96-bit nonce (SP 800-38D § 7.1 step 2).
-fn j0(nonce: &[u8]) -> Result<Array<u8, U16>, CryptoError> {
+pub(crate) fn j0(nonce: &[u8]) -> Result<Array<u8, U16>, CryptoError> {
     if nonce.len() != NONCE_LEN {
         return Err(CryptoError::InvalidRequest);
     }

@@ -55,11 +55,11 @@ pub(crate) fn run(
             write_icv(pkt, icv, &tag)
         }),
         (Xform::Gcm(g), Op::Decrypt) => with_aes!(g.aes(), AesEnc, |c| {
-            let (mut ctr, mut mask) = gcm::ctr_and_mask(c, iv)?;
+            let (mut ks, mut mask) = gcm_stream(c, iv, l.payload.len())?;
             let mut tag = gcm_tag(g.ghash(), &mut mask, pkt, l, prefix, true)?;
             verify_icv(pkt, icv, &mut tag)?;
-            for_each_block_mut(pkt, l.payload, 16, |p| {
-                ctr_xor(&mut ctr, p);
+            for_each_block_mut(pkt, l.payload, 1, |p| {
+                ks.xor(p);
                 Ok(())
             })
         }),
@@ -115,14 +115,14 @@ fn gcm_seal<C: BlockCipherEncrypt<BlockSize = U16>>(
     pkt: &mut dyn PacketBuf,
     l: &Layout,
 ) -> Result<[u8; 16], CryptoError> {
-    let (mut ctr, mut mask) = gcm::ctr_and_mask(c, nonce)?;
+    let (mut ks, mut mask) = gcm_stream(c, nonce, l.payload.len())?;
     let mut gh = ghash.clone();
     let mut h = PaddedHash::new(&mut gh);
     h.update(l.aad_prefix.as_slice());
     for_each_segment(pkt, l.aad, |s| h.update(s))?;
     let aad_len = h.pad();
-    for_each_block_mut(pkt, l.payload, 16, |p| {
-        ctr_xor(&mut ctr, p);
+    for_each_block_mut(pkt, l.payload, 1, |p| {
+        ks.xor(p);
         h.update(p);
         Ok(())
     })?;
@@ -157,29 +157,6 @@ fn gcm_tag(
     Ok(gcm::tag(gh, mask))
 }
 
-/// XORs `data` with the next keystream of a 16-byte-block counter mode:
-/// whole blocks, then (only for the last piece of a request) a partial one.
-fn ctr_xor<C: BlockCipherEncrypt<BlockSize = U16>>(
-    ctr: &mut CtrCore<&C, Ctr32BE>,
-    data: &mut [u8],
-) {
-    let (blocks, rest) = Array::<u8, U16>::slice_as_chunks_mut(data);
-    ctr.apply_keystream_blocks(blocks);
-    if !rest.is_empty() {
-        let mut ks = Array::<u8, U16>::default();
-        ctr.write_keystream_block(&mut ks);
-        xor(rest, &ks);
-        ks.zeroize();
-    }
-}
-
-/// `data ^= ks` over the shorter of the two.
-fn xor(data: &mut [u8], ks: &[u8]) {
-    for (d, k) in data.iter_mut().zip(ks) {
-        *d ^= k;
-    }
-}
-
 /// ChaCha20-Poly1305 (RFC 8439 § 2.8) on the streaming ChaCha20 core: block
 /// 0 gives the Poly1305 key, the payload takes the keystream from block 1.
 fn chacha_poly(
@@ -196,7 +173,9 @@ fn chacha_poly(
     let nonce: [u8; chacha::NONCE_LEN] =
         nonce.try_into().map_err(|_| CryptoError::InvalidRequest)?;
     chacha::check_payload_len(l.payload.len())?;
-    let mut ks = KeyStream::new(k.key(), &nonce, 1 + l.payload.len().div_ceil(64));
+    use chacha20::{ChaChaCore, KeyIvInit, R20, variants::Ietf};
+    let core = ChaChaCore::<R20, Ietf>::new(&(*k.key()).into(), &nonce.into());
+    let mut ks = KeyStream::<_, CHACHA_BATCH>::new(core, 1 + l.payload.len().div_ceil(64));
     let mut otk = [0u8; 32];
     ks.take(&mut otk);
     // The rest of block 0 is not used (RFC 8439 § 2.8).
@@ -233,14 +212,17 @@ fn chacha_poly(
     }
 }
 
-/// ChaCha20 keystream in batches of up to [`KS_BLOCKS`] blocks, handed out
-/// byte by byte across pieces. Never fewer than two blocks at a time: the
-/// AVX-512 back end computes one block alone about ten times slower than
-/// two (see `chacha.rs`); keystream computed past the request's end is
-/// never used. Wiped on drop.
-struct KeyStream {
-    core: chacha20::ChaChaCore<chacha20::R20, chacha20::variants::Ietf>,
-    buf: [Array<u8, cipher::consts::U64>; KS_BLOCKS],
+/// A stream cipher's keystream (ChaCha20, or a block cipher in counter
+/// mode) computed `N` blocks at a time into a buffer and handed out byte by
+/// byte across pieces, so that a request costs one call of the cipher's
+/// back end per `N` blocks however its bytes are cut: each call sets the
+/// back end up (AES-VAES broadcasts its round keys, ~0.7 KiB), and the
+/// AVX-512 ChaCha20 back end computes one block alone about ten times
+/// slower than two (see `chacha.rs`), so a batch is never a single block.
+/// Keystream computed past the request's end is never used. Wiped on drop.
+struct KeyStream<K: StreamCipherCore, const N: usize> {
+    core: K,
+    buf: [Array<u8, K::BlockSize>; N],
     /// Bytes of `buf` handed out, and bytes in it.
     pos: usize,
     len: usize,
@@ -248,15 +230,13 @@ struct KeyStream {
     left: usize,
 }
 
-/// Blocks per keystream batch: the AVX-512 back end's parallel width.
-const KS_BLOCKS: usize = 16;
-
-impl KeyStream {
-    fn new(key: &[u8; 32], nonce: &[u8; chacha::NONCE_LEN], blocks: usize) -> KeyStream {
-        use chacha20::KeyIvInit;
+impl<K: StreamCipherCore, const N: usize> KeyStream<K, N> {
+    /// The keystream of `core` from its current position, for a request
+    /// of `blocks` blocks.
+    fn new(core: K, blocks: usize) -> Self {
         KeyStream {
-            core: chacha20::ChaChaCore::new(&(*key).into(), &(*nonce).into()),
-            buf: [Array::default(); KS_BLOCKS],
+            core,
+            buf: core::array::from_fn(|_| Array::default()),
             pos: 0,
             len: 0,
             left: blocks,
@@ -264,15 +244,17 @@ impl KeyStream {
     }
 
     /// The next keystream bytes, each passed to `f` with its data byte.
+    #[inline]
     fn apply(&mut self, mut data: &mut [u8], f: impl Fn(&mut u8, u8)) {
+        let block = <K::BlockSize as Unsigned>::USIZE;
         while !data.is_empty() {
             if self.pos == self.len {
-                let n = self.left.clamp(2, KS_BLOCKS);
+                let n = self.left.clamp(2, N);
                 if let Some(blocks) = self.buf.get_mut(..n) {
                     self.core.write_keystream_blocks(blocks);
                 }
                 self.left = self.left.saturating_sub(n);
-                (self.pos, self.len) = (0, n * 64);
+                (self.pos, self.len) = (0, n * block);
             }
             let flat = Array::slice_as_flattened(&self.buf);
             let ks = flat.get(self.pos..self.len).unwrap_or(&[]);
@@ -297,10 +279,34 @@ impl KeyStream {
     }
 }
 
-impl Drop for KeyStream {
+impl<K: StreamCipherCore, const N: usize> Drop for KeyStream<K, N> {
     fn drop(&mut self) {
         self.buf.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
     }
+}
+
+/// ChaCha20 blocks per keystream batch: the AVX-512 back end's width.
+const CHACHA_BATCH: usize = 16;
+
+/// AES counter blocks per keystream batch: the VAES back end's width.
+const CTR_BATCH: usize = 64;
+
+/// A block cipher's counter-mode keystream with the 32-bit big-endian
+/// counter of GCM and ESP's AES-CTR.
+type CtrStream<'c, C> = KeyStream<CtrCore<&'c C, Ctr32BE>, CTR_BATCH>;
+
+/// GCM's keystream (GCTR from `J0`, SP 800-38D § 7.1) for a request of
+/// `payload` bytes, with the tag mask `E_K(J0)` taken off its front.
+fn gcm_stream<'c, C: BlockCipherEncrypt<BlockSize = U16>>(
+    c: &'c C,
+    nonce: &[u8],
+    payload: usize,
+) -> Result<(CtrStream<'c, C>, Array<u8, U16>), CryptoError> {
+    let core = CtrCore::<&C, Ctr32BE>::inner_iv_init(c, &gcm::j0(nonce)?);
+    let mut ks = KeyStream::new(core, 1 + payload.div_ceil(16));
+    let mut mask = Array::<u8, U16>::default();
+    ks.take(&mut mask);
+    Ok((ks, mask))
 }
 
 /// Encrypts `pkt[payload]` in place, handing each piece of ciphertext to
@@ -318,9 +324,9 @@ fn encrypt(
         CipherKey::TripleDesCbc(c) => cbc_encrypt(c, iv, pkt, payload, absorb),
         CipherKey::AesCbc(a) => with_aes!(a, AesFull, |c| cbc_encrypt(c, iv, pkt, payload, absorb)),
         CipherKey::AesCtr(a) => with_aes!(a, AesEnc, |c| {
-            let mut ctr = ctr_at(c, iv)?;
-            for_each_block_mut(pkt, payload, 16, |p| {
-                ctr_xor(&mut ctr, p);
+            let mut ks = ctr_stream(c, iv, payload.len())?;
+            for_each_block_mut(pkt, payload, 1, |p| {
+                ks.xor(p);
                 absorb(p);
                 Ok(())
             })
@@ -341,22 +347,25 @@ fn decrypt(
         CipherKey::TripleDesCbc(c) => cbc_decrypt(c, iv, pkt, payload),
         CipherKey::AesCbc(a) => with_aes!(a, AesFull, |c| cbc_decrypt(c, iv, pkt, payload)),
         CipherKey::AesCtr(a) => with_aes!(a, AesEnc, |c| {
-            let mut ctr = ctr_at(c, iv)?;
-            for_each_block_mut(pkt, payload, 16, |p| {
-                ctr_xor(&mut ctr, p);
+            let mut ks = ctr_stream(c, iv, payload.len())?;
+            for_each_block_mut(pkt, payload, 1, |p| {
+                ks.xor(p);
                 Ok(())
             })
         }),
     }
 }
 
-/// AES-CTR's keystream from the request's counter block (RFC 3686 § 2.1).
-fn ctr_at<'c, C: BlockCipherEncrypt<BlockSize = U16>>(
+/// AES-CTR's keystream from the request's counter block (RFC 3686 § 2.1)
+/// for `len` bytes.
+fn ctr_stream<'c, C: BlockCipherEncrypt<BlockSize = U16>>(
     c: &'c C,
     counter_block: &[u8],
-) -> Result<CtrCore<&'c C, Ctr32BE>, CryptoError> {
+    len: usize,
+) -> Result<CtrStream<'c, C>, CryptoError> {
     let cb = Array::try_from(counter_block).map_err(|_| CryptoError::InvalidRequest)?;
-    Ok(CtrCore::<&C, Ctr32BE>::inner_iv_init(c, &cb))
+    let core = CtrCore::<&C, Ctr32BE>::inner_iv_init(c, &cb);
+    Ok(KeyStream::new(core, len.div_ceil(16)))
 }
 
 /// CBC encryption (RFC 3602 § 2.3), each piece on the contiguous path's
