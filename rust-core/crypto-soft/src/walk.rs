@@ -17,10 +17,12 @@
 //! straddles somewhere.
 
 use cipher::array::Array;
+use cipher::array::ArraySize;
 use cipher::consts::U16;
 use cipher::typenum::Unsigned;
 use cipher::{
-    BlockCipherDecrypt, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, StreamCipherCore,
+    BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecBackend, BlockModeDecClosure,
+    BlockModeDecrypt, BlockSizeUser, InnerIvInit, StreamCipherCore,
 };
 use ctr::CtrCore;
 use ctr::flavors::Ctr32BE;
@@ -389,26 +391,53 @@ fn cbc_encrypt<C: BlockCipherEncrypt>(
     })
 }
 
-/// CBC decryption, each piece on the contiguous path's decryptor, with the
-/// last ciphertext block of one piece (kept before it is decrypted) as the
-/// next one's IV.
+/// CBC decryption (RFC 3602 § 2.3) of every piece inside one call of the
+/// mode's back end, which carries the chaining block from piece to piece
+/// (a call per piece would set the cipher's back end up each time).
 fn cbc_decrypt<C: BlockCipherDecrypt>(
     c: &C,
     iv: &[u8],
     pkt: &mut dyn PacketBuf,
     payload: Region,
 ) -> Result<(), CryptoError> {
-    let block = <C as BlockSizeUser>::BlockSize::USIZE;
-    let (mut chain, mut next) = ([0u8; 16], [0u8; 16]);
-    let chain = chain.get_mut(..block).ok_or(CryptoError::InvalidRequest)?;
-    let next = next.get_mut(..block).ok_or(CryptoError::InvalidRequest)?;
-    chain.copy_from_slice(iv.get(..block).ok_or(CryptoError::InvalidRequest)?);
-    for_each_block_mut(pkt, payload, block, |p| {
-        next.copy_from_slice(last_block(p, block)?);
-        esp_cipher::cbc_decrypt(c, chain, p)?;
-        chain.copy_from_slice(next);
-        Ok(())
-    })
+    let iv = Array::try_from(iv).map_err(|_| CryptoError::InvalidRequest)?;
+    let mut result = Err(CryptoError::InvalidRequest);
+    cbc::Decryptor::<&C>::inner_iv_init(c, &iv).decrypt_with_backend(CbcDecryptWalk {
+        pkt,
+        payload,
+        result: &mut result,
+        block: core::marker::PhantomData::<<C as BlockSizeUser>::BlockSize>,
+    });
+    result
+}
+
+/// [`cbc_decrypt`]'s walk, run with the mode's back end in hand.
+struct CbcDecryptWalk<'a, BS> {
+    pkt: &'a mut dyn PacketBuf,
+    payload: Region,
+    result: &'a mut Result<(), CryptoError>,
+    block: core::marker::PhantomData<BS>,
+}
+
+impl<BS: ArraySize> BlockSizeUser for CbcDecryptWalk<'_, BS> {
+    type BlockSize = BS;
+}
+
+impl<BS: ArraySize> BlockModeDecClosure for CbcDecryptWalk<'_, BS> {
+    fn call<B: BlockModeDecBackend<BlockSize = BS>>(self, backend: &mut B) {
+        *self.result = for_each_block_mut(self.pkt, self.payload, BS::USIZE, |p| {
+            let (blocks, rest) = Array::<u8, BS>::slice_as_chunks_mut(p);
+            if !rest.is_empty() {
+                return Err(CryptoError::InvalidRequest);
+            }
+            let (par, tail) = Array::slice_as_chunks_mut(blocks);
+            for chunk in par {
+                backend.decrypt_par_blocks_inplace(chunk);
+            }
+            backend.decrypt_tail_blocks_inplace(tail);
+            Ok(())
+        });
+    }
 }
 
 /// The last `block` bytes of a piece of whole blocks.
