@@ -29,13 +29,12 @@ use ctr::flavors::Ctr32BE;
 use fipsec_buf::PacketBuf;
 use fipsec_crypto::cursor::{for_each_block_mut, for_each_segment, read_at, write_at};
 use fipsec_crypto::{CryptoError, Layout, Op, Region, ct_eq};
-use ghash::GHash;
 use zeroize::Zeroize;
 
 use crate::aes_key::with_aes;
 use crate::esp_cipher::{self, CipherKey};
 use crate::mac::{MAX_MAC_LEN, MacKey};
-use crate::uhash::PaddedHash;
+use crate::uhash::{BlockHash, PaddedHash};
 use crate::{Xform, chacha, gcm};
 
 /// Runs `op` of `xform` over the request `l` on `pkt`, segment by segment;
@@ -52,23 +51,26 @@ pub(crate) fn run(
     let prefix = l.aad_prefix.as_slice();
     let suffix = l.auth_suffix.as_slice();
     match (xform, op) {
-        (Xform::Gcm(g), Op::Encrypt) => with_aes!(g.aes(), AesEnc, |c| {
-            let tag = gcm_seal(c, g.ghash(), iv, pkt, l)?;
-            write_icv(pkt, icv, &tag)
-        }),
-        (Xform::Gcm(g), Op::Decrypt) => with_aes!(g.aes(), AesEnc, |c| {
+        (Xform::Gcm(g), op) => with_aes!(g.aes(), AesEnc, |c| {
             let (mut ks, mut mask) = gcm_stream(c, iv, l.payload.len())?;
-            let mut tag = gcm_tag(g.ghash(), &mut mask, pkt, l, prefix, true)?;
-            verify_icv(pkt, icv, &mut tag)?;
-            for_each_block_mut(pkt, l.payload, 1, |p| {
-                ks.xor(p);
-                Ok(())
-            })
+            let finish = |gh| gcm::tag(gh, &mut mask);
+            aead(
+                op,
+                pkt,
+                l,
+                icv,
+                g.ghash().clone(),
+                &mut ks,
+                gcm::len_block,
+                finish,
+            )
         }),
         (Xform::Gmac(g), op) => with_aes!(g.aes(), AesEnc, |c| {
             // RFC 4543 § 3: everything is AAD, nothing is encrypted.
             let (_, mut mask) = gcm::ctr_and_mask(c, iv)?;
-            let mut tag = gcm_tag(g.ghash(), &mut mask, pkt, l, prefix, false)?;
+            let mut gh = g.ghash().clone();
+            absorb(&mut gh, pkt, l, Payload::Aad, None, gcm::len_block)?;
+            let mut tag = gcm::tag(gh, &mut mask);
             match op {
                 Op::Encrypt => write_icv(pkt, icv, &tag),
                 Op::Decrypt => verify_icv(pkt, icv, &mut tag),
@@ -108,55 +110,50 @@ pub(crate) fn run(
     }
 }
 
-/// GCM encryption of `pkt[l.payload]` (SP 800-38D § 7.1), hashing each
-/// piece of ciphertext as it is made; returns the tag.
-fn gcm_seal<C: BlockCipherEncrypt<BlockSize = U16>>(
-    c: &C,
-    ghash: &GHash,
-    nonce: &[u8],
-    pkt: &mut dyn PacketBuf,
-    l: &Layout,
-) -> Result<[u8; 16], CryptoError> {
-    let (mut ks, mut mask) = gcm_stream(c, nonce, l.payload.len())?;
-    let mut gh = ghash.clone();
-    let mut h = PaddedHash::new(&mut gh);
-    h.update(l.aad_prefix.as_slice());
-    for_each_segment(pkt, l.aad, |s| h.update(s))?;
-    let aad_len = h.pad();
-    for_each_block_mut(pkt, l.payload, 1, |p| {
-        ks.xor(p);
-        h.update(p);
-        Ok(())
-    })?;
-    let ct_len = h.pad();
-    h.block(gcm::len_block(aad_len, ct_len));
-    Ok(gcm::tag(gh, &mut mask))
+/// Encrypts one piece of a payload in place (a keystream's XOR).
+type Encrypt<'a> = &'a mut dyn FnMut(&mut [u8]);
+
+/// What the payload is to an AEAD's hash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// The ciphertext, hashed after the AAD and padded on its own.
+    Ciphertext,
+    /// More AAD (GMAC, RFC 4543 § 3): nothing is encrypted.
+    Aad,
 }
 
-/// The GCM tag over `aad_prefix || pkt[l.aad]` and, as ciphertext
-/// (`payload_is_ct`) or as more AAD (GMAC), `pkt[l.payload]`.
-fn gcm_tag(
-    ghash: &GHash,
-    mask: &mut Array<u8, U16>,
-    pkt: &dyn PacketBuf,
+/// Feeds a request to an AEAD's universal hash as GCM (SP 800-38D § 7.1)
+/// and ChaCha20-Poly1305 (RFC 8439 § 2.8) both do: `aad_prefix ||
+/// pkt[aad]` zero-padded to a block, the payload zero-padded, then the
+/// lengths block `lens` makes. With `encrypt` (sealing), each piece of the
+/// payload is encrypted first and its ciphertext hashed while in cache.
+fn absorb<U: BlockHash>(
+    uh: &mut U,
+    pkt: &mut dyn PacketBuf,
     l: &Layout,
-    aad_prefix: &[u8],
-    payload_is_ct: bool,
-) -> Result<[u8; 16], CryptoError> {
-    let mut gh = ghash.clone();
-    let mut h = PaddedHash::new(&mut gh);
-    h.update(aad_prefix);
+    payload: Payload,
+    encrypt: Option<Encrypt<'_>>,
+    lens: fn(u64, u64) -> [u8; 16],
+) -> Result<(), CryptoError> {
+    let mut h = PaddedHash::new(uh);
+    h.update(l.aad_prefix.as_slice());
     for_each_segment(pkt, l.aad, |s| h.update(s))?;
-    if !payload_is_ct {
+    if payload == Payload::Aad {
         for_each_segment(pkt, l.payload, |s| h.update(s))?;
     }
     let aad_len = h.pad();
-    if payload_is_ct {
-        for_each_segment(pkt, l.payload, |s| h.update(s))?;
+    match (payload, encrypt) {
+        (Payload::Aad, _) => {}
+        (Payload::Ciphertext, Some(encrypt)) => for_each_block_mut(pkt, l.payload, 1, |p| {
+            encrypt(p);
+            h.update(p);
+            Ok(())
+        })?,
+        (Payload::Ciphertext, None) => for_each_segment(pkt, l.payload, |s| h.update(s))?,
     }
     let ct_len = h.pad();
-    h.block(gcm::len_block(aad_len, ct_len));
-    Ok(gcm::tag(gh, mask))
+    h.block(lens(aad_len, ct_len));
+    Ok(())
 }
 
 /// ChaCha20-Poly1305 (RFC 8439 § 2.8) on the streaming ChaCha20 core: block
@@ -182,29 +179,35 @@ fn chacha_poly(
     ks.take(&mut otk);
     // The rest of block 0 is not used (RFC 8439 § 2.8).
     ks.take(&mut [0u8; 32]);
-    let mut poly = Poly1305::new(&otk.into());
+    let poly = Poly1305::new(&otk.into());
     otk.zeroize();
-    let mut h = PaddedHash::new(&mut poly);
-    h.update(l.aad_prefix.as_slice());
-    for_each_segment(pkt, l.aad, |s| h.update(s))?;
-    let aad_len = h.pad();
+    let finish = |poly: Poly1305| poly.finalize().into();
+    aead(op, pkt, l, icv, poly, &mut ks, chacha::len_block, finish)
+}
+
+/// An AEAD request in place, GCM's or ChaCha20-Poly1305's: sealing
+/// encrypts the payload piece by piece, hashing the ciphertext, and writes
+/// the ICV; opening hashes, verifies the ICV (RFC 4303 § 3.4.4: before
+/// anything is decrypted), then decrypts. `finish` turns the hash into the
+/// tag.
+#[allow(clippy::too_many_arguments)]
+fn aead<U: BlockHash, K: StreamCipherCore, const N: usize>(
+    op: Op,
+    pkt: &mut dyn PacketBuf,
+    l: &Layout,
+    icv: Region,
+    mut uh: U,
+    ks: &mut KeyStream<K, N>,
+    lens: fn(u64, u64) -> [u8; 16],
+    finish: impl FnOnce(U) -> [u8; 16],
+) -> Result<(), CryptoError> {
+    let mut xor = |p: &mut [u8]| ks.xor(p);
+    let encrypt = (op == Op::Encrypt).then_some(&mut xor as Encrypt<'_>);
+    absorb(&mut uh, pkt, l, Payload::Ciphertext, encrypt, lens)?;
+    let mut tag = finish(uh);
     match op {
-        Op::Encrypt => {
-            for_each_block_mut(pkt, l.payload, 1, |p| {
-                ks.xor(p);
-                h.update(p);
-                Ok(())
-            })?;
-            let ct_len = h.pad();
-            h.block(chacha::len_block(aad_len, ct_len));
-            let tag: [u8; 16] = poly.finalize().into();
-            write_icv(pkt, icv, &tag)
-        }
+        Op::Encrypt => write_icv(pkt, icv, &tag),
         Op::Decrypt => {
-            for_each_segment(pkt, l.payload, |s| h.update(s))?;
-            let ct_len = h.pad();
-            h.block(chacha::len_block(aad_len, ct_len));
-            let mut tag: [u8; 16] = poly.finalize().into();
             verify_icv(pkt, icv, &mut tag)?;
             for_each_block_mut(pkt, l.payload, 1, |p| {
                 ks.xor(p);
