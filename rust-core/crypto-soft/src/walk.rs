@@ -5,16 +5,26 @@
 //! crypto cursors.
 //!
 //! The contiguous case keeps its own paths (`gcm.rs`, `chacha.rs`,
-//! `esp_cipher.rs`), which are tuned for one buffer: CBC encryption runs
-//! inside the cipher's back end, ChaCha20 takes its keystream in the back
-//! end's parallel batches. Here the same constructions run on the
-//! streaming interfaces of the same crates (`CtrCore`, `cbc::Encryptor`,
-//! `ChaChaCore`, the universal hashes through [`PaddedHash`]), fed piece
-//! by piece; the one cipher block at a time that straddles segments goes
-//! through a buffer on the stack. The ICV is read and written wherever it
-//! lies. The conformance vectors run on packets cut in two and every 7
-//! bytes (`fipsec_crypto::dev`), so that every block of a request
-//! straddles somewhere.
+//! `esp_cipher.rs`), tuned for one buffer. Here the same constructions are
+//! fed piece by piece, keeping the number of calls into the ciphers' back
+//! ends down (each call sets a back end up; a SIMD one computes a single
+//! block slowly):
+//!
+//! * the counter-mode ciphers (GCM's GCTR, AES-CTR, ChaCha20) compute their
+//!   keystream a batch of blocks at a time ([`KeyStream`]) and hand it out
+//!   across pieces, so no piece needs whole blocks;
+//! * CBC encrypts each piece with the contiguous path's encryptor, the
+//!   last ciphertext block becoming the next piece's IV, and decrypts all
+//!   pieces inside one call of the mode's back end;
+//! * the universal hashes and MACs take the pieces as they come
+//!   ([`PaddedHash`] carries partial blocks);
+//! * a CBC block that straddles segments goes through a buffer on the
+//!   stack ([`for_each_block_mut`]); the ICV is read and written wherever
+//!   it lies.
+//!
+//! The conformance vectors run on packets cut in two and every 7 bytes
+//! (`fipsec_crypto::dev`), one request at a time and in batches, so that
+//! every block of a request straddles somewhere.
 
 use cipher::array::Array;
 use cipher::array::ArraySize;
