@@ -31,8 +31,8 @@ use cipher::{
     BlockSizeUser, ParBlocks, StreamCipherBackend, StreamCipherClosure, StreamCipherCore,
 };
 use fipsec_crypto::{CryptoError, SpanMap};
-use ghash::universal_hash::{KeyInit, UniversalHash};
 use poly1305::Poly1305;
+use polyval::universal_hash::{KeyInit, UniversalHash};
 use zeroize::Zeroize;
 
 use crate::uhash::PaddedHash;

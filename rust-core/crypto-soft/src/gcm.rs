@@ -1,5 +1,6 @@
 //! AES-GCM for ESP (RFC 4106) and AES-GMAC (RFC 4543), composed from the
-//! `aes` block cipher, `ctr`'s 32-bit big-endian counter and `ghash`.
+//! `aes` block cipher, `ctr`'s 32-bit big-endian counter and GHASH on `polyval`
+//! ([`crate::uhash::Ghash`]).
 //!
 //! Built from parts rather than taken from `aes-gcm` because ESP needs what
 //! that crate's API does not give: AAD that arrives in two pieces (an
@@ -19,14 +20,14 @@
 //! Decryption computes the tag over the ciphertext first and decrypts only
 //! when it matches (constant-time comparison, [`fipsec_crypto::ct_eq`]).
 
+use crate::uhash::Ghash;
 use cipher::array::Array;
 use cipher::consts::U16;
 use cipher::{BlockCipherEncrypt, InnerIvInit, StreamCipherCore};
 use ctr::CtrCore;
 use ctr::flavors::Ctr32BE;
 use fipsec_crypto::{CryptoError, SpanMap};
-use ghash::GHash;
-use ghash::universal_hash::UniversalHash;
+use polyval::universal_hash::UniversalHash;
 use zeroize::Zeroize;
 
 use crate::aes_key::{AesEnc, with_aes};
@@ -39,7 +40,7 @@ pub(crate) const NONCE_LEN: usize = 12;
 /// A GCM key: the AES schedule and the GHASH key `H = E_K(0^128)`.
 pub(crate) struct Gcm {
     aes: AesEnc,
-    ghash: GHash,
+    ghash: Ghash,
 }
 
 impl Gcm {
@@ -48,7 +49,7 @@ impl Gcm {
         let aes = AesEnc::new(key)?;
         let mut h = Array::<u8, U16>::default();
         with_aes!(&aes, AesEnc, |c| c.encrypt_block(&mut h));
-        let ghash = GHash::new(&h);
+        let ghash = Ghash::new(&h);
         h.zeroize();
         Ok(Gcm { aes, ghash })
     }
@@ -59,7 +60,7 @@ impl Gcm {
     }
 
     /// The keyed GHASH, to be cloned per request.
-    pub(crate) fn ghash(&self) -> &GHash {
+    pub(crate) fn ghash(&self) -> &Ghash {
         &self.ghash
     }
 
@@ -164,7 +165,7 @@ pub(crate) fn len_block(aad_len: u64, ct_len: u64) -> [u8; 16] {
 }
 
 /// `T = E_K(J0) xor S`; wipes the mask.
-pub(crate) fn tag(h: GHash, mask: &mut Array<u8, U16>) -> [u8; 16] {
+pub(crate) fn tag(h: Ghash, mask: &mut Array<u8, U16>) -> [u8; 16] {
     let mut t: [u8; 16] = h.finalize().into();
     for (t, m) in t.iter_mut().zip(mask.iter()) {
         *t ^= m;
@@ -175,7 +176,7 @@ pub(crate) fn tag(h: GHash, mask: &mut Array<u8, U16>) -> [u8; 16] {
 
 fn seal<C: BlockCipherEncrypt<BlockSize = U16>>(
     c: &C,
-    ghash: &GHash,
+    ghash: &Ghash,
     nonce: &[u8],
     buf: &mut [u8],
     m: &SpanMap,
@@ -201,7 +202,7 @@ fn seal<C: BlockCipherEncrypt<BlockSize = U16>>(
 
 fn open<C: BlockCipherEncrypt<BlockSize = U16>>(
     c: &C,
-    ghash: &GHash,
+    ghash: &Ghash,
     nonce: &[u8],
     buf: &mut [u8],
     m: &SpanMap,
@@ -225,7 +226,7 @@ fn open<C: BlockCipherEncrypt<BlockSize = U16>>(
 
 fn gmac<C: BlockCipherEncrypt<BlockSize = U16>>(
     c: &C,
-    ghash: &GHash,
+    ghash: &Ghash,
     nonce: &[u8],
     buf: &[u8],
     m: &SpanMap,

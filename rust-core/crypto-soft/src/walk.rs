@@ -176,8 +176,8 @@ fn chacha_poly(
     l: &Layout,
     icv: Region,
 ) -> Result<(), CryptoError> {
-    use ghash::universal_hash::{KeyInit, UniversalHash};
     use poly1305::Poly1305;
+    use polyval::universal_hash::{KeyInit, UniversalHash};
 
     let nonce: [u8; chacha::NONCE_LEN] =
         nonce.try_into().map_err(|_| CryptoError::InvalidRequest)?;
