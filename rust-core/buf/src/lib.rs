@@ -133,8 +133,9 @@ pub trait PacketBuf {
     fn peek_mut(&mut self, off: usize, len: usize) -> Option<&mut [u8]>;
 
     /// The bytes from `off` to the end of the segment holding byte `off`
-    /// (`m_getptr`, then the rest of that mbuf's data); `None` when `off`
-    /// is at or past the end of the packet. Crypto engines walk a request
+    /// (`m_getptr`, then the rest of that mbuf's data), never empty: a
+    /// zero-length segment is passed over; `None` when `off` is at or past
+    /// the end of the packet. Crypto engines walk a request
     /// this way, one segment after another, instead of copying it into one
     /// buffer (FreeBSD's `crypto_cursor_segment`).
     fn segment_at(&self, off: usize) -> Option<&[u8]>;

@@ -31,6 +31,10 @@ pub fn for_each_segment(
     while off < end {
         let seg = pkt.segment_at(off).ok_or(CryptoError::InvalidRequest)?;
         let piece = seg.get(..seg.len().min(end - off)).unwrap_or(seg);
+        if piece.is_empty() {
+            // A buffer breaking `segment_at`'s contract: no progress.
+            return Err(CryptoError::InvalidRequest);
+        }
         f(piece);
         off += piece.len();
     }
@@ -48,8 +52,8 @@ pub fn region_writable(pkt: &mut dyn PacketBuf, region: Region) -> bool {
     let mut off = region.start();
     while off < end {
         match pkt.segment_at_mut(off) {
-            Some(seg) => off += seg.len(),
-            None => return false,
+            Some(seg) if !seg.is_empty() => off += seg.len(),
+            _ => return false,
         }
     }
     true
@@ -120,7 +124,7 @@ pub fn write_at(pkt: &mut dyn PacketBuf, off: usize, src: &[u8]) -> Result<(), C
 mod tests {
     use super::*;
     use alloc::vec::Vec;
-    use fipsec_buf::{Chain, SegSpec};
+    use fipsec_buf::{BufError, BufStats, Chain, SegSpec, SliceBuf, TagCookie, TagType};
 
     /// A 40-byte packet in segments of 7, 9, 3 and 21 bytes.
     fn chain() -> (Chain, Vec<u8>) {
@@ -178,6 +182,84 @@ mod tests {
                 assert_eq!(c.to_vec(), want, "block {block} region {start}+{len}");
             }
         }
+    }
+
+    /// A buffer whose `segment_at` breaks its contract with an empty
+    /// segment: the walks fail instead of spinning.
+    #[test]
+    fn an_empty_segment_is_refused_not_spun_on() {
+        struct Empty(SliceBuf);
+        impl PacketBuf for Empty {
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+            fn copy_out(&self, off: usize, dst: &mut [u8]) -> Result<(), BufError> {
+                self.0.copy_out(off, dst)
+            }
+            fn copy_in(&mut self, off: usize, src: &[u8]) -> Result<(), BufError> {
+                self.0.copy_in(off, src)
+            }
+            fn is_writable(&self) -> bool {
+                true
+            }
+            fn make_writable(&mut self, s: &BufStats) -> Result<(), BufError> {
+                self.0.make_writable(s)
+            }
+            fn make_space(
+                &mut self,
+                o: usize,
+                l: usize,
+                s: &BufStats,
+            ) -> Result<&mut [u8], BufError> {
+                self.0.make_space(o, l, s)
+            }
+            fn strip(&mut self, o: usize, l: usize) -> Result<(), BufError> {
+                self.0.strip(o, l)
+            }
+            fn pad(&mut self, l: usize) -> Result<&mut [u8], BufError> {
+                self.0.pad(l)
+            }
+            fn trim_front(&mut self, l: usize) -> Result<(), BufError> {
+                self.0.trim_front(l)
+            }
+            fn trim_back(&mut self, l: usize) -> Result<(), BufError> {
+                self.0.trim_back(l)
+            }
+            fn contiguous_mut(&mut self, o: usize, l: usize) -> Result<&mut [u8], BufError> {
+                self.0.contiguous_mut(o, l)
+            }
+            fn peek(&self, _: usize, _: usize) -> Option<&[u8]> {
+                None
+            }
+            fn peek_mut(&mut self, _: usize, _: usize) -> Option<&mut [u8]> {
+                None
+            }
+            fn segment_at(&self, _: usize) -> Option<&[u8]> {
+                Some(&[])
+            }
+            fn segment_at_mut(&mut self, _: usize) -> Option<&mut [u8]> {
+                Some(&mut [])
+            }
+            fn segment_count(&self) -> usize {
+                2
+            }
+            fn tag_find(&self, c: TagCookie, t: TagType) -> Option<&[u8]> {
+                self.0.tag_find(c, t)
+            }
+            fn tag_add(&mut self, c: TagCookie, t: TagType, d: &[u8]) -> Result<(), BufError> {
+                self.0.tag_add(c, t, d)
+            }
+            fn tag_delete(&mut self, c: TagCookie, t: TagType) -> bool {
+                self.0.tag_delete(c, t)
+            }
+        }
+        let mut b = Empty(SliceBuf::from_slice(&[7; 40]).unwrap());
+        let r = Region::new(0, 40);
+        assert_eq!(
+            for_each_segment(&b, r, |_| {}),
+            Err(CryptoError::InvalidRequest)
+        );
+        assert!(!region_writable(&mut b, r));
     }
 
     #[test]
