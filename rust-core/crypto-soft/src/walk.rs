@@ -264,7 +264,7 @@ impl<K: StreamCipherCore, const N: usize> KeyStream<K, N> {
         let block = <K::BlockSize as Unsigned>::USIZE;
         while !data.is_empty() {
             if self.pos == self.len {
-                let n = self.left.clamp(2, N);
+                let n = self.left.max(2).min(N);
                 if let Some(blocks) = self.buf.get_mut(..n) {
                     self.core.write_keystream_blocks(blocks);
                 }
