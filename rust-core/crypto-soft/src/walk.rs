@@ -296,7 +296,7 @@ impl<K: StreamCipherCore, const N: usize> KeyStream<K, N> {
 
 impl<K: StreamCipherCore, const N: usize> Drop for KeyStream<K, N> {
     fn drop(&mut self) {
-        self.buf.iter_mut().for_each(|b| b.as_mut_slice().zeroize());
+        Array::slice_as_flattened_mut(&mut self.buf).zeroize();
     }
 }
 
