@@ -62,6 +62,12 @@ pub const MAX_INFLIGHT: usize = 64;
 
 const GCM_CTX_LEN: usize = core::mem::size_of::<sys::gcm_context_data>();
 const CHACHA_CTX_LEN: usize = core::mem::size_of::<sys::chacha20_poly1305_context_data>();
+/// Room for either AEAD context ([`aead_walk`] uses one or the other).
+const AEAD_CTX_LEN: usize = if GCM_CTX_LEN > CHACHA_CTX_LEN {
+    GCM_CTX_LEN
+} else {
+    CHACHA_CTX_LEN
+};
 const _: () = assert!(core::mem::align_of::<sys::gcm_context_data>() <= 16);
 const _: () = assert!(core::mem::align_of::<sys::chacha20_poly1305_context_data>() <= 16);
 
@@ -893,10 +899,11 @@ fn aead_walk_checked(
     CryptoStats::inc(&stats.walked);
     let nonce = layout.iv.as_slice().as_ptr();
     let (aad_ptr, aad_len) = (aad.as_ptr(), aad_len as u64);
-    let mut gctx = Ctx::<GCM_CTX_LEN>::new();
-    let gp: *mut sys::gcm_context_data = gctx.as_mut_ptr();
-    let mut cctx = Ctx::<CHACHA_CTX_LEN>::new();
-    let cp: *mut sys::chacha20_poly1305_context_data = cctx.as_mut_ptr();
+    // One context, used as the algorithm's: only one of the two is
+    // initialised, and only one wipe runs on drop.
+    let mut ctx = Ctx::<AEAD_CTX_LEN>::new();
+    let gp: *mut sys::gcm_context_data = ctx.as_mut_ptr();
+    let cp: *mut sys::chacha20_poly1305_context_data = ctx.as_mut_ptr();
     let (gkey, ckey) = (s.keys.gcm_ptr(), s.keys.chacha.0.as_ptr());
     let api = s.api;
     // The three closures below share one argument: the key data was
@@ -1498,8 +1505,11 @@ impl Slot {
         if span.len() > MAX_BOUNCE {
             return None;
         }
-        self.bounce.clear();
-        self.bounce.try_reserve(span.len()).ok()?;
+        // Only bytes the buffer did not hold before are zeroed: all of
+        // them are overwritten by the copy.
+        self.bounce
+            .try_reserve(span.len().saturating_sub(self.bounce.len()))
+            .ok()?;
         self.bounce.resize(span.len(), 0);
         pkt.copy_out(span.start(), &mut self.bounce).ok()?;
         self.bounce_at = Some(span.start());
