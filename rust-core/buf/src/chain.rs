@@ -213,6 +213,21 @@ impl ExtBuf {
         let id = StorageId(NEXT_STORAGE_ID.fetch_add(1, Ordering::Relaxed));
         Ok(Arc::new(ExtBuf { id, kind, data }))
     }
+
+    /// Allocates storage of `size` bytes starting with a copy of `src`
+    /// (the rest zeroed): the bytes a copy overwrites are not zeroed first.
+    fn alloc_copy(kind: SegKind, size: usize, src: &[u8]) -> Result<Arc<ExtBuf>, BufError> {
+        if size == 0 || size > MAX_PACKET || src.len() > size {
+            return Err(BufError::TooLarge);
+        }
+        let mut data = Vec::new();
+        data.try_reserve_exact(size)
+            .map_err(|_| BufError::NoMemory)?;
+        data.extend_from_slice(src);
+        data.resize(size, 0);
+        let id = StorageId(NEXT_STORAGE_ID.fetch_add(1, Ordering::Relaxed));
+        Ok(Arc::new(ExtBuf { id, kind, data }))
+    }
 }
 
 /// Where a segment's bytes live.
@@ -274,6 +289,18 @@ impl Mbuf {
             len: 0,
             rdonly: false,
             storage: Storage::Ext(ExtBuf::alloc(kind, size)?),
+        })
+    }
+
+    /// A new segment with external storage of `size` bytes holding a copy
+    /// of `src` (`new_ext` and `push_bytes` in one, without zeroing the
+    /// bytes the copy fills).
+    fn new_ext_copy(kind: SegKind, size: usize, src: &[u8]) -> Result<Mbuf, BufError> {
+        Ok(Mbuf {
+            off: 0,
+            len: src.len(),
+            rdonly: false,
+            storage: Storage::Ext(ExtBuf::alloc_copy(kind, size, src)?),
         })
     }
 
@@ -1305,11 +1332,9 @@ impl Chain {
             let mut err = None;
             while at < m.len {
                 let len = (m.len - at).min(MCLBYTES);
-                let step = Mbuf::new_ext(SegKind::Cluster, MCLBYTES).and_then(|mut c| {
-                    m.slice(at, len)
-                        .and_then(|src| c.push_bytes(src))
-                        .map(|()| c)
-                });
+                let step = m
+                    .slice(at, len)
+                    .and_then(|src| Mbuf::new_ext_copy(SegKind::Cluster, MCLBYTES, src));
                 match step {
                     Ok(c) if n == 0 => {
                         if let Some(slot) = self.segs.get_mut(i) {
