@@ -597,6 +597,21 @@ impl DbReader {
         applied: &[AppliedXform],
         now: Instant,
     ) -> Result<(), DropReason> {
+        self.check_inbound_policy(dir, pkt, applied, now)
+            .map(|_| ())
+    }
+
+    /// [`DbReader::check_inbound`], with the policy that accepted the
+    /// packet (`None`: no policy matched and the default action let it
+    /// in).
+    #[inline]
+    pub fn check_inbound_policy(
+        &self,
+        dir: Direction,
+        pkt: &PacketSelector,
+        applied: &[AppliedXform],
+        now: Instant,
+    ) -> Result<Option<&Arc<SecPolicy>>, DropReason> {
         let (discard, default_discard, violation) = match dir {
             Direction::Fwd => (
                 DropReason::PolicyFwdDiscard,
@@ -612,13 +627,13 @@ impl DbReader {
         let Some(policy) = self.spd.lookup(dir, pkt) else {
             return match self.inner.default_action {
                 PolicyAction::Discard => Err(default_discard),
-                _ => Ok(()),
+                _ => Ok(None),
             };
         };
         policy.touch(now);
         match policy.action() {
             PolicyAction::Discard => return Err(discard),
-            PolicyAction::None => return Ok(()),
+            PolicyAction::None => return Ok(Some(policy)),
             PolicyAction::Ipsec => {}
         }
         // The removed transforms, innermost first, must be the policy's
@@ -653,7 +668,7 @@ impl DbReader {
         match removed.next() {
             // A transform the policy does not ask for.
             Some(_) => Err(violation),
-            None => Ok(()),
+            None => Ok(Some(policy)),
         }
     }
 }

@@ -42,7 +42,7 @@ use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
 use crate::packet::{self, FlowKey, IpError, IpInfo};
 use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
-use crate::spd::{Direction, MAX_REQUESTS};
+use crate::spd::{Direction, MAX_REQUESTS, SecPolicy};
 use crate::stats::{DropCounters, DropReason};
 
 /// Randomness the engine needs (CBC IVs, outer IPv4 IDs). The caller
@@ -392,8 +392,8 @@ pub struct Worker<P> {
     /// Inside [`Worker::output_batch`] / [`Worker::input_batch`]: ESP
     /// requests are held back in `deferred` and dispatched together.
     pub(crate) batching: bool,
-    /// Inside a batch call (including its flushes): the memos below may
-    /// be filled and used.
+    /// Inside a batch call (including its flushes): counts and sequence
+    /// numbers are taken per SA and batch (`sa_tally`, `seqs`).
     pub(crate) in_batch: bool,
     /// ESP requests held back for one [`Framework::dispatch_batch`]
     /// (capacity [`BATCH_CHUNK`], allocated with the worker): the first
@@ -405,15 +405,17 @@ pub struct Worker<P> {
     pub(crate) deferred: Vec<Request<P, Cont>>,
     /// How many of `deferred` are waiting for the batch's dispatch.
     pub(crate) held: usize,
-    /// Within a batch: the last outbound selector and the bundle the
-    /// database chose for it (the policy and SAs cannot change under the
-    /// worker's snapshot until it is refreshed, which a batch never does).
+    /// The last outbound selector and the bundle the database chose for it.
+    /// The memos below stand for lookups in the worker's snapshot, which
+    /// changes only in [`Worker::refresh`] (where they are forgotten): a
+    /// policy or SA lookup there is a function of the snapshot and of the
+    /// SAs' validity, which every hit checks. The packets of one flow,
+    /// batched or not, are looked up once per snapshot.
     out_memo: Option<OutMemo>,
-    /// Within a batch: the last inbound selector and removed transforms
-    /// that the inbound policy check accepted.
+    /// The last inbound selector and removed transforms that the inbound
+    /// policy check accepted.
     in_memo: Option<InMemo>,
-    /// Within a batch: the inbound ESP SA last found, with its destination
-    /// and SPI.
+    /// The inbound ESP SA last found, with its destination and SPI.
     pub(crate) in_sa_memo: Option<crate::esp::EspInMemo>,
     /// Within a batch: the packets and bytes counted on one SA, added to
     /// its shared counters once (at the batch's end or when another SA
@@ -489,6 +491,8 @@ impl SaTally {
 /// An output decision remembered within one batch.
 struct OutMemo {
     key: FlowKey,
+    /// The policy, whose last use each hit records (its idle lifetime).
+    policy: Arc<SecPolicy>,
     sas: [Option<SaRef>; MAX_REQUESTS],
     len: u8,
 }
@@ -497,6 +501,9 @@ struct OutMemo {
 /// packet's selector and the SAs it came through.
 struct InMemo {
     key: FlowKey,
+    /// The policy that accepted it (`None`: the default action), whose
+    /// last use each hit records.
+    policy: Option<Arc<SecPolicy>>,
     sas: [Option<SaRef>; MAX_REQUESTS],
 }
 
@@ -676,8 +683,13 @@ impl<P: PacketBuf> Worker<P> {
     /// nothing changed). The spare request slots go with the old snapshot
     /// (they may hold its sessions and SAs).
     pub fn refresh(&mut self) {
-        if self.reader.refresh() > 0 && self.held == 0 {
-            self.deferred.clear();
+        if self.reader.refresh() > 0 {
+            self.out_memo = None;
+            self.in_memo = None;
+            self.in_sa_memo = None;
+            if self.held == 0 {
+                self.deferred.clear();
+            }
         }
     }
 
@@ -775,7 +787,7 @@ impl<P: PacketBuf> Worker<P> {
                 return Verdict::Dropped(DropReason::IpOutMalformed);
             }
         };
-        if let Some(cont) = self.out_memo_hit(&pkt, info) {
+        if let Some(cont) = self.out_memo_hit(&pkt, info, now) {
             return self.run(now, Next::Output(pkt, cont));
         }
         let sel = packet::selector(&pkt, info);
@@ -792,13 +804,12 @@ impl<P: PacketBuf> Worker<P> {
                     *slot = Some(sa.clone());
                     len += 1;
                 }
-                if self.in_batch {
-                    self.out_memo = FlowKey::of(&pkt, info).map(|key| OutMemo {
-                        key,
-                        sas: sas.clone(),
-                        len,
-                    });
-                }
+                self.out_memo = FlowKey::of(&pkt, info).map(|key| OutMemo {
+                    key,
+                    policy: bundle.policy().clone(),
+                    sas: sas.clone(),
+                    len,
+                });
                 let cont = Cont {
                     sas,
                     len,
@@ -916,9 +927,6 @@ impl<P: PacketBuf> Worker<P> {
             t.add_to_sa();
         }
         self.return_seqs();
-        self.out_memo = None;
-        self.in_memo = None;
-        self.in_sa_memo = None;
         n
     }
 
@@ -1007,13 +1015,16 @@ impl<P: PacketBuf> Worker<P> {
         }
     }
 
-    /// The bundle remembered in this batch for the flow of `pkt`, as a
-    /// fresh continuation, when every SA of it is still valid.
-    fn out_memo_hit(&self, pkt: &P, info: &IpInfo) -> Option<Cont> {
+    /// The bundle remembered for the flow of `pkt`, as a fresh
+    /// continuation, when every SA of it is still valid (what
+    /// [`DbReader::output`] would choose in the same snapshot: the SAs it
+    /// passed over for these were invalid then or are not newer).
+    fn out_memo_hit(&self, pkt: &P, info: &IpInfo, now: Instant) -> Option<Cont> {
         let m = self.out_memo.as_ref()?;
         if !m.key.matches(pkt, info) || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
             return None;
         }
+        m.policy.touch(now);
         Some(Cont {
             // Slot by slot (an array's `clone` runs as a loop in a call).
             sas: m.sas.each_ref().map(Option::clone),
@@ -1171,10 +1182,10 @@ impl<P: PacketBuf> Worker<P> {
             add_local(&self.stats.plain_in, 1);
         }
         if self.ipsec.config.check_inbound_policy {
-            // The same flow through the same SAs as a packet of this batch
-            // that passed: the same verdict (the SAs are compared by
-            // identity; the memo holds references, so none can be freed
-            // and its address reused while it is remembered).
+            // The same flow through the same SAs as an earlier packet
+            // that passed in this snapshot: the same verdict (the SAs are
+            // compared by identity; the memo holds references, so none can
+            // be freed and its address reused while it is remembered).
             let hit = self.in_memo.as_ref().is_some_and(|m| {
                 m.key.matches(&pkt, info)
                     && m.sas.len() == cont.sas.len()
@@ -1201,15 +1212,20 @@ impl<P: PacketBuf> Worker<P> {
                     n += 1;
                 }
                 let a = applied.get(..n).unwrap_or(&[]);
-                if let Err(r) = self.reader.check_inbound(Direction::In, &sel, a, now) {
-                    return self.drop_pkt(r);
-                }
-                if self.in_batch {
-                    self.in_memo = FlowKey::of(&pkt, info).map(|key| InMemo {
-                        key,
-                        sas: cont.sas.clone(),
-                    });
-                }
+                let policy = match self
+                    .reader
+                    .check_inbound_policy(Direction::In, &sel, a, now)
+                {
+                    Ok(p) => p.cloned(),
+                    Err(r) => return self.drop_pkt(r),
+                };
+                self.in_memo = FlowKey::of(&pkt, info).map(|key| InMemo {
+                    key,
+                    policy,
+                    sas: cont.sas.clone(),
+                });
+            } else if let Some(p) = self.in_memo.as_ref().and_then(|m| m.policy.as_ref()) {
+                p.touch(now);
             }
         }
         Next::Deliver(pkt)

@@ -362,15 +362,11 @@ impl<P: PacketBuf> Worker<P> {
         let [s0, s1, s2, s3, q0, q1, q2, q3] = hdr;
         let spi = u32::from_be_bytes([s0, s1, s2, s3]);
         let seq_lo = u32::from_be_bytes([q0, q1, q2, q3]);
-        // Within a batch, the SA of the previous ESP packet to the same
-        // destination and SPI, when it is still valid (what the lookup would
-        // find: the worker's snapshot does not change within a batch), with
-        // the shape of its transform.
-        let dst = if self.in_batch {
-            dst_bytes(&pkt, info.version)
-        } else {
-            None
-        };
+        // The SA of the previous ESP packet to the same destination and
+        // SPI, when it is still valid (what the lookup would find: the
+        // memo is forgotten when the worker's snapshot changes), with the
+        // shape of its transform.
+        let dst = dst_bytes(&pkt, info.version);
         if let Some(d) = dst {
             let remembered = self
                 .in_sa_memo

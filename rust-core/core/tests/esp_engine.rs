@@ -876,3 +876,132 @@ fn batch_on_an_asynchronous_driver_completes_through_poll() {
     }
     assert_eq!(seqs, (1..=20).collect::<Vec<u32>>());
 }
+
+/// The policy of `e` with this direction and selector.
+fn policy_of(
+    e: &fipsec_core::engine::Ipsec<SliceBuf>,
+    dir: Direction,
+    sel: &fipsec_core::Selector,
+) -> std::sync::Arc<fipsec_core::SecPolicy> {
+    let mut found = None;
+    e.db.spd().for_each(|p| {
+        if p.dir() == dir && p.selector() == sel {
+            found = Some(p.clone());
+        }
+    });
+    found.expect("no such policy")
+}
+
+/// The SPI of an ESP packet in an IPv4 tunnel (RFC 4303 § 2.1: the first
+/// four bytes after the outer header).
+fn esp_spi(p: &[u8]) -> u32 {
+    let hl = usize::from(p[0] & 0x0f) * 4;
+    u32::from_be_bytes(p[hl..hl + 4].try_into().unwrap())
+}
+
+/// Packets sent one by one (`Worker::output` / `input`, as a kernel's
+/// hooks call them) reuse the policy and SAs found for their flow until
+/// the worker refreshes its snapshot, and behave exactly as a fresh lookup
+/// would at every step: a rekey takes effect at the refresh (RFC 4301
+/// § 4.4.2.1: the newer SA, `net.key.preferred_oldsa` = 0); an SA deleted
+/// without a refresh is no longer used (the older one, still in the
+/// snapshot, takes over); a deleted policy lets the flow bypass; a
+/// discarding inbound policy drops it. Every packet that reuses a policy
+/// records its use (the idle lifetime, `sadb_lifetime_usetime`).
+#[test]
+fn packets_one_by_one_follow_database_changes() {
+    use fipsec_core::{PolicyAction, PolicySpec, Selector, Spi};
+    let (_, alg) = algs().into_iter().next().unwrap();
+    let mut p = pair(&alg, false, false);
+    let inner = udp4([10, 1, 0, 5], [10, 2, 0, 7], &[7; 40]);
+    let sec = |s: u64| Instant::from_micros(s * 1_000_000);
+    let send = |p: &mut Pair, t: Instant| p.a.output(t, buf(&inner));
+    let spi_at = |p: &mut Pair, t: Instant| esp_spi(transmit(send(p, t)).bytes());
+
+    // One flow, packet by packet: the same SA; the outbound policy's last
+    // use follows the packets.
+    assert_eq!(spi_at(&mut p, sec(0)), 0x1001);
+    assert_eq!(spi_at(&mut p, sec(5)), 0x1001);
+    let out_sel = Selector::new(sa_addr("10.1.0.0"), 16, sa_addr("10.2.0.0"), 16, 255).unwrap();
+    let out_policy = policy_of(p.a.ipsec(), Direction::Out, &out_sel);
+    assert_eq!(out_policy.last_used(), sec(5));
+
+    // Rekey: a newer SA for the same traffic. The snapshot is the
+    // worker's until it refreshes; then the newer SA protects the flow.
+    add_esp_sa(
+        p.a.ipsec(),
+        "192.0.2.1",
+        "192.0.2.2",
+        0x2001,
+        Mode::Tunnel,
+        &alg,
+        false,
+        64,
+    );
+    add_esp_sa(
+        p.b.ipsec(),
+        "192.0.2.1",
+        "192.0.2.2",
+        0x2001,
+        Mode::Tunnel,
+        &alg,
+        false,
+        64,
+    );
+    assert_eq!(spi_at(&mut p, sec(6)), 0x1001);
+    p.a.refresh();
+    p.b.refresh();
+    let esp = transmit(send(&mut p, sec(7)));
+    assert_eq!(esp_spi(esp.bytes()), 0x2001);
+    assert_eq!(deliver(p.b.input(sec(7), esp)).bytes(), &inner[..]);
+
+    // The newer SA dies (deleted) while the worker still holds the
+    // snapshot it was in: the next packet goes out on the older one, as a
+    // lookup in that snapshot finds.
+    let dst = sa_addr("192.0.2.2");
+    p.a.ipsec()
+        .db
+        .sad()
+        .delete(&dst, SaProto::Esp, Spi(0x2001), None)
+        .unwrap();
+    let esp = transmit(send(&mut p, sec(8)));
+    assert_eq!(esp_spi(esp.bytes()), 0x1001);
+
+    // Inbound, packet by packet: the inbound policy's last use follows
+    // the packets; a discarding policy for the flow, once the receiver
+    // refreshes, drops it.
+    let in_sel = out_sel;
+    let in_policy = policy_of(p.b.ipsec(), Direction::In, &in_sel);
+    assert_eq!(deliver(p.b.input(sec(8), esp)).bytes(), &inner[..]);
+    let esp = transmit(send(&mut p, sec(12)));
+    assert_eq!(deliver(p.b.input(sec(12), esp)).bytes(), &inner[..]);
+    assert_eq!(in_policy.last_used(), sec(12));
+    let host = Selector::new(sa_addr("10.1.0.5"), 32, sa_addr("10.2.0.7"), 32, 255).unwrap();
+    let mut discard = PolicySpec::new(host, Direction::In, PolicyAction::Discard, vec![]);
+    // Ahead of the tunnel policy (smaller is stronger, `spdadd -P in
+    // prio`).
+    discard.priority = 0;
+    p.b.ipsec().db.spd().add(discard, false, sec(12)).unwrap();
+    let esp = transmit(send(&mut p, sec(13)));
+    let esp2 = transmit(send(&mut p, sec(13)));
+    assert_eq!(deliver(p.b.input(sec(13), esp)).bytes(), &inner[..]);
+    p.b.refresh();
+    let eb = p.b.ipsec().clone();
+    expect_drop(&eb, DropReason::PolicyInDiscard, || {
+        p.b.input(sec(13), esp2)
+    });
+
+    // The outbound policy deleted: once the sender refreshes, the flow
+    // bypasses IPsec (the default action).
+    p.a.ipsec()
+        .db
+        .spd()
+        .delete(Direction::Out, &out_sel)
+        .unwrap();
+    assert!(matches!(send(&mut p, sec(14)), Verdict::Transmit(_)));
+    p.a.refresh();
+    match send(&mut p, sec(15)) {
+        Verdict::Bypass(b) => assert_eq!(b.bytes(), &inner[..]),
+        other => panic!("expected Bypass, got {other:?}"),
+    }
+}
