@@ -579,7 +579,11 @@ impl<P: PacketBuf> Worker<P> {
         });
         let req =
             Request::new(session, Op::Decrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
-        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+        Started::Dispatched(
+            self.ipsec
+                .crypto
+                .dispatch_with(req, now, &self.crypto_counters),
+        )
     }
 
     /// AH input, "after" half: commit the replay window, restore the
@@ -709,7 +713,11 @@ impl<P: PacketBuf> Worker<P> {
         });
         let req =
             Request::new(session, Op::Encrypt, layout, pkt, cont).with_order_key(sa.id().0 as u32);
-        Started::Dispatched(self.ipsec.crypto.dispatch(req, now))
+        Started::Dispatched(
+            self.ipsec
+                .crypto
+                .dispatch_with(req, now, &self.crypto_counters),
+        )
     }
 
     /// AH output, "after" half: ICV into the header, tail trimmed, mutable

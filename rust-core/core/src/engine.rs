@@ -31,7 +31,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use fipsec_buf::{BufStats, BufStatsSnapshot, PacketBuf};
 use fipsec_crypto::framework::BATCH_CHUNK;
-use fipsec_crypto::{CryptoError, Done, Framework, Instant, Request};
+use fipsec_crypto::framework::{Counters, DriverInfo};
+use fipsec_crypto::{CryptoError, CryptoStatsSnapshot, Done, Framework, Instant, Request};
 use fipsec_wire::ip::{IpProtocol, IpVersion};
 
 use crate::db::{AppliedXform, DbReader, OutputDecision, SecurityDb};
@@ -307,6 +308,11 @@ pub struct Ipsec<P> {
     /// Each worker's own buffer-layer counters, registered when the worker
     /// is made.
     worker_buf_stats: spin::Mutex<Vec<Arc<BufStats>>>,
+    /// Each worker's own crypto framework counters, registered when the
+    /// worker is made (the framework's shared set counts the rest; read
+    /// the totals with [`Ipsec::crypto_stats`] and
+    /// [`Ipsec::crypto_drivers`]).
+    worker_crypto: spin::Mutex<Vec<Arc<Counters>>>,
     /// Settings.
     pub config: EngineConfig,
 }
@@ -331,6 +337,7 @@ impl<P: PacketBuf> Ipsec<P> {
             worker_stats: spin::Mutex::new(Vec::new()),
             buf_stats: BufStats::new(),
             worker_buf_stats: spin::Mutex::new(Vec::new()),
+            worker_crypto: spin::Mutex::new(Vec::new()),
             config,
         }
     }
@@ -343,6 +350,29 @@ impl<P: PacketBuf> Ipsec<P> {
             w.add_to(&mut sum);
         }
         sum
+    }
+
+    /// The crypto framework's counters: the shared set plus every
+    /// worker's.
+    pub fn crypto_stats(&self) -> CryptoStatsSnapshot {
+        let mut sum = CryptoStatsSnapshot::default();
+        self.crypto.stats.add_to(&mut sum);
+        for w in self.worker_crypto.lock().iter() {
+            w.crypto.add_to(&mut sum);
+        }
+        sum
+    }
+
+    /// The crypto drivers ([`Framework::drivers`]), each with its counters
+    /// summed over the shared set and every worker's.
+    pub fn crypto_drivers(&self) -> Vec<DriverInfo> {
+        let mut drivers = self.crypto.drivers();
+        for w in self.worker_crypto.lock().iter() {
+            for (d, own) in drivers.iter_mut().zip(w.drivers.iter()) {
+                own.add_to(&mut d.stats);
+            }
+        }
+        drivers
     }
 
     /// The per-protocol counters: the shared set plus every worker's.
@@ -383,6 +413,10 @@ pub struct Worker<P> {
     /// This worker's own buffer-layer counters (registered in `ipsec`): no
     /// cache line shared with other workers is written per packet.
     pub(crate) buf_stats: Arc<BufStats>,
+    /// This worker's own crypto framework counters (registered in
+    /// `ipsec`): the requests it dispatches write no counter another
+    /// worker writes.
+    pub(crate) crypto_counters: Arc<Counters>,
     pub(crate) reader: DbReader,
     pub(crate) rng: Box<dyn SecureRandom>,
     pub(crate) ip_id: u16,
@@ -552,10 +586,13 @@ impl<P: PacketBuf> Worker<P> {
         // Only this worker counts in it: no locked instructions.
         let buf_stats = Arc::new(BufStats::single_writer());
         ipsec.worker_buf_stats.lock().push(buf_stats.clone());
+        let crypto_counters = Arc::new(Counters::new());
+        ipsec.worker_crypto.lock().push(crypto_counters.clone());
         Worker {
             ipsec,
             stats,
             buf_stats,
+            crypto_counters,
             reader,
             rng,
             ip_id: u16::from_be_bytes(id),
@@ -946,7 +983,9 @@ impl<P: PacketBuf> Worker<P> {
         let mut n = 0;
         // Framework::dispatch_batch, with the completions taken apart here.
         let waiting = reqs.get_mut(..held).unwrap_or(&mut []);
-        ipsec.crypto.process_batch(waiting);
+        ipsec
+            .crypto
+            .process_batch_with(waiting, &self.crypto_counters);
         if waiting.iter().all(|r| r.outcome().is_some()) {
             // All completed (synchronous engines): only the packet is moved
             // out, straight from where the request was built long before,
@@ -980,7 +1019,7 @@ impl<P: PacketBuf> Worker<P> {
                         let next = self.after(now, pkt, &mut cont, result);
                         self.run(now, next)
                     }
-                    None => match ipsec.crypto.dispatch(req, now) {
+                    None => match ipsec.crypto.dispatch_with(req, now, &self.crypto_counters) {
                         Some(done) => self.complete(now, done),
                         None => Verdict::Pending,
                     },
@@ -1009,7 +1048,11 @@ impl<P: PacketBuf> Worker<P> {
             self.held += 1;
             return Next::Verdict(Verdict::Pending);
         }
-        match self.ipsec.crypto.dispatch(req, now) {
+        match self
+            .ipsec
+            .crypto
+            .dispatch_with(req, now, &self.crypto_counters)
+        {
             Some(done) => self.after_done(now, done),
             None => Next::Verdict(Verdict::Pending),
         }

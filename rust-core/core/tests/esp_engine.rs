@@ -1005,3 +1005,38 @@ fn packets_one_by_one_follow_database_changes() {
         other => panic!("expected Bypass, got {other:?}"),
     }
 }
+
+/// Each worker counts its crypto requests in its own counters, not in the
+/// framework's shared set (which every worker would otherwise write per
+/// packet, passing its cache line from core to core); the totals add them
+/// up. Two workers on one engine: every packet, sent one by one or in a
+/// batch, is one request and one completion of the one driver.
+#[test]
+fn workers_count_crypto_requests_in_their_own_counters() {
+    let (_, alg) = algs().into_iter().next().unwrap();
+    let p = pair(&alg, false, false);
+    let ea = p.a.ipsec().clone();
+    let mut second = worker(&ea, 7);
+    let mut first = p.a;
+    let inner = udp4([10, 1, 0, 5], [10, 2, 0, 7], &[3; 100]);
+    for _ in 0..5 {
+        transmit(first.output(Instant::ZERO, buf(&inner)));
+    }
+    let mut sent = 0;
+    second.output_batch(Instant::ZERO, (0..9).map(|_| buf(&inner)), &mut |v| {
+        transmit(v);
+        sent += 1;
+    });
+    assert_eq!(sent, 9);
+    let total = ea.crypto_stats();
+    assert_eq!((total.requests, total.completions), (14, 14));
+    let shared = ea.crypto.stats.snapshot();
+    assert_eq!((shared.requests, shared.completions), (0, 0));
+    let drivers = ea.crypto_drivers();
+    assert_eq!(drivers.len(), 1);
+    assert_eq!(
+        (drivers[0].stats.requests, drivers[0].stats.completions),
+        (14, 14)
+    );
+    assert_eq!(ea.crypto.drivers()[0].stats.requests, 0);
+}

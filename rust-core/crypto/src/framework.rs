@@ -60,6 +60,16 @@ impl<P, C> Slot<P, C> {
     }
 }
 
+/// A completion resets the driver's run of consecutive errors, written only
+/// when there is one (every context completes requests on the same driver:
+/// a store per request would pass its cache line from core to core).
+#[inline]
+fn clear_errors<P, C>(slot: &Slot<P, C>) {
+    if slot.consecutive_errors.load(Ordering::Relaxed) != 0 {
+        slot.consecutive_errors.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Driver state as reported by [`Framework::drivers`].
 #[derive(Debug, Clone, Copy)]
 pub struct DriverInfo {
@@ -75,6 +85,62 @@ pub struct DriverInfo {
     pub inflight: u64,
     /// Counters.
     pub stats: DriverStatsSnapshot,
+}
+
+/// The framework's counters for one data-path context (a worker), charged
+/// by [`Framework::dispatch_with`] and [`Framework::process_batch_with`]
+/// instead of the shared ones: no counter's cache line is written by two
+/// contexts per request (FreeBSD keeps its crypto counters per CPU, with
+/// `counter(9)`, for the same reason). A total is the shared set
+/// ([`Framework::stats`], [`DriverInfo::stats`]) plus every context's.
+#[derive(Debug)]
+pub struct Counters {
+    /// Framework-wide events.
+    pub crypto: CryptoStats,
+    /// Per-driver events, by driver index ([`DriverId`]).
+    pub drivers: [DriverStats; MAX_DRIVERS],
+}
+
+impl Counters {
+    /// All zero.
+    pub const fn new() -> Counters {
+        Counters {
+            crypto: CryptoStats::new(),
+            drivers: [const { DriverStats::new() }; MAX_DRIVERS],
+        }
+    }
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a request's counters go: a context's own [`Counters`], or the
+/// framework's shared ones.
+#[derive(Clone, Copy)]
+struct Charge<'a> {
+    crypto: &'a CryptoStats,
+    drivers: Option<&'a [DriverStats; MAX_DRIVERS]>,
+}
+
+impl<'a> Charge<'a> {
+    fn of(c: &'a Counters) -> Charge<'a> {
+        Charge {
+            crypto: &c.crypto,
+            drivers: Some(&c.drivers),
+        }
+    }
+
+    /// Driver `di`'s counters: the context's, or the driver's own.
+    #[inline]
+    fn driver<'b>(self, di: usize, own: &'b DriverStats) -> &'b DriverStats
+    where
+        'a: 'b,
+    {
+        self.drivers.and_then(|d| d.get(di)).unwrap_or(own)
+    }
 }
 
 /// The crypto framework for packets of type `P` carrying continuations `C`.
@@ -221,10 +287,24 @@ impl<P: PacketBuf, C> Framework<P, C> {
         }
     }
 
-    fn count_result(&self, slot: &Slot<P, C>, r: &Result<(), CryptoError>) {
-        DriverStats::inc(&slot.stats.completions);
-        slot.consecutive_errors.store(0, Ordering::Relaxed);
-        let s = &self.stats;
+    /// The counters of a request charged to the framework's shared set.
+    fn shared(&self) -> Charge<'_> {
+        Charge {
+            crypto: &self.stats,
+            drivers: None,
+        }
+    }
+
+    fn count_result(
+        &self,
+        slot: &Slot<P, C>,
+        di: usize,
+        r: &Result<(), CryptoError>,
+        at: Charge<'_>,
+    ) {
+        DriverStats::inc(&at.driver(di, &slot.stats).completions);
+        clear_errors(slot);
+        let s = at.crypto;
         match r {
             Ok(()) => CryptoStats::inc(&s.completions),
             Err(CryptoError::BadIcv) => CryptoStats::inc(&s.err_bad_icv),
@@ -241,7 +321,28 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// Driver failures are retried on the next supporting driver; only when
     /// none is left does the request complete with the error.
     #[inline]
-    pub fn dispatch(&self, mut req: Request<P, C>, now: Instant) -> Option<Done<P, C>> {
+    pub fn dispatch(&self, req: Request<P, C>, now: Instant) -> Option<Done<P, C>> {
+        self.dispatch_charged(req, now, self.shared())
+    }
+
+    /// [`Framework::dispatch`], counted in a context's own `counters`.
+    #[inline]
+    pub fn dispatch_with(
+        &self,
+        req: Request<P, C>,
+        now: Instant,
+        counters: &Counters,
+    ) -> Option<Done<P, C>> {
+        self.dispatch_charged(req, now, Charge::of(counters))
+    }
+
+    #[inline(always)]
+    fn dispatch_charged(
+        &self,
+        mut req: Request<P, C>,
+        now: Instant,
+        at: Charge<'_>,
+    ) -> Option<Done<P, C>> {
         // The common case, inline so the request is not moved into another
         // frame and back: a fresh request whose session is bound to its
         // best driver (candidate 0: `pick` would choose it) and that is a
@@ -260,13 +361,13 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     && !slot.down.load(Ordering::Relaxed)
                 {
                     req.tried = 1u32 << di;
-                    if let Some(r) = self.run_on_engine(slot, &**engine, ci, &mut req) {
+                    if let Some(r) = self.run_on_engine(slot, di, &**engine, ci, &mut req, at) {
                         return Some(req.into_done(r));
                     }
                 }
             }
         }
-        self.dispatch_loop(req, now)
+        self.dispatch_loop(req, now, at)
     }
 
     /// Runs `req` on synchronous `engine` (driver `slot`, candidate `ci`
@@ -277,9 +378,11 @@ impl<P: PacketBuf, C> Framework<P, C> {
     fn run_on_engine(
         &self,
         slot: &Slot<P, C>,
+        di: usize,
         engine: &dyn Engine,
         ci: usize,
         req: &mut Request<P, C>,
+        at: Charge<'_>,
     ) -> Option<Result<(), CryptoError>> {
         // Borrow the session's keyed state and the packet side by side (no
         // reference-count traffic per request).
@@ -291,23 +394,28 @@ impl<P: PacketBuf, C> Framework<P, C> {
             ..
         } = req;
         let state = session.0.candidates.get(ci).map(|c| &*c.state)?;
-        let r = engine.process(state, *op, layout, pkt, &self.stats);
+        let r = engine.process(state, *op, layout, pkt, at.crypto);
         // Counted once the engine returns (it completes before anyone could
         // observe the request in between): the counter updates do not wait
         // on the request's stores.
-        CryptoStats::inc(&self.stats.requests);
-        DriverStats::inc(&slot.stats.requests);
+        CryptoStats::inc(&at.crypto.requests);
+        DriverStats::inc(&at.driver(di, &slot.stats).requests);
         if r == Err(CryptoError::DriverFailure) {
             self.note_error(slot);
             return None;
         }
-        self.count_result(slot, &r);
+        self.count_result(slot, di, &r, at);
         Some(r)
     }
 
     /// [`Framework::dispatch`] in general: picks (and rebinds) a driver,
     /// retries on driver failure, queues on asynchronous drivers.
-    fn dispatch_loop(&self, mut req: Request<P, C>, now: Instant) -> Option<Done<P, C>> {
+    fn dispatch_loop(
+        &self,
+        mut req: Request<P, C>,
+        now: Instant,
+        at: Charge<'_>,
+    ) -> Option<Done<P, C>> {
         loop {
             let Some((di, ci)) = self.pick(&req.session, req.tried) else {
                 CryptoStats::inc(&self.stats.err_no_driver);
@@ -320,7 +428,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
             let slot = self.slots.get(di)?;
             match &slot.kind {
                 Kind::Sync(engine) => {
-                    if let Some(r) = self.run_on_engine(slot, &**engine, ci, &mut req) {
+                    if let Some(r) = self.run_on_engine(slot, di, &**engine, ci, &mut req, at) {
                         return Some(req.into_done(r));
                     }
                 }
@@ -418,8 +526,17 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// requests stay where they are: the caller takes each apart once,
     /// with no completion built in between.
     pub fn process_batch(&self, reqs: &mut [Request<P, C>]) {
+        self.process_batch_charged(reqs, self.shared());
+    }
+
+    /// [`Framework::process_batch`], counted in a context's own `counters`.
+    pub fn process_batch_with(&self, reqs: &mut [Request<P, C>], counters: &Counters) {
+        self.process_batch_charged(reqs, Charge::of(counters));
+    }
+
+    fn process_batch_charged(&self, reqs: &mut [Request<P, C>], at: Charge<'_>) {
         for chunk in reqs.chunks_mut(BATCH_CHUNK) {
-            self.run_chunk(chunk);
+            self.run_chunk(chunk, at);
         }
     }
 
@@ -427,7 +544,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// synchronous engines, one [`Engine::process_batch`] call per engine;
     /// each request's `outcome` is set when it completed, left `None` when
     /// it must go through [`Framework::dispatch`].
-    fn run_chunk(&self, chunk: &mut [Request<P, C>]) {
+    fn run_chunk(&self, chunk: &mut [Request<P, C>], at: Charge<'_>) {
         // The common chunk: fresh requests of one session (one SA's
         // packets), routed by one `pick` and, on a synchronous engine, run
         // without a routing pass.
@@ -442,7 +559,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     && let Some(slot) = self.slots.get(di)
                     && let Kind::Sync(engine) = &slot.kind
                 {
-                    self.run_on(di, slot, &**engine, chunk, |_| Some(ci));
+                    self.run_on(di, slot, &**engine, chunk, |_| Some(ci), at);
                     return;
                 }
             }
@@ -500,10 +617,17 @@ impl<P: PacketBuf, C> Framework<P, C> {
             let Kind::Sync(engine) = &slot.kind else {
                 continue;
             };
-            self.run_on(di, slot, &**engine, chunk, |i| match route.get(i) {
-                Some(&(d, ci)) if usize::from(d) == di => Some(usize::from(ci)),
-                _ => None,
-            });
+            self.run_on(
+                di,
+                slot,
+                &**engine,
+                chunk,
+                |i| match route.get(i) {
+                    Some(&(d, ci)) if usize::from(d) == di => Some(usize::from(ci)),
+                    _ => None,
+                },
+                at,
+            );
         }
     }
 
@@ -519,6 +643,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
         engine: &dyn Engine,
         chunk: &mut [Request<P, C>],
         to: impl Fn(usize) -> Option<usize>,
+        at: Charge<'_>,
     ) {
         // At most BATCH_CHUNK jobs (one per request of the chunk): a
         // fixed-capacity list on the stack, no allocation; `from[k]` is
@@ -552,12 +677,13 @@ impl<P: PacketBuf, C> Framework<P, C> {
             }
         }
         let n = jobs.len();
-        CryptoStats::add(&self.stats.requests, n as u64);
-        DriverStats::add(&slot.stats.requests, n as u64);
+        let driver = at.driver(di, &slot.stats);
+        CryptoStats::add(&at.crypto.requests, n as u64);
+        DriverStats::add(&driver.requests, n as u64);
         if n > 1 {
-            CryptoStats::inc(&self.stats.batches);
+            CryptoStats::inc(&at.crypto.batches);
         }
-        engine.process_batch(&mut jobs, &self.stats);
+        engine.process_batch(&mut jobs, at.crypto);
         // Read through a reference: the job list by value is a 3 KiB move.
         let mut results = [Ok(()); BATCH_CHUNK];
         for (res, j) in results.iter_mut().zip(jobs.iter()) {
@@ -584,10 +710,10 @@ impl<P: PacketBuf, C> Framework<P, C> {
         }
         let completed = ok + bad_icv + no_memory + invalid;
         if completed > 0 {
-            slot.consecutive_errors.store(0, Ordering::Relaxed);
-            DriverStats::add(&slot.stats.completions, completed);
+            clear_errors(slot);
+            DriverStats::add(&driver.completions, completed);
         }
-        let s = &self.stats;
+        let s = at.crypto;
         for (c, n) in [
             (&s.completions, ok),
             (&s.err_bad_icv, bad_icv),
@@ -606,7 +732,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
     /// Returns the number of completions delivered.
     pub fn poll(&self, now: Instant, out: &mut dyn FnMut(Done<P, C>)) -> usize {
         let mut delivered = 0;
-        for slot in &self.slots {
+        for (di, slot) in self.slots.iter().enumerate() {
             let Kind::Async(driver) = &slot.kind else {
                 continue;
             };
@@ -618,7 +744,7 @@ impl<P: PacketBuf, C> Framework<P, C> {
                     self.note_error(slot);
                     retry.push(req);
                 } else {
-                    self.count_result(slot, &result);
+                    self.count_result(slot, di, &result, self.shared());
                     delivered += 1;
                     out(req.into_done(result));
                 }

@@ -25,6 +25,10 @@ macro_rules! counters {
             /// Adds `n` to a counter.
             #[inline]
             pub fn add(c: &AtomicU64, n: u64) { c.fetch_add(n, Ordering::Relaxed); }
+            /// Adds every counter to `sum` (totals over several sets).
+            pub fn add_to(&self, sum: &mut $snap) {
+                $( sum.$f = sum.$f.wrapping_add(self.$f.load(Ordering::Relaxed)); )*
+            }
         }
 
         impl $snap {

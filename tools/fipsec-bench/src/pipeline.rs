@@ -913,10 +913,7 @@ fn measure<P: PacketBuf + Default>(
     }
     let packets = (rounds * batch) as u64;
     let per = |s: &Samples| s.median() / batch as f64;
-    let (sa, sb) = (
-        pair.a.ipsec().crypto.stats.snapshot(),
-        pair.b.ipsec().crypto.stats.snapshot(),
-    );
+    let (sa, sb) = (pair.a.ipsec().crypto_stats(), pair.b.ipsec().crypto_stats());
     let (linearized, walked) = (sa.linearized + sb.linearized, sa.walked + sb.walked);
     Ok(RowResult {
         out_ns: per(&s_out),
