@@ -928,26 +928,10 @@ fn packets_one_by_one_follow_database_changes() {
 
     // Rekey: a newer SA for the same traffic. The snapshot is the
     // worker's until it refreshes; then the newer SA protects the flow.
-    add_esp_sa(
-        p.a.ipsec(),
-        "192.0.2.1",
-        "192.0.2.2",
-        0x2001,
-        Mode::Tunnel,
-        &alg,
-        false,
-        64,
-    );
-    add_esp_sa(
-        p.b.ipsec(),
-        "192.0.2.1",
-        "192.0.2.2",
-        0x2001,
-        Mode::Tunnel,
-        &alg,
-        false,
-        64,
-    );
+    for gw in [&p.a, &p.b] {
+        let (a, b) = ("192.0.2.1", "192.0.2.2");
+        add_esp_sa(gw.ipsec(), a, b, 0x2001, Mode::Tunnel, &alg, false, 64);
+    }
     assert_eq!(spi_at(&mut p, sec(6)), 0x1001);
     p.a.refresh();
     p.b.refresh();

@@ -1277,6 +1277,23 @@ fn floor(
             ..Layout::default()
         })
     };
+    // One engine batch: every packet encrypted with its layout; false if
+    // the engine failed one.
+    let encrypt_chunk = |chunk: &mut [SliceBuf], layouts: &[Layout]| {
+        let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = chunk
+            .iter_mut()
+            .zip(layouts)
+            .map(|(p, l)| Job {
+                session: &*state,
+                op: Op::Encrypt,
+                layout: l,
+                pkt: p as &mut dyn PacketBuf,
+                result: Err(fipsec_crypto::CryptoError::DriverFailure),
+            })
+            .collect();
+        engine.process_batch(&mut jobs, &stats);
+        jobs.iter().all(|j| j.result.is_ok())
+    };
     let clock = o.clock;
     let stats_buf = fipsec_buf::BufStats::new();
     let mut layouts = vec![Layout::default(); BATCH_CHUNK];
@@ -1330,19 +1347,7 @@ fn floor(
                 }
                 *l = layout_of(total, seq)?;
             }
-            let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = chunk
-                .iter_mut()
-                .zip(layouts.iter())
-                .map(|(p, l)| Job {
-                    session: &*state,
-                    op: Op::Encrypt,
-                    layout: l,
-                    pkt: p as &mut dyn PacketBuf,
-                    result: Err(fipsec_crypto::CryptoError::DriverFailure),
-                })
-                .collect();
-            engine.process_batch(&mut jobs, &stats);
-            if jobs.iter().any(|j| j.result.is_err()) {
+            if !encrypt_chunk(chunk, &layouts) {
                 return Err("floor: the engine failed a request".into());
             }
         }
@@ -1354,18 +1359,7 @@ fn floor(
             .collect::<Result<_, _>>()?;
         let t = clock.now();
         for (chunk, lc) in pkts.chunks_mut(BATCH_CHUNK).zip(lay.chunks(BATCH_CHUNK)) {
-            let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = chunk
-                .iter_mut()
-                .zip(lc.iter())
-                .map(|(p, l)| Job {
-                    session: &*state,
-                    op: Op::Encrypt,
-                    layout: l,
-                    pkt: p as &mut dyn PacketBuf,
-                    result: Err(fipsec_crypto::CryptoError::DriverFailure),
-                })
-                .collect();
-            engine.process_batch(&mut jobs, &stats);
+            encrypt_chunk(chunk, lc);
         }
         let d_bare = clock.since(t);
         if round >= 10 {
