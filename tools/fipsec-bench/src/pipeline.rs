@@ -1261,6 +1261,14 @@ fn floor(
         .get_mut(12..20)
         .ok_or("floor: template")?
         .copy_from_slice(&[GW_A, GW_B].concat());
+    // The template's 16-bit words summed once (RFC 1071).
+    let template_sum: u32 = template
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    if iv_len != 8 {
+        return Ok(None);
+    }
     let inner = inner_packet(len, 0);
     let layout_of = |total: usize, seq: u64| -> Result<Layout, String> {
         // RFC 4106 § 4 / RFC 7634 § 4: salt, then the explicit IV.
@@ -1313,31 +1321,25 @@ fn floor(
                 p.copy_out(1, &mut tos).map_err(|e| e.to_string())?;
                 let pad = (block - (p.len() + 2) % block) % block;
                 let total = HDR + iv_len + p.len() + pad + 2 + icv_len;
-                let h = p
-                    .make_space(0, HDR + iv_len, &stats_buf)
-                    .map_err(|e| e.to_string())?;
-                let (ip, esp) = h.split_at_mut(20);
-                ip.copy_from_slice(&template);
-                let [_, t1, l0, l1, i0, i1, ..] = ip else {
-                    return Err("floor: header".into());
-                };
-                *t1 = tos[0];
-                [*l0, *l1] = (total as u16).to_be_bytes();
-                [*i0, *i1] = (seq as u16).to_be_bytes();
-                let sum = fipsec_wire::checksum::checksum(ip);
-                ip.get_mut(10..12)
-                    .ok_or("floor: header")?
-                    .copy_from_slice(&sum.to_be_bytes());
-                // RFC 4303 § 2: SPI, sequence number, explicit IV (the
-                // 64-bit sequence number, RFC 4106 § 3.1).
-                let (spi, low, iv) = (
-                    SPI.to_be_bytes(),
-                    (seq as u32).to_be_bytes(),
-                    seq.to_be_bytes(),
-                );
-                for (d, s) in esp.iter_mut().zip(spi.iter().chain(&low).chain(&iv)) {
-                    *d = *s;
-                }
+                // The headers composed on the stack and written at once:
+                // the template with TOS, length and ID, its checksum from
+                // the template's sum (RFC 1071), then SPI, sequence number
+                // and explicit IV (RFC 4303 § 2; RFC 4106 § 3.1).
+                let mut image = [0u8; HDR + 8];
+                image[..20].copy_from_slice(&template);
+                image[1] = tos[0];
+                image[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                image[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
+                let sum = template_sum + u32::from(tos[0]) + total as u32 + u32::from(seq as u16);
+                let sum = (sum & 0xffff) + (sum >> 16);
+                let sum = (sum & 0xffff) + (sum >> 16);
+                image[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+                image[20..24].copy_from_slice(&SPI.to_be_bytes());
+                image[24..28].copy_from_slice(&(seq as u32).to_be_bytes());
+                image[28..36].copy_from_slice(&seq.to_be_bytes());
+                p.make_space(0, HDR + iv_len, &stats_buf)
+                    .map_err(|e| e.to_string())?
+                    .copy_from_slice(&image);
                 let trailer = p.pad(pad + 2 + icv_len).map_err(|e| e.to_string())?;
                 for (i, b) in trailer.iter_mut().take(pad).enumerate() {
                     *b = i as u8 + 1;
