@@ -522,7 +522,7 @@ impl SaTally {
     }
 }
 
-/// An output decision remembered within one batch.
+/// An output decision remembered until the worker's snapshot changes.
 struct OutMemo {
     key: FlowKey,
     /// The policy, whose last use each hit records (its idle lifetime).
@@ -531,8 +531,8 @@ struct OutMemo {
     len: u8,
 }
 
-/// An accepted inbound policy check remembered within one batch: the
-/// packet's selector and the SAs it came through.
+/// An accepted inbound policy check remembered until the worker's snapshot
+/// changes: the packet's selector and the SAs it came through.
 struct InMemo {
     key: FlowKey,
     /// The policy that accepted it (`None`: the default action), whose
@@ -883,9 +883,10 @@ impl<P: PacketBuf> Worker<P> {
     /// Processes a batch of outbound IP packets: each as [`Worker::output`]
     /// would, except that the ESP requests of up to [`BATCH_CHUNK`] packets
     /// go to the crypto framework together ([`Framework::dispatch_batch`]:
-    /// a multi-buffer engine interleaves them), and that what is the same
-    /// for consecutive packets of one flow is looked up once per batch
-    /// (the policy and SA bundle of a selector). Every final verdict is
+    /// a multi-buffer engine interleaves them), and that sequence numbers
+    /// and lifetime accounting are taken per SA and batch (the policy and
+    /// SA bundle of a flow are remembered across calls, batched or not,
+    /// until the worker's snapshot changes). Every final verdict is
     /// handed to `out`; packets queued on an asynchronous driver come back
     /// from [`Worker::poll`]. The SAs' packet and byte counters are added
     /// to once per SA and batch, when the batch call returns. On
@@ -910,8 +911,7 @@ impl<P: PacketBuf> Worker<P> {
     }
 
     /// Processes a batch of inbound IP packets: each as [`Worker::input`]
-    /// would, with the crypto requests dispatched together and the inbound
-    /// policy check of consecutive packets of one flow done once, as in
+    /// would, with the crypto requests dispatched together, as in
     /// [`Worker::output_batch`]. The anti-replay window is checked before
     /// and committed after the ICV for each packet as in `input` (RFC 4303
     /// § 3.4.3), so a duplicate within one batch is still dropped (at its

@@ -303,9 +303,9 @@ impl EspLayout<'_> {
     }
 }
 
-/// Within a batch: the inbound SA last found for a destination and SPI
-/// ([`Worker::esp_input_before`]), with the shape of its transform,
-/// derived once per batch and SA instead of once per packet (it is fixed
+/// The inbound SA last found for a destination and SPI, until the
+/// worker's snapshot changes ([`Worker::esp_input_before`]), with the shape
+/// of its transform, derived once per SA instead of once per packet (it is fixed
 /// for the SA's life: its configuration, session included, never
 /// changes; `None` when it has no session). The destination is kept as
 /// the IP header carries it, and compared there in place ([`dst_bytes`]):
