@@ -1203,27 +1203,39 @@ fn breakdown(f: &EngineFactory, alg: &Alg, len: usize, o: &Opts, cost: f64) -> R
     let bytes = floor(f, alg, len, o, cost, FloorKind::Bytes)?;
     let checked = floor(f, alg, len, o, cost, FloorKind::Checked)?;
     match bytes.zip(checked) {
-        Some(((floor_ns, bare_ns), (checked_ns, checked_bare_ns))) => {
+        Some((bytes, checked)) => {
             println!(
-                "  floors: tunnel-mode ESP output around the same engine batches, {} packets \
-                 per round (the engine alone timed on the same packets):",
+                "  floors: tunnel-mode ESP around the same engine batches, {} packets per round \
+                 (the engine alone timed on the same packets):",
                 o.batch
             );
-            for (ns, bare, what) in [
+            for (dir, (ns, bare), what) in [
                 (
-                    floor_ns,
-                    bare_ns,
+                    "out",
+                    bytes.out,
                     "bytes only (outer header from a template, ESP header, trailer, layout)",
                 ),
                 (
-                    checked_ns,
-                    checked_bare_ns,
+                    "out",
+                    checked.out,
                     "bytes + the checks one known SA needs (inner header, flow, SA state, \
                      sequence overflow, lifetime per batch, per-SA counts)",
                 ),
+                (
+                    "in",
+                    bytes.r#in,
+                    "bytes only (headers read, layout, trailer read, headers and trailer stripped)",
+                ),
+                (
+                    "in",
+                    checked.r#in,
+                    "bytes + the checks one known SA needs (outer header, SPI, SA state, \
+                     replay check and commit, padding, next header, inner header and flow, \
+                     per-SA counts)",
+                ),
             ] {
                 println!(
-                    "  {ns:>8.1}  vs {bare:>6.1} alone: {:>5.1} ns ({:.1}%) {what}",
+                    "  {ns:>8.1}  vs {bare:>6.1} alone: {:>5.1} ns ({:>4.1}%) {dir:<3} {what}",
                     ns - bare,
                     overhead(bare, ns).unwrap_or(f64::NAN) * 100.0
                 );
@@ -1258,8 +1270,16 @@ enum FloorKind {
 /// header from a template with its length, ID, DF and checksum, SPI,
 /// sequence number, explicit IV, padding, pad length, next header) and the
 /// request's layout, with the requests handed to the engine
-/// [`BATCH_CHUNK`] at a time. Returns (floor, engine alone) in ns per
-/// packet, medians over rounds; `None` for a non-AEAD transform.
+/// [`BATCH_CHUNK`] at a time; and tunnel-mode ESP input on the packets so
+/// made: the headers read and the request's layout made before the engine,
+/// the trailer read and the outer header, ESP header, IV and trailer
+/// stripped after it (with [`FloorKind::Checked`]: the outer header, SPI,
+/// SA state and the 64-packet anti-replay window checked before the
+/// engine, RFC 4303 § 3.4.3; the window committed, the padding's content
+/// (§ 2.4), the next header, and the inner header against the flow
+/// checked after it; the SA's packets and bytes counted). Returns (floor,
+/// engine alone) in ns per packet for output and for input, medians over
+/// rounds; `None` for a non-AEAD transform.
 fn floor(
     f: &EngineFactory,
     alg: &Alg,
@@ -1267,7 +1287,7 @@ fn floor(
     o: &Opts,
     cost: f64,
     kind: FloorKind,
-) -> Result<Option<(f64, f64)>, String> {
+) -> Result<Option<Floors>, String> {
     const HDR: usize = 20 + 8;
     let Keyed { x, salt, .. } = transform(alg)?;
     let params = &x.params;
@@ -1318,15 +1338,15 @@ fn floor(
             ..Layout::default()
         })
     };
-    // One engine batch: every packet encrypted with its layout. Returns a
-    // bit per request that completed.
-    let encrypt_chunk = |chunk: &mut [SliceBuf], layouts: &[Layout]| -> u64 {
+    // One engine batch: every packet encrypted or decrypted with its
+    // layout. Returns a bit per request that completed.
+    let run_chunk = |op: Op, chunk: &mut [SliceBuf], layouts: &[Layout]| -> u64 {
         let mut jobs: ArrayVec<Job<'_>, BATCH_CHUNK> = chunk
             .iter_mut()
             .zip(layouts)
             .map(|(p, l)| Job {
                 session: &*state,
-                op: Op::Encrypt,
+                op,
                 layout: l,
                 pkt: p as &mut dyn PacketBuf,
                 result: Err(fipsec_crypto::CryptoError::DriverFailure),
@@ -1355,7 +1375,10 @@ fn floor(
         std::hint::black_box((u64::MAX / 4, u64::MAX / 2, u64::MAX / 2));
     let (mut life_bytes, mut life_packets, mut soft_expired) = (0u64, 0u64, false);
     let (mut sa_packets, mut sa_bytes) = (0u64, 0u64);
+    let (mut sa_in_packets, mut sa_in_bytes) = (0u64, 0u64);
+    let mut replay = Window64::default();
     let (mut s_floor, mut s_bare) = (Samples::default(), Samples::default());
+    let (mut s_floor_in, mut s_bare_in) = (Samples::default(), Samples::default());
     let mut pkts: Vec<SliceBuf> = Vec::with_capacity(o.batch);
     for round in 0..200 {
         pkts.clear();
@@ -1435,7 +1458,7 @@ fn floor(
                 }
                 soft_expired |= life_bytes > soft_bytes;
             }
-            let done = encrypt_chunk(chunk, &layouts);
+            let done = run_chunk(Op::Encrypt, chunk, &layouts);
             if done != all_done(chunk.len()) {
                 return Err("floor: the engine failed a request".into());
             }
@@ -1448,6 +1471,16 @@ fn floor(
             }
         }
         let d_floor = clock.since(t);
+        // Input's packets: two copies of the ESP packets just made, one
+        // for the input floor, one for the engine alone.
+        let mut esp_in = Vec::with_capacity(pkts.len());
+        let mut esp_bare = Vec::with_capacity(pkts.len());
+        let mut lay_in = Vec::with_capacity(pkts.len());
+        for p in &pkts {
+            esp_in.push(SliceBuf::from_slice(p.bytes()).map_err(|e| e.to_string())?);
+            esp_bare.push(SliceBuf::from_slice(p.bytes()).map_err(|e| e.to_string())?);
+            lay_in.push(esp_layout(params, &salt, p.bytes())?);
+        }
         // The engine alone on the same packets, the same layouts.
         let lay: Vec<Layout> = pkts
             .iter()
@@ -1455,17 +1488,151 @@ fn floor(
             .collect::<Result<_, _>>()?;
         let t = clock.now();
         for (chunk, lc) in pkts.chunks_mut(BATCH_CHUNK).zip(lay.chunks(BATCH_CHUNK)) {
-            encrypt_chunk(chunk, lc);
+            run_chunk(Op::Encrypt, chunk, lc);
         }
         let d_bare = clock.since(t);
+
+        let t = clock.now();
+        for chunk in esp_in.chunks_mut(BATCH_CHUNK) {
+            for (p, l) in chunk.iter_mut().zip(layouts.iter_mut()) {
+                // Outer header, ESP header and explicit IV, read at once.
+                let mut h = [0u8; HDR + 8];
+                p.copy_out(0, &mut h).map_err(|e| e.to_string())?;
+                let seq = u64::from(u32::from_be_bytes([h[24], h[25], h[26], h[27]]));
+                if kind == FloorKind::Checked {
+                    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+                    let spi = u32::from_be_bytes([h[20], h[21], h[22], h[23]]);
+                    // RFC 791: IPv4 without options, the packet's length,
+                    // not a fragment (MF clear, offset 0), ESP; the SA's SPI
+                    // and state; RFC 4303 § 3.4.3: the window, not changed.
+                    if h[0] != 0x45
+                        || total != p.len()
+                        || h[6] & 0x3f != 0
+                        || h[7] != 0
+                        || h[9] != 50
+                        || spi != SPI
+                        || sa_state.load(std::sync::atomic::Ordering::Relaxed) != 1
+                        || !replay.check(seq)
+                    {
+                        return Err("floor: an ESP packet failed a check".into());
+                    }
+                }
+                let enc = p
+                    .len()
+                    .checked_sub(HDR + iv_len + icv_len)
+                    .ok_or("floor: short ESP packet")?;
+                let mut nonce = [0u8; 12];
+                nonce[..4].copy_from_slice(&salt);
+                nonce[4..].copy_from_slice(&h[HDR..HDR + 8]);
+                *l = Layout {
+                    aad: Region::try_new(20, 8).map_err(|_| "floor: aad")?,
+                    payload: Region::try_new(HDR + iv_len, enc).map_err(|_| "floor: payload")?,
+                    icv_offset: u32::try_from(p.len() - icv_len).map_err(|_| "floor: icv")?,
+                    iv: InlineBytes::new(&nonce).map_err(|e| e.to_string())?,
+                    ..Layout::default()
+                };
+            }
+            let done = run_chunk(Op::Decrypt, chunk, &layouts);
+            if done != all_done(chunk.len()) {
+                return Err("floor: the engine failed an ESP packet".into());
+            }
+            for p in chunk.iter_mut() {
+                let end = p.len() - icv_len;
+                let mut t = [0u8; 2];
+                p.copy_out(end - 2, &mut t).map_err(|e| e.to_string())?;
+                let pad = usize::from(t[0]);
+                if kind == FloorKind::Checked {
+                    let mut h = [0u8; 4];
+                    p.copy_out(24, &mut h).map_err(|e| e.to_string())?;
+                    let seq = u64::from(u32::from_be_bytes(h));
+                    // RFC 4303 § 2.4: the padding is 1, 2, 3, ...; the
+                    // next header an IPv4 tunnel.
+                    let pad_ok = pad + 2 <= end - HDR - iv_len
+                        && p.peek(end - 2 - pad, pad)
+                            .is_some_and(|b| b.iter().enumerate().all(|(i, &v)| v == i as u8 + 1));
+                    if !pad_ok || t[1] != 4 {
+                        return Err("floor: bad padding".into());
+                    }
+                    replay.commit(seq);
+                }
+                p.trim_back(pad + 2 + icv_len).map_err(|e| e.to_string())?;
+                p.trim_front(HDR + iv_len).map_err(|e| e.to_string())?;
+                if kind == FloorKind::Checked {
+                    // The inner header: IPv4, its length, the SA's flow.
+                    let mut h = [0u8; 20];
+                    p.copy_out(0, &mut h).map_err(|e| e.to_string())?;
+                    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+                    let addrs =
+                        u64::from_ne_bytes(h[12..20].try_into().map_err(|_| "floor: addresses")?);
+                    if h[0] >> 4 != 4 || h[0] & 0xf < 5 || total != p.len() || addrs != flow {
+                        return Err("floor: the inner packet failed a check".into());
+                    }
+                    sa_in_packets += 1;
+                    sa_in_bytes += p.len() as u64;
+                }
+            }
+        }
+        let d_floor_in = clock.since(t);
+        let t = clock.now();
+        for (chunk, lc) in esp_bare
+            .chunks_mut(BATCH_CHUNK)
+            .zip(lay_in.chunks(BATCH_CHUNK))
+        {
+            run_chunk(Op::Decrypt, chunk, lc);
+        }
+        let d_bare_in = clock.since(t);
         if round >= 10 {
             let per = |d: Duration| (d.as_nanos() as f64 - cost).max(0.0) / o.batch as f64;
             s_floor.0.push(per(d_floor));
             s_bare.0.push(per(d_bare));
+            s_floor_in.0.push(per(d_floor_in));
+            s_bare_in.0.push(per(d_bare_in));
         }
     }
-    std::hint::black_box((soft_expired, sa_packets, sa_bytes));
-    Ok(Some((s_floor.median(), s_bare.median())))
+    std::hint::black_box((
+        soft_expired,
+        sa_packets,
+        sa_bytes,
+        sa_in_packets,
+        sa_in_bytes,
+    ));
+    Ok(Some(Floors {
+        out: (s_floor.median(), s_bare.median()),
+        r#in: (s_floor_in.median(), s_bare_in.median()),
+    }))
+}
+
+/// [`floor`]'s result: (floor, engine alone) in ns per packet, each way.
+struct Floors {
+    out: (f64, f64),
+    r#in: (f64, f64),
+}
+
+/// A 64-packet anti-replay window (RFC 4303 § 3.4.3, Appendix A1's
+/// minimum of 32 doubled): the floor's, as lean as a correct one gets.
+#[derive(Default)]
+struct Window64 {
+    top: u64,
+    bits: u64,
+}
+
+impl Window64 {
+    /// Whether `seq` may pass (new, and not already received).
+    fn check(&self, seq: u64) -> bool {
+        seq != 0
+            && (seq > self.top || (self.top - seq < 64 && self.bits >> (self.top - seq) & 1 == 0))
+    }
+
+    /// Marks `seq` received, sliding the window when it is the highest.
+    fn commit(&mut self, seq: u64) {
+        if seq > self.top {
+            let shift = seq - self.top;
+            self.bits = if shift >= 64 { 0 } else { self.bits << shift } | 1;
+            self.top = seq;
+        } else if self.top - seq < 64 {
+            self.bits |= 1 << (self.top - seq);
+        }
+    }
 }
 
 fn overhead(bare: f64, pipe: f64) -> Option<f64> {
@@ -1674,26 +1841,31 @@ pub fn run(args: &[String]) -> Result<(), String> {
                             ov_in.unwrap_or(f64::NAN) * 100.0
                         ));
                         if alg.name == "aes-gcm-128" && size == Size::Fixed(1400) {
-                            // The output overhead's context: the floor, ESP
-                            // output cut down to its bytes, on this machine
-                            // and driver (see `--breakdown`).
-                            let fl = |kind| -> Result<Option<f64>, String> {
-                                Ok(floor(f, alg, 1400, &o, cost, kind)?
-                                    .and_then(|(fl, b)| overhead(b, fl)))
+                            // The overheads' context: the floors, ESP cut
+                            // down to its bytes and to one known SA's
+                            // checks, on this machine and driver (see
+                            // `--breakdown`).
+                            let ov =
+                                |(fl, b): (f64, f64)| overhead(b, fl).unwrap_or(f64::NAN) * 100.0;
+                            let floors = floor(f, alg, 1400, &o, cost, FloorKind::Bytes)?
+                                .zip(floor(f, alg, 1400, &o, cost, FloorKind::Checked)?);
+                            let note = |out: bool| {
+                                floors
+                                    .as_ref()
+                                    .map(|(b, c)| {
+                                        let pick = |x: &Floors| if out { x.out } else { x.r#in };
+                                        format!(
+                                            " (floors here: bytes only {:.1}%, with one known SA's checks {:.1}%)",
+                                            ov(pick(b)),
+                                            ov(pick(c))
+                                        )
+                                    })
+                                    .unwrap_or_default()
                             };
-                            let floor_out = fl(FloorKind::Bytes)?
-                                .zip(fl(FloorKind::Checked)?)
-                                .map(|(b, c)| {
-                                    format!(
-                                        " (floors here: bytes only {:.1}%, with one known SA's checks {:.1}%)",
-                                        b * 100.0,
-                                        c * 100.0
-                                    )
-                                })
-                                .unwrap_or_default();
-                            for (dir, ov, note) in
-                                [("output", ov_out, floor_out.as_str()), ("input", ov_in, "")]
-                            {
+                            for (dir, ov, note) in [
+                                ("output", ov_out, note(true)),
+                                ("input", ov_in, note(false)),
+                            ] {
                                 if let Some(ov) = ov {
                                     verdicts.push((
                                         format!(
