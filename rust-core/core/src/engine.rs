@@ -41,6 +41,7 @@ use crate::esp::EspAt;
 use crate::ipcomp::IpcompState;
 use crate::ipip::{self, DfPolicy, DscpPolicy, EncapOptions, IpipError};
 use crate::lifetime::LifetimeVerdict;
+use crate::memo::FlowMemo;
 use crate::packet::{self, FlowKey, IpError, IpInfo};
 use crate::sa::{DfBit, Mode, SaProto, SaRef, SecAssoc};
 use crate::spd::{Direction, MAX_REQUESTS, SecPolicy};
@@ -439,16 +440,17 @@ pub struct Worker<P> {
     pub(crate) deferred: Vec<Request<P, Cont>>,
     /// How many of `deferred` are waiting for the batch's dispatch.
     pub(crate) held: usize,
-    /// The last outbound selector and the bundle the database chose for it.
-    /// The memos below stand for lookups in the worker's snapshot, which
-    /// changes only in [`Worker::refresh`] (where they are forgotten): a
-    /// policy or SA lookup there is a function of the snapshot and of the
-    /// SAs' validity, which every hit checks. The packets of one flow,
-    /// batched or not, are looked up once per snapshot.
-    out_memo: Option<OutMemo>,
-    /// The last inbound selector and removed transforms that the inbound
-    /// policy check accepted.
-    in_memo: Option<InMemo>,
+    /// Per outbound flow, the bundle the database chose for it. The memos
+    /// below stand for lookups in the worker's snapshot, which changes
+    /// only in [`Worker::refresh`] (where they are forgotten): a policy or
+    /// SA lookup there is a function of the snapshot and of the SAs'
+    /// validity, which every hit checks. The packets of a flow, batched
+    /// or not, are looked up once per snapshot (while the flow keeps its
+    /// entry, see [`crate::memo`]).
+    out_memo: FlowMemo<OutMemo>,
+    /// Per inbound flow, the removed transforms that the inbound policy
+    /// check last accepted.
+    in_memo: FlowMemo<InMemo>,
     /// The inbound ESP SA last found, with its destination and SPI.
     pub(crate) in_sa_memo: Option<crate::esp::EspInMemo>,
     /// Within a batch: the packets and bytes counted on one SA, added to
@@ -524,7 +526,6 @@ impl SaTally {
 
 /// An output decision remembered until the worker's snapshot changes.
 struct OutMemo {
-    key: FlowKey,
     /// The policy, whose last use each hit records (its idle lifetime).
     policy: Arc<SecPolicy>,
     sas: [Option<SaRef>; MAX_REQUESTS],
@@ -532,9 +533,8 @@ struct OutMemo {
 }
 
 /// An accepted inbound policy check remembered until the worker's snapshot
-/// changes: the packet's selector and the SAs it came through.
+/// changes: the SAs the flow's packet came through.
 struct InMemo {
-    key: FlowKey,
     /// The policy that accepted it (`None`: the default action), whose
     /// last use each hit records.
     policy: Option<Arc<SecPolicy>>,
@@ -601,8 +601,8 @@ impl<P: PacketBuf> Worker<P> {
             in_batch: false,
             deferred: Vec::with_capacity(BATCH_CHUNK),
             held: 0,
-            out_memo: None,
-            in_memo: None,
+            out_memo: FlowMemo::new(),
+            in_memo: FlowMemo::new(),
             in_sa_memo: None,
             sa_tally: None,
             seq_block: None,
@@ -721,8 +721,8 @@ impl<P: PacketBuf> Worker<P> {
     /// (they may hold its sessions and SAs).
     pub fn refresh(&mut self) {
         if self.reader.refresh() > 0 {
-            self.out_memo = None;
-            self.in_memo = None;
+            self.out_memo.clear();
+            self.in_memo.clear();
             self.in_sa_memo = None;
             if self.held == 0 {
                 self.deferred.clear();
@@ -841,12 +841,14 @@ impl<P: PacketBuf> Worker<P> {
                     *slot = Some(sa.clone());
                     len += 1;
                 }
-                self.out_memo = FlowKey::of(&pkt, info).map(|key| OutMemo {
-                    key,
-                    policy: bundle.policy().clone(),
-                    sas: sas.clone(),
-                    len,
-                });
+                if let Some(key) = FlowKey::of(&pkt, info) {
+                    let memo = OutMemo {
+                        policy: bundle.policy().clone(),
+                        sas: sas.clone(),
+                        len,
+                    };
+                    self.out_memo.insert(key, memo);
+                }
                 let cont = Cont {
                     sas,
                     len,
@@ -1062,9 +1064,9 @@ impl<P: PacketBuf> Worker<P> {
     /// continuation, when every SA of it is still valid (what
     /// [`DbReader::output`] would choose in the same snapshot: the SAs it
     /// passed over for these were invalid then or are not newer).
-    fn out_memo_hit(&self, pkt: &P, info: &IpInfo, now: Instant) -> Option<Cont> {
-        let m = self.out_memo.as_ref()?;
-        if !m.key.matches(pkt, info) || m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
+    fn out_memo_hit(&mut self, pkt: &P, info: &IpInfo, now: Instant) -> Option<Cont> {
+        let m = self.out_memo.get(pkt, info)?;
+        if m.sas.iter().flatten().any(|sa| !sa.is_valid()) {
             return None;
         }
         m.policy.touch(now);
@@ -1229,18 +1231,24 @@ impl<P: PacketBuf> Worker<P> {
             // that passed in this snapshot: the same verdict (the SAs are
             // compared by identity; the memo holds references, so none can
             // be freed and its address reused while it is remembered).
-            let hit = self.in_memo.as_ref().is_some_and(|m| {
-                m.key.matches(&pkt, info)
-                    && m.sas.len() == cont.sas.len()
-                    && m.sas
+            let hit = match self.in_memo.get(&pkt, info) {
+                Some(m)
+                    if m.sas
                         .iter()
                         .zip(cont.sas.iter())
                         .all(|(a, b)| match (a, b) {
                             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                             (None, None) => true,
                             _ => false,
-                        })
-            });
+                        }) =>
+                {
+                    if let Some(p) = &m.policy {
+                        p.touch(now);
+                    }
+                    true
+                }
+                _ => false,
+            };
             if !hit {
                 let sel = packet::selector(&pkt, info);
                 let mut applied = [AppliedXform {
@@ -1262,13 +1270,13 @@ impl<P: PacketBuf> Worker<P> {
                     Ok(p) => p.cloned(),
                     Err(r) => return self.drop_pkt(r),
                 };
-                self.in_memo = FlowKey::of(&pkt, info).map(|key| InMemo {
-                    key,
-                    policy,
-                    sas: cont.sas.clone(),
-                });
-            } else if let Some(p) = self.in_memo.as_ref().and_then(|m| m.policy.as_ref()) {
-                p.touch(now);
+                if let Some(key) = FlowKey::of(&pkt, info) {
+                    let memo = InMemo {
+                        policy,
+                        sas: cont.sas.clone(),
+                    };
+                    self.in_memo.insert(key, memo);
+                }
             }
         }
         Next::Deliver(pkt)

@@ -55,6 +55,7 @@ pub mod events;
 pub mod ipcomp;
 pub mod ipip;
 pub mod lifetime;
+mod memo;
 pub mod packet;
 pub mod replay;
 pub mod sa;

@@ -437,6 +437,56 @@ impl FlowKey {
     }
 }
 
+impl FlowKey {
+    /// This key's hash: the same as [`FlowKey::hash_of`] on a packet with
+    /// this key.
+    pub fn hash(&self) -> u64 {
+        let len = address_span(self.version).1;
+        flow_hash(
+            self.addrs.get(..len).unwrap_or(&[]),
+            self.ports.get(..usize::from(self.nports)).unwrap_or(&[]),
+            self.proto,
+        )
+    }
+
+    /// The hash of `pkt`'s key (parsed as `info`), computed in place
+    /// from the bytes [`FlowKey::matches`] compares; `None` when the
+    /// packet has no key ([`FlowKey::of`]) or those bytes are not
+    /// contiguous.
+    #[inline]
+    pub fn hash_of<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> Option<u64> {
+        let (at, len, nports) = flow_key_shape(info)?;
+        let head = pkt.peek(0, info.offset.checked_add(nports)?)?;
+        Some(flow_hash(
+            head.get(at..at.checked_add(len)?)?,
+            head.get(info.offset..)?.get(..nports)?,
+            info.proto,
+        ))
+    }
+}
+
+/// A flow's hash for a per-worker memo table: the addresses folded eight
+/// bytes at a time with the port bytes and the protocol, then multiplied
+/// by 2^64 / phi (Fibonacci hashing: the high bits are well mixed). Not
+/// keyed: colliding flows only miss the memo and take the lookup.
+#[inline]
+fn flow_hash(addrs: &[u8], ports: &[u8], proto: IpProtocol) -> u64 {
+    let mut h = u64::from(u8::from(proto));
+    for (i, c) in addrs.chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        for (d, s) in w.iter_mut().zip(c) {
+            *d = *s;
+        }
+        h ^= u64::from_ne_bytes(w).rotate_left(17 * i as u32);
+    }
+    let mut p = [0u8; 4];
+    for (d, s) in p.iter_mut().zip(ports) {
+        *d = *s;
+    }
+    h ^= u64::from(u32::from_ne_bytes(p)) << 24;
+    h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 fn fragment_has_no_ports<P: PacketBuf + ?Sized>(pkt: &P, info: &IpInfo) -> bool {
     if info.version == IpVersion::V4 {
         let mut fo = [0u8; 2];

@@ -1024,3 +1024,112 @@ fn workers_count_crypto_requests_in_their_own_counters() {
     );
     assert_eq!(ea.crypto.drivers()[0].stats.requests, 0);
 }
+
+/// Flows taking turns each keep their own decision, out and in: two
+/// outbound flows to different tunnels alternate packet by packet and
+/// within a batch, each on its own SA, each touching its own policy; the
+/// SA of one dying (without a refresh) drops that flow only. Inbound, two
+/// flows through the same SA alternate, one accepted by the tunnel policy
+/// and one discarded by a stronger policy of its own: the discarded flow
+/// never passes on the other's accepted check.
+#[test]
+fn flows_taking_turns_keep_their_own_decisions() {
+    use fipsec_core::{PolicyAction, PolicySpec, Selector, Spi};
+    let (_, alg) = algs().into_iter().next().unwrap();
+    let mut p = pair(&alg, false, false);
+    let sec = |s: u64| Instant::from_micros(s * 1_000_000);
+    // Flow 2 (to 10.2.0.9) has a tunnel of its own, to 192.0.2.3, ahead
+    // of the /16 policy (smaller priority is stronger).
+    add_esp_sa(
+        p.a.ipsec(),
+        "192.0.2.1",
+        "192.0.2.3",
+        0x3001,
+        Mode::Tunnel,
+        &alg,
+        false,
+        64,
+    );
+    let host2 = Selector::new(sa_addr("10.1.0.5"), 32, sa_addr("10.2.0.9"), 32, 255).unwrap();
+    let mut spec = PolicySpec::new(
+        host2,
+        Direction::Out,
+        PolicyAction::Ipsec,
+        vec![tunnel(SaProto::Esp, "192.0.2.1", "192.0.2.3")],
+    );
+    spec.priority = 0;
+    p.a.ipsec().db.spd().add(spec, false, sec(0)).unwrap();
+    p.a.refresh();
+    let flow1 = udp4([10, 1, 0, 5], [10, 2, 0, 7], &[1; 40]);
+    let flow2 = udp4([10, 1, 0, 5], [10, 2, 0, 9], &[2; 40]);
+    let net = Selector::new(sa_addr("10.1.0.0"), 16, sa_addr("10.2.0.0"), 16, 255).unwrap();
+    let (policy1, policy2) = (
+        policy_of(p.a.ipsec(), Direction::Out, &net),
+        policy_of(p.a.ipsec(), Direction::Out, &host2),
+    );
+
+    // Packet by packet.
+    for t in 1..=3 {
+        assert_eq!(
+            esp_spi(transmit(p.a.output(sec(t), buf(&flow1))).bytes()),
+            0x1001
+        );
+        assert_eq!(policy1.last_used(), sec(t));
+        assert_eq!(
+            esp_spi(transmit(p.a.output(sec(t), buf(&flow2))).bytes()),
+            0x3001
+        );
+        assert_eq!(policy2.last_used(), sec(t));
+    }
+    // In one batch.
+    let mut spis = Vec::new();
+    let batch = (0..8).map(|i| buf(if i % 2 == 0 { &flow1 } else { &flow2 }));
+    p.a.output_batch(sec(4), batch, &mut |v| {
+        spis.push(esp_spi(transmit(v).bytes()))
+    });
+    assert_eq!(spis, [0x1001, 0x3001].repeat(4));
+    assert_eq!((policy1.last_used(), policy2.last_used()), (sec(4), sec(4)));
+
+    // Flow 2's SA dies; no refresh: flow 2 has no SA, flow 1 is unchanged.
+    p.a.ipsec()
+        .db
+        .sad()
+        .delete(&sa_addr("192.0.2.3"), SaProto::Esp, Spi(0x3001), None)
+        .unwrap();
+    let ea = p.a.ipsec().clone();
+    for t in 5..=6 {
+        assert_eq!(
+            esp_spi(transmit(p.a.output(sec(t), buf(&flow1))).bytes()),
+            0x1001
+        );
+        expect_drop(&ea, DropReason::PolicyOutNoSa, || {
+            p.a.output(sec(t), buf(&flow2))
+        });
+    }
+
+    // Inbound: flow 3 (to 10.2.0.8) goes through the /16 tunnel too, and
+    // the receiver discards it by a host policy of its own.
+    let flow3 = udp4([10, 1, 0, 5], [10, 2, 0, 8], &[3; 40]);
+    let host3 = Selector::new(sa_addr("10.1.0.5"), 32, sa_addr("10.2.0.8"), 32, 255).unwrap();
+    let mut discard = PolicySpec::new(host3, Direction::In, PolicyAction::Discard, vec![]);
+    discard.priority = 0;
+    p.b.ipsec().db.spd().add(discard, false, sec(7)).unwrap();
+    p.b.refresh();
+    let eb = p.b.ipsec().clone();
+    for t in 7..=9 {
+        let esp1 = transmit(p.a.output(sec(t), buf(&flow1)));
+        let esp3 = transmit(p.a.output(sec(t), buf(&flow3)));
+        assert_eq!(esp_spi(esp3.bytes()), 0x1001);
+        assert_eq!(deliver(p.b.input(sec(t), esp1)).bytes(), &flow1[..]);
+        expect_drop(&eb, DropReason::PolicyInDiscard, || p.b.input(sec(t), esp3));
+    }
+    let (esp1, esp3) = (
+        transmit(p.a.output(sec(10), buf(&flow1))),
+        transmit(p.a.output(sec(10), buf(&flow3))),
+    );
+    let mut got = Vec::new();
+    p.b.input_batch(sec(10), [esp1, esp3], &mut |v| got.push(v));
+    assert!(
+        matches!(&got[..], [Verdict::Deliver(d), Verdict::Dropped(DropReason::PolicyInDiscard)] if d.bytes() == &flow1[..])
+    );
+}

@@ -226,6 +226,10 @@ struct Opts {
     /// Also time the pipeline's parts alone (policy and SA lookups, IP
     /// parsing, the crypto framework's dispatch) for one row per driver.
     breakdown: bool,
+    /// How many flows (UDP source ports) the packets of a round take
+    /// turns in: the engine's per-flow memos meet a new flow every packet
+    /// when more than one.
+    flows: usize,
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -251,6 +255,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         no_bare: false,
         per_packet: false,
         breakdown: false,
+        flows: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -285,6 +290,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     .map_err(|e| format!("--batch: {e}"))?
                     .max(12);
             }
+            "--flows" => {
+                o.flows = val("--flows")?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65536).contains(n))
+                    .ok_or("--flows: 1..=65536")?;
+            }
             "--algs" => o.algs = Some(list(&val("--algs")?)),
             "--drivers" => o.drivers = Some(list(&val("--drivers")?)),
             "--buffers" => {
@@ -307,7 +319,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
                      [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha,null] [--drivers ipsec-mb,soft] \
-                     [--buffers slice,noreplay,chain] [--batch N] [--wall] [--per-packet] [--pipeline-csv FILE] \
+                     [--buffers slice,noreplay,chain] [--batch N] [--flows N] [--wall] [--per-packet] [--pipeline-csv FILE] \
                      [--pipeline-svg FILE]"
                     .into());
             }
@@ -450,6 +462,18 @@ fn pair<P: PacketBuf>(
         a: Worker::new(ea, Box::new(BenchRng(0x9e37_79b9_7f4a_7c15))),
         b: Worker::new(eb, Box::new(BenchRng(0x2545_f491_4f6c_dd1d))),
     }))
+}
+
+/// The inner packet of index `i` in a round of `flows` flows: its flow is
+/// `i % flows`, its UDP source port 12345 plus the flow (RFC 768; the UDP
+/// checksum is 0, not covering it).
+fn flow_packet(len: usize, i: usize, flows: usize) -> Vec<u8> {
+    let mut p = inner_packet(len, i as u8);
+    if len >= 28 {
+        let port = 12345u16.wrapping_add((i % flows.max(1)) as u16);
+        p[20..22].copy_from_slice(&port.to_be_bytes());
+    }
+    p
 }
 
 /// A UDP/IPv4 packet of `len` bytes from host A to host B (UDP checksum 0).
@@ -665,10 +689,10 @@ struct ChainSource {
 }
 
 impl ChainSource {
-    fn new(lens: &[usize]) -> Result<ChainSource, String> {
+    fn new(lens: &[usize], flows: usize) -> Result<ChainSource, String> {
         let mut templates = Vec::with_capacity(lens.len());
         for (i, &len) in lens.iter().enumerate() {
-            let bytes = inner_packet(len, i as u8);
+            let bytes = flow_packet(len, i, flows);
             let plan = if len + MAX_LINKHDR <= fipsec_buf::chain::MHLEN {
                 vec![SegSpec::inline(len).with_leading(MAX_LINKHDR)]
             } else {
@@ -958,7 +982,7 @@ fn run_row(
                 templates: lens
                     .iter()
                     .enumerate()
-                    .map(|(i, &n)| inner_packet(n, i as u8))
+                    .map(|(i, &n)| flow_packet(n, i, o.flows))
                     .collect(),
                 first: true,
             };
@@ -969,7 +993,7 @@ fn run_row(
                 return Ok(None);
             };
             check_replay(&p, replay)?;
-            let mut src = ChainSource::new(&lens)?;
+            let mut src = ChainSource::new(&lens, o.flows)?;
             measure(&mut p, &mut src, (f, alg), &lens, o, cost).map(Some)
         }
     }
@@ -1686,6 +1710,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         o.batch,
         o.time.as_secs_f64()
     );
+    if o.flows > 1 {
+        println!(
+            "   {} flows: the packets of a round take turns in {} UDP source ports",
+            o.flows, o.flows
+        );
+    }
     println!("   overhead = 1 - bare/pipeline time; numbers are noisy on a shared machine\n");
 
     let header: Vec<String> = [
