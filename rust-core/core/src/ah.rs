@@ -42,7 +42,7 @@
 //!    with ESN, by the 4 high sequence-number bytes, because an AEAD session
 //!    takes no `auth_suffix` (for the MACs the ESN bits go in
 //!    `Layout::auth_suffix`) — and followed by the saved mutable-field bytes
-//!    (the record of [`SavedFields::emit`]), outside every region the
+//!    (the record of `SavedFields::emit`), outside every region the
 //!    request covers:
 //!
 //! ```text
@@ -109,7 +109,7 @@ const GMAC_IV_LEN: usize = 8;
 /// zeroed (or predicted), so that the "after" half can restore them.
 /// Bounded: [`SAVE_BYTES`] bytes in at most [`SAVE_RUNS`] runs. It lives on
 /// the stack while the "before" half builds it and travels in the packet's
-/// scratch tail ([`SavedFields::emit`], [`SavedFields::parse`]), not in the
+/// scratch tail (`SavedFields::emit`, `SavedFields::parse`), not in the
 /// continuation.
 #[derive(Clone, Copy)]
 pub struct SavedFields {

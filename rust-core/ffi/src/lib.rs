@@ -7,7 +7,7 @@
 //!   without the library (empty lists without it), and a thread CPU clock.
 //! * `alloc_count` (feature `std`): a counting global allocator, so the
 //!   benchmarks can show that a data path allocates nothing per packet.
-//! * [`kmod`] (feature `kmod`, `x86_64-unknown-none`): the C ABI of the
+//! * `kmod` (feature `kmod`, `x86_64-unknown-none`): the C ABI of the
 //!   kernel staticlib that the FreeBSD glue (`sys-glue/`) links: memory from
 //!   malloc(9), panics routed to panic(9), and the `fipsec_*` entry points.
 //!   The glue provides the `fipsec_glue_*` imports.

@@ -4,7 +4,7 @@
 //! * [`SeqPacket`] / [`SeqPacketListener`]: `AF_UNIX` `SOCK_SEQPACKET`
 //!   sockets, the transport of the userspace gateway's PF_KEY control
 //!   socket (one PF_KEY message per datagram, message boundaries kept);
-//! * [`PfKeySocket`] (FreeBSD only): a real `socket(PF_KEY, SOCK_RAW,
+//! * `PfKeySocket` (FreeBSD only): a real `socket(PF_KEY, SOCK_RAW,
 //!   PF_KEY_V2)` (RFC 2367 § 2);
 //! * [`if_nametoindex`]/[`if_indextoname`] for IPv6 zones, [`localtime`] for setkey's dates;
 //! * [`TermSignals`]: SIGTERM/SIGINT blocked and awaited (`sigwait`), for
