@@ -917,7 +917,11 @@ impl<P: PacketBuf> Worker<P> {
     /// [`Worker::output_batch`]. The anti-replay window is checked before
     /// and committed after the ICV for each packet as in `input` (RFC 4303
     /// § 3.4.3), so a duplicate within one batch is still dropped (at its
-    /// commit). Returns the verdicts handed to `out`.
+    /// commit). The check sees the window as committed before the batch's
+    /// crypto: a number received already is dropped there as a duplicate
+    /// even where a packet earlier in the batch will move the window past
+    /// it (one at a time, the same packet is dropped as too old). Returns
+    /// the verdicts handed to `out`.
     pub fn input_batch<I: IntoIterator<Item = P>>(
         &mut self,
         now: Instant,
