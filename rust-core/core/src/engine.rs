@@ -532,6 +532,10 @@ struct OutMemo {
     len: u8,
 }
 
+// The sizes `memo::FLOW_MEMO_SLOTS`' docs give.
+const _: () = assert!(core::mem::size_of::<Option<(FlowKey, OutMemo)>>() <= 88);
+const _: () = assert!(core::mem::size_of::<Option<(FlowKey, InMemo)>>() <= 80);
+
 /// An accepted inbound policy check remembered until the worker's snapshot
 /// changes: the SAs the flow's packet came through.
 struct InMemo {
