@@ -428,7 +428,7 @@ pub struct Worker<P> {
     /// requests are held back in `deferred` and dispatched together.
     pub(crate) batching: bool,
     /// Inside a batch call (including its flushes): counts and sequence
-    /// numbers are taken per SA and batch (`sa_tally`, `seqs`).
+    /// numbers are taken per SA and batch (`sa_tallies`, `seq_blocks`).
     pub(crate) in_batch: bool,
     /// ESP requests held back for one [`Framework::dispatch_batch`]
     /// (capacity [`BATCH_CHUNK`], allocated with the worker): the first
@@ -451,16 +451,114 @@ pub struct Worker<P> {
     /// Per inbound flow, the removed transforms that the inbound policy
     /// check last accepted.
     in_memo: FlowMemo<InMemo>,
-    /// The inbound ESP SA last found, with its destination and SPI.
-    pub(crate) in_sa_memo: Option<crate::esp::EspInMemo>,
-    /// Within a batch: the packets and bytes counted on one SA, added to
-    /// its shared counters once (at the batch's end or when another SA
-    /// is counted) instead of two locked adds per packet.
-    sa_tally: Option<SaTally>,
-    /// Within a batch: output sequence numbers taken for one SA at once
-    /// and not yet used (given back when the batch ends or another SA
-    /// needs numbers).
-    seq_block: Option<SeqBlock>,
+    /// The inbound ESP SAs last found, each with its destination and SPI.
+    pub(crate) in_sa_memo: crate::esp::EspInMemos,
+    /// Within a batch: the packets and bytes counted on each of a few SAs,
+    /// added to its shared counters once (at the batch's end, or when
+    /// more SAs than [`BATCH_SAS`] take turns and its place is needed)
+    /// instead of two locked adds per packet.
+    sa_tallies: PerSa<SaTally>,
+    /// Within a batch: output sequence numbers taken for each of a few SAs
+    /// at once and not yet used (given back when the batch ends or its
+    /// place is needed).
+    seq_blocks: PerSa<SeqBlock>,
+}
+
+/// How many SAs a batch keeps counts and sequence-number blocks for at
+/// once: the packets of a few tunnels taking turns each find their own.
+const BATCH_SAS: usize = 4;
+
+/// What a batch keeps per SA (see [`Worker::sa_tallies`]).
+trait OfSa {
+    fn sa(&self) -> &SaRef;
+}
+
+impl OfSa for SaTally {
+    fn sa(&self) -> &SaRef {
+        &self.sa
+    }
+}
+
+impl OfSa for SeqBlock {
+    fn sa(&self) -> &SaRef {
+        &self.sa
+    }
+}
+
+/// Up to [`BATCH_SAS`] entries, one per SA, the one used last looked at
+/// first.
+struct PerSa<T> {
+    slots: [Option<T>; BATCH_SAS],
+    /// The entry used last.
+    at: usize,
+}
+
+impl<T: OfSa> PerSa<T> {
+    fn new() -> PerSa<T> {
+        PerSa {
+            slots: Default::default(),
+            at: 0,
+        }
+    }
+
+    /// The entry used last, when it is `sa`'s.
+    #[inline(always)]
+    fn current(&mut self, sa: &SaRef) -> Option<&mut T> {
+        self.slots
+            .get_mut(self.at)?
+            .as_mut()
+            .filter(|t| Arc::ptr_eq(t.sa(), sa))
+    }
+
+    /// `sa`'s entry, when there is one; it becomes the one used last.
+    fn find(&mut self, sa: &SaRef) -> Option<&mut T> {
+        let i = self
+            .slots
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|t| Arc::ptr_eq(t.sa(), sa)))?;
+        self.at = i;
+        self.slots.get_mut(i)?.as_mut()
+    }
+
+    /// `sa`'s entry: found, or made by `make` in a free place or in place
+    /// of the entry after the one used last, which goes to `evict`.
+    fn get_or_insert(
+        &mut self,
+        sa: &SaRef,
+        make: impl FnOnce() -> T,
+        evict: impl FnOnce(T),
+    ) -> Option<&mut T> {
+        let i = match self
+            .slots
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|t| Arc::ptr_eq(t.sa(), sa)))
+        {
+            Some(i) => i,
+            None => {
+                let i = self
+                    .slots
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or((self.at + 1) % BATCH_SAS);
+                let slot = self.slots.get_mut(i)?;
+                if let Some(old) = slot.replace(make()) {
+                    evict(old);
+                }
+                i
+            }
+        };
+        self.at = i;
+        self.slots.get_mut(i)?.as_mut()
+    }
+
+    /// Takes every entry out, to `f`.
+    fn drain(&mut self, mut f: impl FnMut(T)) {
+        for e in self.slots.iter_mut() {
+            if let Some(t) = e.take() {
+                f(t);
+            }
+        }
+    }
 }
 
 /// `left` output sequence numbers of `sa` from `next` on, taken together
@@ -469,6 +567,15 @@ struct SeqBlock {
     sa: SaRef,
     next: u64,
     left: u64,
+}
+
+impl SeqBlock {
+    /// Gives the unused numbers back to the SA ([`SecAssoc::return_seqs`]).
+    fn give_back(self) {
+        if self.left > 0 {
+            self.sa.return_seqs(self.next, self.next + (self.left - 1));
+        }
+    }
 }
 
 /// How many output sequence numbers a batch takes at once: one crypto
@@ -607,9 +714,9 @@ impl<P: PacketBuf> Worker<P> {
             held: 0,
             out_memo: FlowMemo::new(),
             in_memo: FlowMemo::new(),
-            in_sa_memo: None,
-            sa_tally: None,
-            seq_block: None,
+            in_sa_memo: crate::esp::EspInMemos::new(),
+            sa_tallies: PerSa::new(),
+            seq_blocks: PerSa::new(),
         }
     }
 
@@ -620,8 +727,7 @@ impl<P: PacketBuf> Worker<P> {
     #[inline(always)]
     pub(crate) fn count_on_sa(&mut self, sa: &SaRef, inbound: bool, bytes: u64) {
         if self.in_batch
-            && let Some(t) = &mut self.sa_tally
-            && Arc::ptr_eq(&t.sa, sa)
+            && let Some(t) = self.sa_tallies.current(sa)
         {
             t.count(inbound, bytes);
             return;
@@ -641,31 +747,32 @@ impl<P: PacketBuf> Worker<P> {
             }
             return;
         }
-        self.tally(sa).count(inbound, bytes);
+        match self.tally(sa) {
+            Some(t) => t.count(inbound, bytes),
+            None if inbound => sa.counters.count_in(bytes),
+            None => sa.counters.count_out(bytes),
+        }
     }
 
-    /// The batch's tally for `sa`: the current one, or a new one after the
-    /// current one (another SA's) has been added to its SA.
+    /// The batch's tally for `sa`: found, or a new one (in place of
+    /// another SA's, added to that SA first, when [`BATCH_SAS`] SAs have
+    /// one). `None` only if the table were inconsistent.
     #[inline]
-    fn tally(&mut self, sa: &SaRef) -> &mut SaTally {
-        if !self
-            .sa_tally
-            .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(&t.sa, sa))
-            && let Some(old) = self.sa_tally.take()
-        {
-            old.add_to_sa();
-        }
-        self.sa_tally.get_or_insert_with(|| SaTally {
-            sa: sa.clone(),
-            in_packets: 0,
-            in_bytes: 0,
-            out_packets: 0,
-            out_bytes: 0,
-            life_packets: 0,
-            life_bytes: 0,
-            life_ok_at: None,
-        })
+    fn tally(&mut self, sa: &SaRef) -> Option<&mut SaTally> {
+        self.sa_tallies.get_or_insert(
+            sa,
+            || SaTally {
+                sa: sa.clone(),
+                in_packets: 0,
+                in_bytes: 0,
+                out_packets: 0,
+                out_bytes: 0,
+                life_packets: 0,
+                life_bytes: 0,
+                life_ok_at: None,
+            },
+            |old| old.add_to_sa(),
+        )
     }
 
     /// The next output sequence number of `sa` ([`SecAssoc::next_seq`]).
@@ -677,9 +784,8 @@ impl<P: PacketBuf> Worker<P> {
     /// is taken inline; the rest is a call.
     #[inline(always)]
     pub(crate) fn next_seq(&mut self, sa: &SaRef) -> Result<u64, crate::sa::SeqOverflow> {
-        if let Some(b) = &mut self.seq_block
+        if let Some(b) = self.seq_blocks.current(sa)
             && b.left > 0
-            && Arc::ptr_eq(&b.sa, sa)
         {
             let seq = b.next;
             // Past the last number only when none is left (then unused).
@@ -696,23 +802,37 @@ impl<P: PacketBuf> Worker<P> {
         if !self.in_batch {
             return sa.next_seq();
         }
-        self.return_seqs();
-        let (first, n) = sa.take_seqs(SEQ_BLOCK)?;
-        self.seq_block = Some(SeqBlock {
+        // The SA's block (made in place of another SA's, whose unused
+        // numbers go back, when BATCH_SAS SAs have one): numbers left in
+        // it, or a new block.
+        let empty = || SeqBlock {
             sa: sa.clone(),
-            next: first.wrapping_add(1),
-            left: n.saturating_sub(1),
-        });
-        Ok(first)
+            next: 0,
+            left: 0,
+        };
+        match self
+            .seq_blocks
+            .get_or_insert(sa, empty, SeqBlock::give_back)
+        {
+            Some(b) if b.left > 0 => {
+                let seq = b.next;
+                b.next = b.next.wrapping_add(1);
+                b.left -= 1;
+                Ok(seq)
+            }
+            Some(b) => {
+                let (first, n) = sa.take_seqs(SEQ_BLOCK)?;
+                b.next = first.wrapping_add(1);
+                b.left = n.saturating_sub(1);
+                Ok(first)
+            }
+            None => sa.next_seq(),
+        }
     }
 
-    /// Gives the unused numbers of the current block back to its SA.
+    /// Gives the unused numbers of every block back to their SAs.
     fn return_seqs(&mut self) {
-        if let Some(b) = self.seq_block.take()
-            && b.left > 0
-        {
-            b.sa.return_seqs(b.next, b.next + (b.left - 1));
-        }
+        self.seq_blocks.drain(SeqBlock::give_back);
     }
 
     /// The shared engine.
@@ -727,7 +847,7 @@ impl<P: PacketBuf> Worker<P> {
         if self.reader.refresh() > 0 {
             self.out_memo.clear();
             self.in_memo.clear();
-            self.in_sa_memo = None;
+            self.in_sa_memo.clear();
             if self.held == 0 {
                 self.deferred.clear();
             }
@@ -766,9 +886,8 @@ impl<P: PacketBuf> Worker<P> {
     /// The memo check is always inlined (the rest is a call).
     #[inline(always)]
     pub(crate) fn lifetime(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
-        if let Some(t) = &mut self.sa_tally
+        if let Some(t) = self.sa_tallies.current(sa)
             && t.life_ok_at == Some(now)
-            && Arc::ptr_eq(&t.sa, sa)
         {
             t.life_packets += 1;
             t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
@@ -780,6 +899,16 @@ impl<P: PacketBuf> Worker<P> {
     /// [`Worker::lifetime`] without the batch's memo.
     #[inline(never)]
     fn lifetime_slow(&mut self, sa: &SaRef, bytes: usize, now: Instant) -> bool {
+        // The memo of `lifetime`, on the SA's tally when another SA's was
+        // the one used last (SAs taking turns).
+        if self.in_batch
+            && let Some(t) = self.sa_tallies.find(sa)
+            && t.life_ok_at == Some(now)
+        {
+            t.life_packets += 1;
+            t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+            return false;
+        }
         let later = if self.in_batch {
             sa.account_later(now)
         } else {
@@ -787,11 +916,15 @@ impl<P: PacketBuf> Worker<P> {
         };
         let verdict = match later {
             Some(v) => {
-                let t = self.tally(sa);
-                t.life_packets += 1;
-                t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
-                if v == LifetimeVerdict::Ok {
-                    t.life_ok_at = Some(now);
+                match self.tally(sa) {
+                    Some(t) => {
+                        t.life_packets += 1;
+                        t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+                        if v == LifetimeVerdict::Ok {
+                            t.life_ok_at = Some(now);
+                        }
+                    }
+                    None => sa.lifetime().add_usage(1, bytes as u64),
                 }
                 v
             }
@@ -970,9 +1103,7 @@ impl<P: PacketBuf> Worker<P> {
         n += self.flush(now, out);
         self.batching = false;
         self.in_batch = false;
-        if let Some(t) = self.sa_tally.take() {
-            t.add_to_sa();
-        }
+        self.sa_tallies.drain(|t| t.add_to_sa());
         self.return_seqs();
         n
     }

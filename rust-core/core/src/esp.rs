@@ -16,6 +16,7 @@
 //! [RFC 4303]: https://www.rfc-editor.org/rfc/rfc4303
 //! [RFC 4303 § 2.2.1]: https://www.rfc-editor.org/rfc/rfc4303#section-2.2.1
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 use fipsec_buf::PacketBuf;
@@ -319,6 +320,71 @@ pub(crate) struct EspInMemo {
     shape: Option<Shape>,
 }
 
+/// How many inbound SAs a worker remembers at once (a power of two).
+const ESP_IN_MEMO_SLOTS: usize = 64;
+
+/// The inbound SAs a worker found last ([`EspInMemo`]): the one used last,
+/// in place (one SA's packets look nowhere else), and behind it the ones
+/// used before, direct-mapped on the SPI, so that the packets of several
+/// SAs taking turns each find their own.
+#[derive(Debug)]
+pub(crate) struct EspInMemos {
+    last: Option<EspInMemo>,
+    earlier: Box<[Option<EspInMemo>]>,
+}
+
+impl EspInMemos {
+    /// An empty table (allocated with its worker).
+    pub(crate) fn new() -> EspInMemos {
+        EspInMemos {
+            last: None,
+            earlier: (0..ESP_IN_MEMO_SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    /// The entry of `earlier` for `spi`: its top bits after a
+    /// multiplication by 2^64 / phi (SPIs given out in sequence spread
+    /// over the table).
+    fn slot(spi: u32) -> usize {
+        let h = u64::from(spi).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - ESP_IN_MEMO_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Makes the earlier entry for `spi` to `dst`, when it is there and
+    /// its SA still valid, the one used last. Whether it was there.
+    #[inline(never)]
+    fn recall(&mut self, spi: u32, dst: &DstBytes) -> bool {
+        let Some(e) = self.earlier.get_mut(Self::slot(spi)) else {
+            return false;
+        };
+        if !e
+            .as_ref()
+            .is_some_and(|m| m.spi == spi && m.dst == *dst && m.sa.is_valid())
+        {
+            return false;
+        }
+        let found = e.take();
+        self.remember(found);
+        true
+    }
+
+    /// Makes `m` the entry used last; the one before goes to its place in
+    /// `earlier`.
+    fn remember(&mut self, m: Option<EspInMemo>) {
+        if let Some(old) = core::mem::replace(&mut self.last, m)
+            && let Some(e) = self.earlier.get_mut(Self::slot(old.spi))
+        {
+            *e = Some(old);
+        }
+    }
+
+    /// Forgets every SA (the worker's snapshot changed).
+    pub(crate) fn clear(&mut self) {
+        self.last = None;
+        self.earlier.iter_mut().for_each(|e| *e = None);
+    }
+}
+
 /// The destination address of the IP header at offset 0, as it is there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DstBytes {
@@ -370,10 +436,11 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(d) = dst {
             let remembered = self
                 .in_sa_memo
+                .last
                 .as_ref()
                 .is_some_and(|m| m.spi == spi && m.dst == d && m.sa.is_valid());
-            if !remembered {
-                self.in_sa_memo = self
+            if !remembered && !self.in_sa_memo.recall(spi, &d) {
+                let found = self
                     .reader
                     .lookup_in(&info.dst, SaProto::Esp, Spi(spi))
                     .map(|sa| EspInMemo {
@@ -382,12 +449,16 @@ impl<P: PacketBuf> Worker<P> {
                         sa: sa.clone(),
                         shape: sa.session().map(|s| Shape::of(s.params())),
                     });
+                if found.is_none() {
+                    return self.drop_pkt(DropReason::EspInNoSa);
+                }
+                self.in_sa_memo.remember(found);
             }
         }
         // Borrowed from this worker's snapshot (or the memo): the one
         // reference count the packet takes is the continuation's, below.
         let found = match dst {
-            Some(_) => self.in_sa_memo.as_ref().map(|m| (&m.sa, m.shape)),
+            Some(_) => self.in_sa_memo.last.as_ref().map(|m| (&m.sa, m.shape)),
             None => self
                 .reader
                 .lookup_in(&info.dst, SaProto::Esp, Spi(spi))

@@ -1133,3 +1133,130 @@ fn flows_taking_turns_keep_their_own_decisions() {
         matches!(&got[..], [Verdict::Deliver(d), Verdict::Dropped(DropReason::PolicyInDiscard)] if d.bytes() == &flow1[..])
     );
 }
+
+/// A pair whose A→B traffic goes over `n` tunnel SAs taking turns: flow
+/// `k` (10.1.0.5 to 10.2.0.(20 + k)) has a policy of its own on both
+/// gateways (ahead of the /16 one) and a tunnel to 192.0.2.(10 + k) with
+/// SPI 0x4000 + k. Returns the pair, each flow's packet, and the SAs on A
+/// and on B.
+fn pair_of_sas(
+    alg: &Alg,
+    n: u8,
+) -> (
+    Pair,
+    Vec<Vec<u8>>,
+    Vec<fipsec_core::SaRef>,
+    Vec<fipsec_core::SaRef>,
+) {
+    use fipsec_core::{PolicyAction, PolicySpec, Selector};
+    let mut p = pair(alg, false, false);
+    let (mut on_a, mut on_b, mut flows) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..n {
+        let end = format!("192.0.2.{}", 10 + k);
+        let host = format!("10.2.0.{}", 20 + k);
+        for (gw, dir, sas) in [
+            (&p.a, Direction::Out, &mut on_a),
+            (&p.b, Direction::In, &mut on_b),
+        ] {
+            let spi = 0x4000 + u32::from(k);
+            sas.push(add_esp_sa(
+                gw.ipsec(),
+                "192.0.2.1",
+                &end,
+                spi,
+                Mode::Tunnel,
+                alg,
+                false,
+                64,
+            ));
+            let sel = Selector::new(sa_addr("10.1.0.5"), 32, sa_addr(&host), 32, 255).unwrap();
+            let req = tunnel(SaProto::Esp, "192.0.2.1", &end);
+            let mut spec = PolicySpec::new(sel, dir, PolicyAction::Ipsec, vec![req]);
+            spec.priority = 0;
+            gw.ipsec().db.spd().add(spec, false, Instant::ZERO).unwrap();
+        }
+        flows.push(udp4(
+            [10, 1, 0, 5],
+            [10, 2, 0, 20 + k],
+            &vec![k; 40 + usize::from(k)],
+        ));
+    }
+    p.a.refresh();
+    p.b.refresh();
+    (p, flows, on_a, on_b)
+}
+
+/// The sequence number of an ESP packet in an IPv4 tunnel (RFC 4303
+/// § 2.2: the four bytes after the SPI).
+fn esp_seq(p: &[u8]) -> u32 {
+    let at = usize::from(p[0] & 0x0f) * 4 + 4;
+    u32::from_be_bytes(p[at..at + 4].try_into().unwrap())
+}
+
+/// More SAs than a batch keeps counts and sequence-number blocks for take
+/// turns packet by packet within batches, out and in: each SA's packets
+/// carry its SPI and its own consecutive sequence numbers from 1 in packet
+/// order (RFC 4303 § 3.3.3), every packet arrives, each SA counts its own
+/// packets, and the counts and the numbers are those of the same packets
+/// sent and received one by one on a second pair. The numbers a batch
+/// took and did not use go back: the next packet of each SA carries the
+/// next number.
+#[test]
+fn sas_taking_turns_keep_their_own_counts_and_sequence_numbers() {
+    let (_, alg) = algs().into_iter().next().unwrap();
+    let n = 6u8;
+    let rounds = 5usize;
+    let (mut p, flows, on_a, on_b) = pair_of_sas(&alg, n);
+    let (mut q, _, q_a, q_b) = pair_of_sas(&alg, n);
+    let t = Instant::from_micros(1_000_000);
+    let order = |i: usize| &flows[i % usize::from(n)];
+
+    let mut esp = Vec::new();
+    let sent = p.a.output_batch(
+        t,
+        (0..rounds * usize::from(n)).map(|i| buf(order(i))),
+        &mut |v| esp.push(transmit(v)),
+    );
+    assert_eq!(sent, rounds * usize::from(n));
+    for (i, e) in esp.iter().enumerate() {
+        let k = i % usize::from(n);
+        assert_eq!(esp_spi(e.bytes()), 0x4000 + k as u32, "packet {i}");
+        assert_eq!(
+            esp_seq(e.bytes()),
+            (i / usize::from(n) + 1) as u32,
+            "packet {i}"
+        );
+    }
+    let mut got = Vec::new();
+    p.b.input_batch(t, esp, &mut |v| got.push(deliver(v)));
+    assert_eq!(got.len(), rounds * usize::from(n));
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.bytes(), &order(i)[..], "packet {i}");
+    }
+
+    // The same packets one by one on the second pair.
+    for i in 0..rounds * usize::from(n) {
+        let e = transmit(q.a.output(t, buf(order(i))));
+        deliver(q.b.input(t, e));
+    }
+    let load = |c: &core::sync::atomic::AtomicU64| c.load(core::sync::atomic::Ordering::Relaxed);
+    for k in 0..usize::from(n) {
+        let (a, b, qa, qb) = (
+            &on_a[k].counters,
+            &on_b[k].counters,
+            &q_a[k].counters,
+            &q_b[k].counters,
+        );
+        assert_eq!(load(&a.out_packets), rounds as u64, "SA {k}");
+        assert_eq!(load(&b.in_packets), rounds as u64, "SA {k}");
+        assert_eq!(load(&a.out_bytes), load(&qa.out_bytes), "SA {k}");
+        assert_eq!(load(&b.in_bytes), load(&qb.in_bytes), "SA {k}");
+        assert_eq!(on_a[k].last_seq(), q_a[k].last_seq(), "SA {k}");
+    }
+
+    // The next packet of each SA, alone: the next number.
+    for (k, f) in flows.iter().enumerate() {
+        let e = transmit(p.a.output(t, buf(f)));
+        assert_eq!(esp_seq(e.bytes()), rounds as u32 + 1, "SA {k}");
+    }
+}

@@ -230,6 +230,9 @@ struct Opts {
     /// turns in: the engine's per-flow memos meet a new flow every packet
     /// when more than one.
     flows: usize,
+    /// How many SAs (one policy each) the packets of a round take turns
+    /// in, inner sources 10.1.k.5 (see [`gateway`]).
+    sas: usize,
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -256,6 +259,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         per_packet: false,
         breakdown: false,
         flows: 1,
+        sas: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -297,6 +301,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     .filter(|n| (1..=65536).contains(n))
                     .ok_or("--flows: 1..=65536")?;
             }
+            "--sas" => {
+                o.sas = val("--sas")?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or("--sas: 1..=256")?;
+            }
             "--algs" => o.algs = Some(list(&val("--algs")?)),
             "--drivers" => o.drivers = Some(list(&val("--drivers")?)),
             "--buffers" => {
@@ -319,7 +330,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "-h" | "--help" => {
                 return Err("usage: fipsec-bench pipeline [--quick] [--seconds S] \
                      [--sizes 64,512,1400,imix] [--algs gcm,cbc,chacha,null] [--drivers ipsec-mb,soft] \
-                     [--buffers slice,noreplay,chain] [--batch N] [--flows N] [--wall] [--per-packet] [--pipeline-csv FILE] \
+                     [--buffers slice,noreplay,chain] [--batch N] [--flows N] [--sas N] [--wall] [--per-packet] [--pipeline-csv FILE] \
                      [--pipeline-svg FILE]"
                     .into());
             }
@@ -385,12 +396,16 @@ fn transform(alg: &Alg) -> Result<Keyed, String> {
 }
 
 /// One gateway's engine with `engine` as its only driver, the A→B SA and a
-/// policy in `dir`. `None` when the driver does not support the transform.
+/// policy in `dir`. With `sas` > 1, that many A→B SAs (SPIs from `SPI`
+/// on), SA `k` unique to a policy for inner sources 10.1.k.0/24 (reqid
+/// k + 1, `setkey`'s `unique:`). `None` when the driver does not support
+/// the transform.
 fn gateway<P: PacketBuf>(
     engine: Box<dyn Engine>,
     alg: &Alg,
     replay: u32,
     dir: Direction,
+    sas: usize,
 ) -> Result<Option<Arc<Ipsec<P>>>, String> {
     let mut fw: Framework<P, Cont> = Framework::new();
     fw.register_engine(engine).map_err(|e| e.to_string())?;
@@ -400,44 +415,60 @@ fn gateway<P: PacketBuf>(
         salt,
         auth_key,
     } = transform(alg)?;
-    let Ok(session) = fw.new_session(x.params) else {
-        return Ok(None);
-    };
-    let config = SaConfig {
-        auth_alg: u8::from(alg.auth),
-        enc_alg: u8::from(alg.enc),
-        auth_key: SecretKey::new(&auth_key).unwrap_or_else(SecretKey::empty),
-        enc_key: SecretKey::new(&key).unwrap_or_else(SecretKey::empty),
-        salt: Salt::new(&salt).unwrap_or_default(),
-        replay_window: replay,
-        session: Some(session),
-        ..SaConfig::default()
-    };
+    let mut sessions = Vec::with_capacity(sas);
+    for _ in 0..sas {
+        let Ok(session) = fw.new_session(x.params.clone()) else {
+            return Ok(None);
+        };
+        sessions.push(session);
+    }
     let mut c = DbConfig::default();
     c.sad.shards = 16;
     c.spd.shards = 16;
     let ipsec = Ipsec::new(SecurityDb::new(c), fw, EngineConfig::default());
-    let index = SaIndex::new(addr(GW_A), addr(GW_B), SaProto::Esp, Mode::Tunnel, ReqId(0));
-    let params = SaParams {
-        config,
-        ..SaParams::default()
-    };
-    ipsec
-        .db
-        .add_sa(Spi(SPI), index, params, Instant::ZERO)
-        .map_err(|e| format!("add_sa: {e:?}"))?;
-    let sel = Selector::new(addr([10, 1, 0, 0]), 16, addr([10, 2, 0, 0]), 16, 255)
-        .map_err(|e| format!("selector: {e:?}"))?;
-    let req = IpsecRequest::tunnel(SaProto::Esp, Level::Require, addr(GW_A), addr(GW_B));
-    ipsec
-        .db
-        .spd()
-        .add(
-            PolicySpec::new(sel, dir, PolicyAction::Ipsec, vec![req]),
-            false,
-            Instant::ZERO,
-        )
-        .map_err(|e| format!("policy: {e:?}"))?;
+    for (k, session) in sessions.into_iter().enumerate() {
+        let config = SaConfig {
+            auth_alg: u8::from(alg.auth),
+            enc_alg: u8::from(alg.enc),
+            auth_key: SecretKey::new(&auth_key).unwrap_or_else(SecretKey::empty),
+            enc_key: SecretKey::new(&key).unwrap_or_else(SecretKey::empty),
+            salt: Salt::new(&salt).unwrap_or_default(),
+            replay_window: replay,
+            session: Some(session),
+            ..SaConfig::default()
+        };
+        let (reqid, level, sel) = if sas == 1 {
+            (ReqId(0), Level::Require, ([10, 1, 0, 0], 16))
+        } else {
+            (
+                ReqId(k as u32 + 1),
+                Level::Unique,
+                ([10, 1, k as u8, 0], 24),
+            )
+        };
+        let index = SaIndex::new(addr(GW_A), addr(GW_B), SaProto::Esp, Mode::Tunnel, reqid);
+        let params = SaParams {
+            config,
+            ..SaParams::default()
+        };
+        ipsec
+            .db
+            .add_sa(Spi(SPI + k as u32), index, params, Instant::ZERO)
+            .map_err(|e| format!("add_sa: {e:?}"))?;
+        let sel = Selector::new(addr(sel.0), sel.1, addr([10, 2, 0, 0]), 16, 255)
+            .map_err(|e| format!("selector: {e:?}"))?;
+        let mut req = IpsecRequest::tunnel(SaProto::Esp, level, addr(GW_A), addr(GW_B));
+        req.reqid = reqid;
+        ipsec
+            .db
+            .spd()
+            .add(
+                PolicySpec::new(sel, dir, PolicyAction::Ipsec, vec![req]),
+                false,
+                Instant::ZERO,
+            )
+            .map_err(|e| format!("policy: {e:?}"))?;
+    }
     Ok(Some(Arc::new(ipsec)))
 }
 
@@ -450,12 +481,13 @@ fn pair<P: PacketBuf>(
     f: &EngineFactory,
     alg: &Alg,
     replay: u32,
+    sas: usize,
 ) -> Result<Option<Pair<P>>, String> {
     let make = || (f.make)().ok_or_else(|| format!("{} unavailable", f.name));
-    let Some(ea) = gateway::<P>(make()?, alg, replay, Direction::Out)? else {
+    let Some(ea) = gateway::<P>(make()?, alg, replay, Direction::Out, sas)? else {
         return Ok(None);
     };
-    let Some(eb) = gateway::<P>(make()?, alg, replay, Direction::In)? else {
+    let Some(eb) = gateway::<P>(make()?, alg, replay, Direction::In, sas)? else {
         return Ok(None);
     };
     Ok(Some(Pair {
@@ -464,14 +496,21 @@ fn pair<P: PacketBuf>(
     }))
 }
 
-/// The inner packet of index `i` in a round of `flows` flows: its flow is
-/// `i % flows`, its UDP source port 12345 plus the flow (RFC 768; the UDP
-/// checksum is 0, not covering it).
-fn flow_packet(len: usize, i: usize, flows: usize) -> Vec<u8> {
+/// The inner packet of index `i` in a round of `flows` flows over `sas`
+/// SAs: its flow is `i % flows`, its UDP source port 12345 plus the flow
+/// (RFC 768; the UDP checksum is 0, not covering it); with more than one
+/// SA, its source 10.1.k.5 for SA `k = i % sas` (see [`gateway`]).
+fn flow_packet(len: usize, i: usize, flows: usize, sas: usize) -> Vec<u8> {
     let mut p = inner_packet(len, i as u8);
     if len >= 28 {
         let port = 12345u16.wrapping_add((i % flows.max(1)) as u16);
         p[20..22].copy_from_slice(&port.to_be_bytes());
+    }
+    if sas > 1 {
+        p[14] = (i % sas) as u8;
+        p[10..12].copy_from_slice(&[0, 0]);
+        let c = fipsec_wire::checksum::checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
     }
     p
 }
@@ -689,10 +728,10 @@ struct ChainSource {
 }
 
 impl ChainSource {
-    fn new(lens: &[usize], flows: usize) -> Result<ChainSource, String> {
+    fn new(lens: &[usize], flows: usize, sas: usize) -> Result<ChainSource, String> {
         let mut templates = Vec::with_capacity(lens.len());
         for (i, &len) in lens.iter().enumerate() {
-            let bytes = flow_packet(len, i, flows);
+            let bytes = flow_packet(len, i, flows, sas);
             let plan = if len + MAX_LINKHDR <= fipsec_buf::chain::MHLEN {
                 vec![SegSpec::inline(len).with_leading(MAX_LINKHDR)]
             } else {
@@ -974,7 +1013,7 @@ fn run_row(
     };
     match buffers {
         Buffers::Slice | Buffers::NoReplay => {
-            let Some(mut p) = pair::<SliceBuf>(f, alg, replay)? else {
+            let Some(mut p) = pair::<SliceBuf>(f, alg, replay, o.sas)? else {
                 return Ok(None);
             };
             check_replay(&p, replay)?;
@@ -982,18 +1021,18 @@ fn run_row(
                 templates: lens
                     .iter()
                     .enumerate()
-                    .map(|(i, &n)| flow_packet(n, i, o.flows))
+                    .map(|(i, &n)| flow_packet(n, i, o.flows, o.sas))
                     .collect(),
                 first: true,
             };
             measure(&mut p, &mut src, (f, alg), &lens, o, cost).map(Some)
         }
         Buffers::Chain => {
-            let Some(mut p) = pair::<Chain>(f, alg, replay)? else {
+            let Some(mut p) = pair::<Chain>(f, alg, replay, o.sas)? else {
                 return Ok(None);
             };
             check_replay(&p, replay)?;
-            let mut src = ChainSource::new(&lens, o.flows)?;
+            let mut src = ChainSource::new(&lens, o.flows, o.sas)?;
             measure(&mut p, &mut src, (f, alg), &lens, o, cost).map(Some)
         }
     }
@@ -1034,7 +1073,7 @@ fn time_ns(clock: Clock, cost: f64, n: usize, mut f: impl FnMut(usize)) -> f64 {
 /// as a slice row of `len`-byte packets: where the overhead goes.
 fn breakdown(f: &EngineFactory, alg: &Alg, len: usize, o: &Opts, cost: f64) -> Result<(), String> {
     use fipsec_core::packet;
-    let Some(mut p) = pair::<SliceBuf>(f, alg, REPLAY_WINDOW)? else {
+    let Some(mut p) = pair::<SliceBuf>(f, alg, REPLAY_WINDOW, 1)? else {
         return Ok(());
     };
     let clock = o.clock;
@@ -1714,6 +1753,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!(
             "   {} flows: the packets of a round take turns in {} UDP source ports",
             o.flows, o.flows
+        );
+    }
+    if o.sas > 1 {
+        println!(
+            "   {} SAs: the packets of a round take turns in {} tunnel SAs (one policy each)",
+            o.sas, o.sas
         );
     }
     println!("   overhead = 1 - bare/pipeline time; numbers are noisy on a shared machine\n");
