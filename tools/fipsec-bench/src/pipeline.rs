@@ -239,6 +239,14 @@ fn list(v: &str) -> Vec<String> {
     v.split(',').map(|s| s.trim().to_string()).collect()
 }
 
+/// Option `name`'s value `v`: a count from 1 to `max`.
+fn count(name: &str, v: &str, max: usize) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("{name}: 1..={max}"))
+}
+
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         clock: Clock::ThreadCpu,
@@ -294,20 +302,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                     .map_err(|e| format!("--batch: {e}"))?
                     .max(12);
             }
-            "--flows" => {
-                o.flows = val("--flows")?
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=65536).contains(n))
-                    .ok_or("--flows: 1..=65536")?;
-            }
-            "--sas" => {
-                o.sas = val("--sas")?
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=256).contains(n))
-                    .ok_or("--sas: 1..=256")?;
-            }
+            "--flows" => o.flows = count("--flows", &val("--flows")?, 65536)?,
+            "--sas" => o.sas = count("--sas", &val("--sas")?, 256)?,
             "--algs" => o.algs = Some(list(&val("--algs")?)),
             "--drivers" => o.drivers = Some(list(&val("--drivers")?)),
             "--buffers" => {
