@@ -613,6 +613,13 @@ impl SaTally {
         }
     }
 
+    /// One more packet of `bytes` accounted against the lifetimes.
+    #[inline(always)]
+    fn count_life(&mut self, bytes: usize) {
+        self.life_packets += 1;
+        self.life_bytes = self.life_bytes.wrapping_add(bytes as u64);
+    }
+
     fn add_to_sa(&self) {
         self.sa
             .lifetime()
@@ -739,18 +746,14 @@ impl<P: PacketBuf> Worker<P> {
     /// tally's.
     #[inline(never)]
     fn count_on_sa_slow(&mut self, sa: &SaRef, inbound: bool, bytes: u64) {
-        if !self.in_batch {
-            if inbound {
-                sa.counters.count_in(bytes);
-            } else {
-                sa.counters.count_out(bytes);
-            }
-            return;
-        }
-        match self.tally(sa) {
-            Some(t) => t.count(inbound, bytes),
-            None if inbound => sa.counters.count_in(bytes),
-            None => sa.counters.count_out(bytes),
+        if self.in_batch
+            && let Some(t) = self.tally(sa)
+        {
+            t.count(inbound, bytes);
+        } else if inbound {
+            sa.counters.count_in(bytes);
+        } else {
+            sa.counters.count_out(bytes);
         }
     }
 
@@ -889,8 +892,7 @@ impl<P: PacketBuf> Worker<P> {
         if let Some(t) = self.sa_tallies.current(sa)
             && t.life_ok_at == Some(now)
         {
-            t.life_packets += 1;
-            t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+            t.count_life(bytes);
             return false;
         }
         self.lifetime_slow(sa, bytes, now)
@@ -905,8 +907,7 @@ impl<P: PacketBuf> Worker<P> {
             && let Some(t) = self.sa_tallies.find(sa)
             && t.life_ok_at == Some(now)
         {
-            t.life_packets += 1;
-            t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+            t.count_life(bytes);
             return false;
         }
         let later = if self.in_batch {
@@ -918,8 +919,7 @@ impl<P: PacketBuf> Worker<P> {
             Some(v) => {
                 match self.tally(sa) {
                     Some(t) => {
-                        t.life_packets += 1;
-                        t.life_bytes = t.life_bytes.wrapping_add(bytes as u64);
+                        t.count_life(bytes);
                         if v == LifetimeVerdict::Ok {
                             t.life_ok_at = Some(now);
                         }
